@@ -1,0 +1,184 @@
+//! The admin listener shared by `cpe lb` and `cpe vip`: a small HTTP/1.1 server for
+//! `/metrics` (Prometheus text) and `/status` (JSON), and the matching client that
+//! `cpe status` uses. It knows nothing about load balancing or VIPs: the caller hands it a
+//! function from path to response. Bind it to loopback by default; it has no auth.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response as HttpResponse};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What a route returns.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Response {
+    /// A JSON body, already rendered by the caller (this crate does not depend on serde).
+    pub fn json(body: String) -> Self {
+        Response {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+    pub fn text(body: String) -> Self {
+        Response {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body,
+        }
+    }
+    /// Prometheus text exposition format.
+    pub fn metrics(body: String) -> Self {
+        Response {
+            status: 200,
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body,
+        }
+    }
+}
+
+/// Maps a request path (without query) to a response; `None` is 404.
+pub type Handler = Arc<dyn Fn(&str) -> Option<Response> + Send + Sync>;
+
+/// Serves admin requests on `listener` until `shutdown` completes. Each connection gets
+/// its own task; a slow client cannot hold up the others.
+pub async fn serve(listener: TcpListener, handler: Handler, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handler = handler.clone();
+                async move {
+                    let r = if req.method() == hyper::Method::GET {
+                        handler(req.uri().path()).unwrap_or(Response {
+                            status: 404,
+                            content_type: "text/plain",
+                            body: format!("no such path: {}\n", req.uri().path()),
+                        })
+                    } else {
+                        Response {
+                            status: 405,
+                            content_type: "text/plain",
+                            body: "GET only\n".into(),
+                        }
+                    };
+                    HttpResponse::builder()
+                        .status(r.status)
+                        .header("content-type", r.content_type)
+                        .body(Full::new(Bytes::from(r.body)))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the admin listener at {0}: {1} (is cpe running, with --admin {0}?)")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("admin listener at {0}: {1}")]
+    Http(SocketAddr, String),
+    #[error("admin listener at {addr} answered {status}: {}", .body.trim())]
+    Status {
+        addr: SocketAddr,
+        status: u16,
+        body: String,
+    },
+}
+
+/// `GET path` on an admin listener; returns the body of a 200 answer.
+pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ClientError> {
+    let work = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Connect(addr, e))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ClientError::Http(addr, e.to_string()))?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header("host", addr.to_string())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| ClientError::Http(addr, e.to_string()))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Http(addr, e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(addr, e.to_string()))?
+            .to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if status == 200 {
+            Ok(body)
+        } else {
+            Err(ClientError::Status { addr, status, body })
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Http(
+            addr,
+            format!("no answer within {timeout:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_routes_and_404() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let handler: Handler =
+            Arc::new(|p| (p == "/status").then(|| Response::json("{\"ok\":true}".to_string())));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(l, handler, async {
+            let _ = rx.await;
+        }));
+        assert_eq!(
+            get(addr, "/status", Duration::from_secs(2)).await.unwrap(),
+            "{\"ok\":true}"
+        );
+        let err = get(addr, "/nope", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 404, .. }),
+            "{err}"
+        );
+        tx.send(()).unwrap();
+        server.await.unwrap();
+    }
+}

@@ -1,0 +1,44 @@
+//! One module per subcommand. Each has an `Args` (clap) and a `run` that returns the exit
+//! code; shared plumbing (logging, runtime, loading a definition) is here.
+
+pub mod check;
+pub mod demo;
+pub mod lb;
+pub mod plan;
+pub mod preflight;
+pub mod render;
+pub mod status;
+pub mod test_apiserver;
+pub mod vip;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs an async subcommand on a multi-threaded runtime. rustls's ring provider is
+/// installed first so that no second provider can be picked by accident.
+pub fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(fut)
+}

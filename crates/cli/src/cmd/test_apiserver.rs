@@ -1,0 +1,10 @@
+//! `cpe test-apiserver`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("cpe test-apiserver is not built yet")
+}

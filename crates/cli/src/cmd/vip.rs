@@ -1,0 +1,10 @@
+//! `cpe vip`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("cpe vip is not built yet")
+}

@@ -1,0 +1,80 @@
+//! `cpe`: keeps a Kubernetes control plane's endpoint answering.
+//!
+//! This binary only parses arguments, sets up logging and a runtime, and maps results to
+//! exit codes: 0 success, 1 a failure or an invalid definition, 2 a usage error (clap's
+//! own code). Each subcommand lives in its own module under `cmd/` and calls into the
+//! library crates; no decision logic lives here.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cpe",
+    version,
+    about = "Keeps a Kubernetes control plane's endpoint answering while machines fail, restart or are replaced",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. `info`, `cpe_lb=debug`.
+    #[arg(long, global = true, env = "CPE_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = cmd::LogFormat::Text)]
+    log_format: cmd::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate an endpoint definition and explain it: mode, replicas, failures tolerated, quorum.
+    Plan(cmd::plan::Args),
+    /// Generate the artifacts that wire the endpoint into a cluster.
+    Render(cmd::render::Args),
+    /// Check the machines before the cluster is created.
+    Preflight(cmd::preflight::Args),
+    /// Check that the endpoint answers once the cluster exists.
+    Check(cmd::check::Args),
+    /// Run the L4 load balancer in front of the control-plane machines.
+    Lb(cmd::lb::Args),
+    /// Run the built-in virtual IP agent on a control-plane machine.
+    Vip(cmd::vip::Args),
+    /// Show what a running `cpe lb` or `cpe vip` is doing.
+    Status(cmd::status::Args),
+    /// A local three-node control plane with the endpoint in front and failures injected.
+    Demo(cmd::demo::Args),
+    /// A stand-in API server for tests and demos (TLS, /readyz, /version, watch; not Kubernetes).
+    #[command(name = "test-apiserver")]
+    TestApiserver(cmd::test_apiserver::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(&cli.log, cli.log_format);
+    let result = match cli.command {
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Render(a) => cmd::render::run(a),
+        Command::Preflight(a) => cmd::block_on(cmd::preflight::run(a)),
+        Command::Check(a) => cmd::block_on(cmd::check::run(a)),
+        Command::Lb(a) => cmd::block_on(cmd::lb::run(a)),
+        Command::Vip(a) => cmd::block_on(cmd::vip::run(a)),
+        Command::Status(a) => cmd::block_on(cmd::status::run(a)),
+        Command::Demo(a) => cmd::block_on(cmd::demo::run(a)),
+        Command::TestApiserver(a) => cmd::block_on(cmd::test_apiserver::run(a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // The whole cause chain, one line each; never a backtrace.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

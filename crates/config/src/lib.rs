@@ -1,0 +1,34 @@
+//! The control-plane endpoint definition.
+//!
+//! This crate turns an `endpoint.yaml` (or the equivalent Konvoy-style flags) into an
+//! [`Endpoint`]: the one resolved, validated model that every other part of cpe reads
+//! (`cpe lb`, `cpe vip`, `cpe preflight`, `cpe render`).
+//!
+//! # Layout
+//!
+//! - [`input`]: the serde types of the file, exactly as written (`deny_unknown_fields`,
+//!   every scalar carrying its line and column).
+//! - [`validate`]: the rules, checked without touching the host; every problem is
+//!   collected, none stops the others from being found.
+//! - [`model`]: the resolved definition ([`Endpoint`]) with defaults applied and the mode
+//!   inferred.
+//! - [`problem`]: a problem found in a definition: where, which field, which value,
+//!   which rule, and a hint.
+//! - [`duration`]: `250ms` / `2s` / `1m` durations as written in the file.
+//!
+//! # What it does not do
+//!
+//! No I/O beyond reading the one file it is given: no DNS, no interfaces, no sockets.
+//! Whether an interface exists or a port is free is host state, checked by
+//! `cpe-preflight`. Constructors never silently "fix" a definition: a value is either
+//! accepted as written or reported.
+
+pub mod duration;
+pub mod input;
+pub mod model;
+pub mod problem;
+pub mod validate;
+
+pub use model::*;
+pub use problem::{Problem, Severity};
+pub use validate::{load_file, load_str, LoadError, Loaded};
