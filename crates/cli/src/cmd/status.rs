@@ -1,10 +1,70 @@
-//! `cpe status`.
+//! `cpe status`: asks a running `cpe lb` or `cpe vip` for its `/status` and prints it as
+//! a table (or the JSON as is). The table layouts belong to the crates that own the
+//! status (`cpe_lb::status`, `cpe_vip::status`); this module only fetches and dispatches.
 
+use anyhow::Context;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Admin listener of the running agent. Default: try `cpe lb`'s (127.0.0.1:9630) and
+    /// `cpe vip`'s (127.0.0.1:9631) and show every one that answers.
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: Vec<SocketAddr>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("cpe status is not built yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Output {
+    Table,
+    Json,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let explicit = !args.admin.is_empty();
+    let admins = if explicit {
+        args.admin.clone()
+    } else {
+        vec![
+            cpe_config::DEFAULT_LB_ADMIN.parse()?,
+            cpe_config::DEFAULT_VIP_ADMIN.parse()?,
+        ]
+    };
+    let mut shown = 0;
+    let mut errors = Vec::new();
+    for admin in admins {
+        match cpe_admin::get(admin, "/status", Duration::from_secs(3)).await {
+            Ok(body) => {
+                shown += 1;
+                let v: serde_json::Value = serde_json::from_str(&body)
+                    .with_context(|| format!("{admin}/status did not answer JSON"))?;
+                if args.output == Output::Json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    continue;
+                }
+                match v.get("kind").and_then(|k| k.as_str()) {
+                    Some("lb") => print!("{}", cpe_lb::status::table(&v)),
+                    Some("vip") => print!("{}", cpe_vip::status::table(&v)),
+                    other => anyhow::bail!(
+                        "{admin}/status: unknown kind {other:?}: is this a cpe admin listener?"
+                    ),
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if shown == 0 {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        if !explicit {
+            eprintln!("hint: give the agent's admin listener with --admin ADDR:PORT");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
