@@ -132,6 +132,12 @@ pub struct Outcome {
     pub slowest: Duration,
     /// Sweeps that saw two holders, failure to end of repair.
     pub doubles: Vec<HolderChange>,
+    /// ARP claims for the VIP the client received (gratuitous requests and replies), from
+    /// the failure to settle: (time, MAC, host owning it).
+    pub arp_claims: Vec<(Duration, String, Option<String>)>,
+    /// Distinct MACs that claimed the VIP to the client after the takeover until settled:
+    /// more than one means the client saw two machines answer for it.
+    pub arp_claimers_after_takeover: usize,
     /// Whether the client's neighbour entry pointed at the settled holder's MAC.
     pub neighbour_follows: bool,
     pub neighbour_detail: String,
@@ -164,6 +170,10 @@ impl Outcome {
             if self.doubles.is_empty() { "no".to_string() } else { format!("YES ({} sweeps, first {:?})", self.doubles.len(), self.doubles[0]) },
             self.neighbour_follows,
         );
+        l += &format!(
+            ", ARP claimers after takeover: {}",
+            self.arp_claimers_after_takeover
+        );
         if let Some(c) = self.changes_after_restore {
             l += &format!(
                 ", changes after link back: {c} (outage then {})",
@@ -188,6 +198,7 @@ impl Outcome {
             "slowest_s": self.slowest.as_secs_f64(),
             "two_holders": !self.doubles.is_empty(),
             "neighbour_follows": self.neighbour_follows,
+            "arp_claimers_after_takeover": self.arp_claimers_after_takeover,
             "changes_after_restore": self.changes_after_restore,
             "restore_outage_s": self.restore_outage.map(|d| d.as_secs_f64()),
         })
@@ -223,6 +234,10 @@ impl Machine {
 pub struct Testbed {
     watch: Watch,
     prober: Prober,
+    /// tcpdump in the client namespace: the ARP traffic the client sees.
+    arp: Child,
+    /// Every machine's eth0 MAC ever seen, for naming ARP senders.
+    macs: Vec<(String, String)>,
     machines: Vec<Machine>,
     etcd: EtcdCluster,
     pub client: Host,
@@ -230,6 +245,7 @@ pub struct Testbed {
     api: ApiKind,
     agent: AgentKind,
     epoch: Instant,
+    epoch_wall: std::time::SystemTime,
     /// Next host number for replacements (cp4, cp5, ...).
     next_host: usize,
     net: Net,
@@ -244,7 +260,7 @@ impl Testbed {
     /// steady state. `tag` prefixes the namespace names.
     pub fn start(tag: &str, api: ApiKind, agent: AgentKind) -> Result<Testbed> {
         crate::require_root();
-        let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl"];
+        let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
         match (&api, &agent) {
             (ApiKind::Python, _) => progs.push("python3"),
             (_, AgentKind::Keepalived) => progs.push("keepalived"),
@@ -265,6 +281,17 @@ impl Testbed {
         let vip = net.addr(100);
         let etcd = EtcdCluster::start(&hosts, dir.path())?;
         let epoch = Instant::now();
+        let epoch_wall = std::time::SystemTime::now();
+        let arp = client.spawn(
+            "tcpdump arp",
+            &dir.path().join("client-arp.txt"),
+            "tcpdump",
+            &["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"].map(String::from),
+        )?;
+        let mut macs = Vec::new();
+        for h in &hosts {
+            macs.push((h.mac()?, h.name.clone()));
+        }
         let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch)?;
         let target = Target {
             addr: SocketAddr::new(vip.into(), API_PORT),
@@ -294,6 +321,8 @@ impl Testbed {
         let mut tb = Testbed {
             watch,
             prober,
+            arp,
+            macs,
             machines,
             etcd,
             client,
@@ -301,6 +330,7 @@ impl Testbed {
             api,
             agent,
             epoch,
+            epoch_wall,
             next_host: 4,
             net,
             dir,
@@ -596,6 +626,30 @@ impl Testbed {
         }
     }
 
+    /// ARP claims for the VIP seen by the client so far: (time, MAC, host).
+    pub fn arp_claims(&self) -> Vec<(Duration, String, Option<String>)> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("client-arp.txt")).unwrap_or_default();
+        let base = self
+            .epoch_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let vip = self.vip.to_string();
+        let _ = &self.arp;
+        text.lines()
+            .filter_map(|l| {
+                let (mac, t) = parse_arp_claim(l, &vip)?;
+                let host = self
+                    .macs
+                    .iter()
+                    .find(|(m, _)| *m == mac)
+                    .map(|(_, n)| n.clone());
+                Some((Duration::from_secs_f64((t - base).max(0.0)), mac, host))
+            })
+            .collect()
+    }
+
     /// The tails of every log (etcd, API servers, agents).
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
@@ -780,6 +834,22 @@ impl Testbed {
             }
             (h, n) => (false, format!("holder {h:?}, neighbour entry {n:?}")),
         };
+        let arp_claims: Vec<_> = self
+            .arp_claims()
+            .into_iter()
+            .filter(|(t, _, _)| *t >= t_fault && *t <= t_settled)
+            .collect();
+        let arp_claimers_after_takeover = {
+            let from_t = takeover.map(|d| t_fault + d).unwrap_or(t_fault);
+            let mut m: Vec<&String> = arp_claims
+                .iter()
+                .filter(|(t, _, _)| *t > from_t)
+                .map(|(_, m, _)| m)
+                .collect();
+            m.sort();
+            m.dedup();
+            m.len()
+        };
         let mut timeline: Vec<String> = self
             .watch
             .holders()
@@ -800,6 +870,12 @@ impl Testbed {
                     )
                 }),
         );
+        timeline.extend(arp_claims.iter().map(|(t, m, h)| {
+            format!(
+                "{:8.3}s client got ARP: VIP is-at {m} {h:?}",
+                t.as_secs_f64()
+            )
+        }));
         timeline.push(format!("{:8.3}s failure injected", t_fault.as_secs_f64()));
         timeline.push(format!("{:8.3}s settled", t_settled.as_secs_f64()));
         timeline.sort();
@@ -819,6 +895,8 @@ impl Testbed {
             failures: failed,
             slowest: reqs.slowest(t_fault, t_end),
             doubles,
+            arp_claims,
+            arp_claimers_after_takeover,
             neighbour_follows,
             neighbour_detail,
             changes_after_restore,
@@ -852,6 +930,7 @@ impl Testbed {
         self.next_host += 1;
         let host = self.net.add_host(&format!("cp{n}"), 10 + n as u8)?;
         self.watch.add_host(&host)?;
+        self.macs.push((host.mac()?, host.name.clone()));
         self.etcd.add(&host)?;
         let slot = self.machines[i].slot;
         self.machines[i] = Machine {
@@ -892,6 +971,56 @@ impl Drop for Testbed {
                 tempfile::tempdir().expect("tempdir"),
             ));
         }
+    }
+}
+
+/// One tcpdump line (`-n -e -tt`) claiming `vip` for a MAC: a reply `VIP is-at MAC`, or a
+/// gratuitous request `who-has VIP tell VIP` (the claimant is the Ethernet source). Returns
+/// the MAC and the Unix time.
+pub fn parse_arp_claim(line: &str, vip: &str) -> Option<(String, f64)> {
+    let mut words = line.split_whitespace();
+    let t: f64 = words.next()?.parse().ok()?;
+    let src = words.next()?.to_lowercase();
+    let is_at = format!("Reply {vip} is-at ");
+    if let Some(i) = line.find(&is_at) {
+        let mac = line[i + is_at.len()..]
+            .split([',', ' '])
+            .next()?
+            .to_lowercase();
+        return Some((mac, t));
+    }
+    if line.contains(&format!("Request who-has {vip} tell {vip},"))
+        || line.contains(&format!(
+            "Request who-has {vip} (ff:ff:ff:ff:ff:ff) tell {vip},"
+        ))
+    {
+        return Some((src, t));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_claims_are_replies_and_gratuitous_requests_for_the_vip_only() {
+        let vip = "10.1.2.100";
+        let reply = "1700000000.250000 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.100 is-at aa:bb:cc:00:00:02, length 28";
+        let garp = "1700000000.5 AA:BB:CC:00:00:03 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.100, length 28";
+        let ask = "1700000000.6 11:22:33:44:55:66 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.50, length 28";
+        let other = "1700000000.7 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.11 is-at aa:bb:cc:00:00:02, length 28";
+        assert_eq!(
+            parse_arp_claim(reply, vip),
+            Some(("aa:bb:cc:00:00:02".into(), 1700000000.25))
+        );
+        assert_eq!(
+            parse_arp_claim(garp, vip),
+            Some(("aa:bb:cc:00:00:03".into(), 1700000000.5))
+        );
+        assert_eq!(parse_arp_claim(ask, vip), None);
+        assert_eq!(parse_arp_claim(other, vip), None);
+        assert_eq!(parse_arp_claim("tcpdump: listening on eth0", vip), None);
     }
 }
 
