@@ -335,7 +335,10 @@ impl Testbed {
             net,
             dir,
         };
-        for i in 0..tb.machines.len() {
+        // The first API server generates the shared test PKI; start the others after it.
+        tb.start_api(0)?;
+        tb.wait_api_ready(0)?;
+        for i in 1..tb.machines.len() {
             tb.start_api(i)?;
         }
         for i in 0..tb.machines.len() {
@@ -395,7 +398,9 @@ impl Testbed {
                     .spawn(&format!("api {name}"), &log, "python3", &args)?
             }
             ApiKind::Cpe(bin) => {
-                let args = vec![
+                // One test PKI for all machines: the first server generates it (the caller
+                // waits for it before starting the others), the others reuse it.
+                let mut args = vec![
                     "test-apiserver".to_string(),
                     "--listen".into(),
                     format!("0.0.0.0:{API_PORT}"),
@@ -403,7 +408,21 @@ impl Testbed {
                     name.clone(),
                     "--tls-dir".into(),
                     self.dir.path().join("pki").to_string_lossy().into_owned(),
+                    // Long enough that a SIGTERMed stand-in is still serving when an agent
+                    // reacts to its 503; the scenarios kill it with SIGKILL anyway.
+                    "--shutdown-delay".into(),
+                    "2s".into(),
                 ];
+                let mut sans = vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".into(),
+                    self.vip.to_string(),
+                ];
+                sans.extend((11..=30).map(|l| self.net.addr(l).to_string()));
+                for s in sans {
+                    args.push("--san".into());
+                    args.push(s);
+                }
                 m.host.spawn(&format!("api {name}"), &log, bin, &args)?
             }
         };
@@ -451,7 +470,7 @@ impl Testbed {
                 std::fs::remove_file(self.dir.path().join(format!("www-{name}/readyz")))?
             }
             ApiKind::Cpe(_) => {
-                // The stand-in's own switch: a request to its admin path flips readiness.
+                // The stand-in's own switch (`POST /debug/ready`), from inside the machine.
                 self.machines[i]
                     .host
                     .exec(
