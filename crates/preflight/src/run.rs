@@ -3,7 +3,7 @@
 //! both the probes and the decisions; it decides nothing itself.
 
 use crate::decide::{self, OTHER_PORTS};
-use crate::facts::{Connect, Dad};
+use crate::facts::{Connect, Dad, Http};
 use crate::probe::{self, tls::TlsFiles};
 use crate::report::{Check, Report};
 use cpe_config::{Endpoint, EtcdTopology, Host, Machine, Mode};
@@ -216,10 +216,10 @@ async fn is_cpe_lb(ep: &Endpoint, lb_ip: IpAddr, timeout: Duration) -> bool {
     }
     candidates.dedup();
     for a in candidates {
-        if let crate::facts::Http::Status { code: 200, body } =
+        if let Http::Status { code: 200, body } =
             probe::tls::request(a, None, "GET", "/status", None, timeout).await
         {
-            if looks_like_cpe_lb(&body) {
+            if looks_like_cpe_lb(&body, ep.port) {
                 return true;
             }
         }
@@ -227,12 +227,17 @@ async fn is_cpe_lb(ep: &Endpoint, lb_ip: IpAddr, timeout: Duration) -> bool {
     false
 }
 
-/// `cpe lb`'s `/status` is a JSON object naming its backends.
-pub fn looks_like_cpe_lb(body: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.as_object().map(|o| o.contains_key("backends")))
-        .unwrap_or(false)
+/// `cpe lb`'s `/status` says `"kind": "lb"` and the address it listens on: it is a cpe
+/// load balancer for this endpoint when that address has the endpoint port.
+pub fn looks_like_cpe_lb(body: &str, port: u16) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    v["kind"] == "lb"
+        && v["listen"]
+            .as_str()
+            .and_then(|l| l.parse::<SocketAddr>().ok())
+            .is_some_and(|l| l.port() == port)
 }
 
 /// Settings of `cpe check`.
@@ -251,15 +256,17 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
         Host::Dns(n) => n.clone(),
     };
     let path = ep.health.path.clone();
-    // readyz is about readiness, the certificate check about the certificate: the former
-    // does not verify, so that a misnamed certificate shows up once, where it belongs.
-    let readyz_tls = probe::tls::client_config(
-        &TlsFiles {
-            ca: None,
-            ..opts.tls.clone()
-        },
-        false,
-    );
+    // `/readyz` goes through cpe-health's prober, the one `cpe lb` uses. It does not verify
+    // the certificate (no CA given to it): readiness is one check, the certificate another,
+    // so a misnamed certificate shows up once, where it belongs.
+    let hc = cpe_config::HealthCheck {
+        ca_file: None,
+        cert_file: opts.tls.cert.clone(),
+        key_file: opts.tls.key.clone(),
+        timeout: opts.timeout,
+        ..ep.health.clone()
+    };
+    let prober = cpe_health::Prober::from_config(&hc).map_err(|e| e.to_string());
 
     // Through the endpoint.
     let mut v = Vec::new();
@@ -271,11 +278,13 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
         Ok(addrs) if !addrs.is_empty() => {
             let addr = SocketAddr::new(addrs[0], ep.port);
             let title = format!("{} answers {path}", ep.url_authority());
-            v.push(
-                readyz(&readyz_tls, addr, &host_text, &path, opts.timeout)
-                    .await
-                    .into_check("endpoint.readyz", title, &path, ep),
-            );
+            v.push(decide::readyz(
+                "endpoint.readyz",
+                title,
+                &path,
+                &readyz(&prober, addr).await,
+                ep.health.unauthorized,
+            ));
             let cert = probe::tls::peer_cert(addr, &host_text, &opts.tls, opts.timeout).await;
             v.push(decide::cert_names(
                 "endpoint.certificate",
@@ -291,11 +300,11 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
     // Each machine directly.
     let mut set = JoinSet::new();
     for (i, m) in ep.machines.iter().enumerate() {
-        let (m, path, host_text, tlsc, files, t, e) = (
+        let (m, path, host_text, prober, files, t, e) = (
             m.clone(),
             path.clone(),
             host_text.clone(),
-            readyz_tls.clone(),
+            prober.clone(),
             opts.tls.clone(),
             opts.timeout,
             ep.clone(),
@@ -303,9 +312,13 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
         set.spawn(async move {
             let addr = m.api_server();
             let title = format!("{addr} answers {path}");
-            let r = readyz(&tlsc, addr, &m.address.to_string(), &path, t)
-                .await
-                .into_check("machine.readyz", title, &path, &e);
+            let r = decide::readyz(
+                "machine.readyz",
+                title,
+                &path,
+                &readyz(&prober, addr).await,
+                e.health.unauthorized,
+            );
             let cert = probe::tls::peer_cert(addr, &host_text, &files, t).await;
             let c = decide::cert_names("machine.certificate", addr, &e.host, &cert);
             (i, vec![r, c])
@@ -322,31 +335,33 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
     report
 }
 
-struct Readyz(crate::facts::Http);
-
-impl Readyz {
-    fn into_check(self, id: &str, title: String, path: &str, ep: &Endpoint) -> Check {
-        decide::readyz(id, title, path, &self.0, ep.health.unauthorized)
+async fn readyz(prober: &Result<cpe_health::Prober, String>, addr: SocketAddr) -> Http {
+    match prober {
+        Ok(p) => from_observation(&p.probe(addr).await.outcome),
+        Err(e) => Http::Other(e.clone()),
     }
 }
 
-async fn readyz(
-    config: &Result<std::sync::Arc<rustls::ClientConfig>, String>,
-    addr: SocketAddr,
-    name: &str,
-    path: &str,
-    timeout: Duration,
-) -> Readyz {
-    use crate::facts::Http;
-    let config = match config {
-        Ok(c) => c.clone(),
-        Err(e) => return Readyz(Http::Other(e.clone())),
-    };
-    let sni = match probe::tls::server_name(name) {
-        Ok(s) => s,
-        Err(e) => return Readyz(Http::Other(e)),
-    };
-    Readyz(probe::tls::request(addr, Some((config, sni)), "GET", path, None, timeout).await)
+/// cpe-health's outcome as the fact the decision reads.
+pub fn from_observation(o: &cpe_health::Outcome) -> Http {
+    use cpe_health::{Failure, Outcome};
+    match o {
+        Outcome::Ready => Http::Status {
+            code: 200,
+            body: String::new(),
+        },
+        Outcome::NotReady { status } | Outcome::Unauthorized { status } => Http::Status {
+            code: *status,
+            body: String::new(),
+        },
+        Outcome::Failed(f) => match f {
+            Failure::Refused => Http::Connect(Connect::Refused),
+            Failure::ConnectTimeout => Http::Connect(Connect::Timeout),
+            Failure::Connect(e) => Http::Connect(Connect::Error(e.clone())),
+            Failure::Tls(e) => Http::Tls(e.clone()),
+            other => Http::Other(other.to_string()),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -355,10 +370,13 @@ mod tests {
 
     #[test]
     fn cpe_lb_status_is_recognised() {
-        assert!(looks_like_cpe_lb(
-            r#"{"backends":[],"listen":"0.0.0.0:6443"}"#
+        let lb = r#"{"kind":"lb","backends":[],"listen":"0.0.0.0:6443"}"#;
+        assert!(looks_like_cpe_lb(lb, 6443));
+        assert!(!looks_like_cpe_lb(lb, 7443));
+        assert!(!looks_like_cpe_lb(
+            r#"{"kind":"vip","listen":"0.0.0.0:6443"}"#,
+            6443
         ));
-        assert!(!looks_like_cpe_lb(r#"{"holder":"cp1"}"#));
-        assert!(!looks_like_cpe_lb("<html>"));
+        assert!(!looks_like_cpe_lb("<html>", 6443));
     }
 }
