@@ -113,6 +113,7 @@ fn main() -> Result<()> {
                 .map(|o| o.slowest.as_secs_f64())
                 .fold(0.0, f64::max);
             let doubles = os.iter().filter(|o| !o.doubles.is_empty()).count();
+            let doubles_repair = os.iter().filter(|o| !o.doubles_repair.is_empty()).count();
             let neigh = os.iter().filter(|o| o.neighbour_follows).count();
             let healthy = os.iter().filter(|o| o.settled_on_healthy).count();
             println!(

@@ -130,8 +130,11 @@ pub struct Outcome {
     /// The first few failures (start time and error), for the report.
     pub failures: Vec<String>,
     pub slowest: Duration,
-    /// Sweeps that saw two holders, failure to end of repair.
+    /// Sweeps that saw two holders, from the failure until the measurement ended.
     pub doubles: Vec<HolderChange>,
+    /// Sweeps that saw two holders while the testbed was being repaired afterwards (a
+    /// restarted agent, a healed partition, keepalived preempting back).
+    pub doubles_repair: Vec<HolderChange>,
     /// ARP claims for the VIP the client received (gratuitous requests and replies), from
     /// the failure to settle: (time, MAC, host owning it).
     pub arp_claims: Vec<(Duration, String, Option<String>)>,
@@ -197,6 +200,7 @@ impl Outcome {
             "failed": self.failed,
             "slowest_s": self.slowest.as_secs_f64(),
             "two_holders": !self.doubles.is_empty(),
+            "two_holders_during_repair": !self.doubles_repair.is_empty(),
             "neighbour_follows": self.neighbour_follows,
             "arp_claimers_after_takeover": self.arp_claimers_after_takeover,
             "changes_after_restore": self.changes_after_restore,
@@ -481,7 +485,9 @@ impl Testbed {
                             "1",
                             "-X",
                             "POST",
-                            &format!("https://127.0.0.1:{API_PORT}/debug/ready?ready=false"),
+                            "--data",
+                            "false",
+                            &format!("https://127.0.0.1:{API_PORT}/debug/ready"),
                         ],
                     )
                     .context("turning /readyz to 503")?;
@@ -508,7 +514,9 @@ impl Testbed {
                             "1",
                             "-X",
                             "POST",
-                            &format!("https://127.0.0.1:{API_PORT}/debug/ready?ready=true"),
+                            "--data",
+                            "true",
+                            &format!("https://127.0.0.1:{API_PORT}/debug/ready"),
                         ],
                     )
                     .context("turning /readyz back to 200")?;
@@ -520,7 +528,11 @@ impl Testbed {
 
     fn start_agent(&mut self, i: usize) -> Result<()> {
         let url = self.api_url();
-        let eps = self.etcd.endpoints();
+        // This machine's own member first, as `cpe vip --etcd` asks.
+        let own = format!("http://{}:2379", self.machines[i].host.addr);
+        let mut eps: Vec<String> = self.etcd.endpoints().split(',').map(String::from).collect();
+        eps.sort_by_key(|e| *e != own);
+        let eps = eps.join(",");
         let vip = self.vip;
         let m = &self.machines[i];
         let name = m.host.name.clone();
@@ -900,7 +912,8 @@ impl Testbed {
         timeline.sort();
         let repaired = self.repair();
         let t_repaired = self.now();
-        let doubles = self.watch.doubles(t_fault, t_repaired);
+        let doubles = self.watch.doubles(t_fault, t_end);
+        let doubles_repair = self.watch.doubles(t_end, t_repaired);
         let out = Outcome {
             agent: self.agent.name(),
             scenario: s,
@@ -914,6 +927,7 @@ impl Testbed {
             failures: failed,
             slowest: reqs.slowest(t_fault, t_end),
             doubles,
+            doubles_repair,
             arp_claims,
             arp_claimers_after_takeover,
             neighbour_follows,
