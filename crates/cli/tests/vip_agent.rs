@@ -1,0 +1,241 @@
+//! `cpe vip` on one host, for real: a network namespace with the agent and its own etcd,
+//! a peer namespace on the same bridge that watches the wire, and the kernel doing the
+//! rest. What it proves: the VIP is added and announced (gratuitous ARP seen by tcpdump on
+//! the peer, the peer reaches the VIP), put back when someone deletes it, dropped when the
+//! health check fails and taken again when it passes, removed and its lease revoked on
+//! SIGTERM, and refused, naming the MAC, when a foreign host already answers for it.
+//! The multi-host failover scenarios live in the end-to-end suite (`vip_e2e.rs`).
+//!
+//! Needs root, `etcd`, `etcdctl`, `nft`, `tcpdump` and `ping`; fails (never skips) without.
+
+use cpe_testkit::{require_programs, require_root, Child, Host, Net};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const CPE: &str = env!("CARGO_BIN_EXE_cpe");
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+fn status(host: &Host) -> Value {
+    let out = host
+        .exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
+        .expect("cpe status");
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+fn start_agent(host: &Host, vip: Ipv4Addr, dir: &Path, log: &str) -> Child {
+    let args: Vec<String> = [
+        "vip",
+        "--vip",
+        &format!("{vip}/24"),
+        "--interface",
+        "eth0",
+        "--node",
+        &host.name,
+        "--etcd",
+        "http://127.0.0.1:2379",
+        // etcd's own /health on a second listener, so that a firewall rule on that port
+        // fails the health check without cutting the agent off etcd.
+        "--health-url",
+        "http://127.0.0.1:2381/health",
+        "--admin",
+        "127.0.0.1:9631",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    host.spawn("cpe vip", &dir.join(log), CPE, &args)
+        .expect("start cpe vip")
+}
+
+fn sigterm(c: &Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &c.pid().to_string()])
+        .status();
+}
+
+#[test]
+fn vip_agent_holds_announces_repairs_and_hands_over() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "nft", "tcpdump", "ping", "ip"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vipag").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let b = net.add_host("b", 12).unwrap();
+    let vip = net.addr(100);
+
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        "http://127.0.0.1:2379,http://127.0.0.1:2381",
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+
+    // The peer listens for ARP before the agent starts.
+    let tcpdump_args: Vec<String> = ["-l", "-n", "-i", "eth0", "arp"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tcpdump = b
+        .spawn(
+            "tcpdump",
+            &dir.path().join("tcpdump.log"),
+            "tcpdump",
+            &tcpdump_args,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut agent = start_agent(&a, vip, dir.path(), "agent.log");
+    let took = wait_for("the VIP on a", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap()
+    });
+    eprintln!("VIP held {took:?} after start");
+    b.exec("ping", &["-c", "1", "-W", "2", &vip.to_string()])
+        .expect("the peer reaches the VIP");
+    let garp = format!("Request who-has {vip} tell {vip}");
+    wait_for(
+        "two gratuitous ARPs on the peer",
+        Duration::from_secs(3),
+        || {
+            std::fs::read_to_string(tcpdump.log_path())
+                .unwrap_or_default()
+                .matches(&garp)
+                .count()
+                >= 2
+        },
+    );
+    let s = status(&a);
+    assert_eq!(s["kind"], "vip");
+    assert_eq!(s["role"], "holder", "{s:#}");
+    assert_eq!(s["holding"], true);
+    assert_eq!(s["node"], "a");
+    wait_for("etcd names a as holder", Duration::from_secs(3), || {
+        status(&a)["holder"] == "a"
+    });
+    let table = a
+        .exec(CPE, &["status", "--admin", "127.0.0.1:9631"])
+        .unwrap();
+    assert!(table.contains("holder (etcd)  a"), "{table}");
+
+    // Someone deletes the address: it comes back.
+    a.exec("ip", &["addr", "del", &format!("{vip}/24"), "dev", "eth0"])
+        .unwrap();
+    let back = wait_for("the VIP back on a", Duration::from_secs(3), || {
+        a.has_addr(vip).unwrap()
+    });
+    eprintln!("deleted VIP restored after {back:?}");
+
+    // The health check fails (connection refused on its port): the VIP goes.
+    a.exec(
+        "nft",
+        &["add table inet vipag; add chain inet vipag out { type filter hook output priority 0; }; add rule inet vipag out tcp dport 2381 reject with tcp reset"],
+    )
+    .unwrap();
+    let gone = wait_for("the VIP to leave a", Duration::from_secs(5), || {
+        !a.has_addr(vip).unwrap()
+    });
+    eprintln!("VIP dropped {gone:?} after the health check started failing");
+    let s = status(&a);
+    assert_eq!(s["role"], "waiting", "{s:#}");
+    assert_eq!(s["healthy"], false);
+    assert_eq!(s["last_transition"]["reason"], "health_failed", "{s:#}");
+    a.exec("nft", &["delete table inet vipag"]).unwrap();
+    wait_for(
+        "the VIP back after health recovers",
+        Duration::from_secs(5),
+        || a.has_addr(vip).unwrap(),
+    );
+
+    // SIGTERM: address removed, lease revoked (nobody leads), clean exit.
+    sigterm(&agent);
+    let exited = wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    eprintln!("exited {exited:?} after SIGTERM");
+    assert!(
+        !a.has_addr(vip).unwrap(),
+        "VIP left on the interface after SIGTERM"
+    );
+    let keys = a
+        .exec(
+            "etcdctl",
+            &[
+                "--endpoints",
+                "http://127.0.0.1:2379",
+                "get",
+                "--prefix",
+                "/cpe/vip/",
+                "--keys-only",
+            ],
+        )
+        .unwrap();
+    assert!(keys.trim().is_empty(), "election key left behind: {keys}");
+    let log = std::fs::read_to_string(agent.log_path()).unwrap();
+    assert!(log.contains("HOLDER->STOPPED (shutting down)"), "{log}");
+    agent.kill();
+
+    // A foreign host answers for the VIP: refused, its MAC named, nothing added.
+    b.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
+        .unwrap();
+    let mut agent = start_agent(&a, vip, dir.path(), "agent2.log");
+    let mac = b.mac().unwrap();
+    wait_for(
+        "the foreign MAC in /status",
+        Duration::from_secs(10),
+        || {
+            a.exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
+                .ok()
+                .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+                .is_some_and(|s| s["foreign_mac"] == mac.as_str())
+        },
+    );
+    assert!(!a.has_addr(vip).unwrap(), "took a VIP a foreign host holds");
+    let s = status(&a);
+    assert_ne!(s["role"], "holder");
+    assert!(
+        s["waiting_for"].as_str().unwrap_or("").contains(&mac),
+        "{s:#}"
+    );
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
+    agent.kill();
+}
