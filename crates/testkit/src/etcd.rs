@@ -152,6 +152,7 @@ impl EtcdCluster {
             match self.etcdctl(args) {
                 Ok(o) => return Ok(o),
                 Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(e) if format!("{e:#}").contains("not found") => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
         }
@@ -298,7 +299,12 @@ impl EtcdCluster {
             .find(|m| m["name"].as_str() == Some(name.as_str()))
             .and_then(|m| m["ID"].as_u64())
             .with_context(|| format!("member {name} not in member list: {list}"))?;
-        self.etcdctl_retry(&["member", "remove", &format!("{id:x}")])?;
+        match self.etcdctl_retry(&["member", "remove", &format!("{id:x}")]) {
+            Ok(_) => {}
+            // An attempt that timed out on our side may have gone through.
+            Err(e) if format!("{e:#}").contains("member not found") => {}
+            Err(e) => return Err(e),
+        }
         self.kill(i);
         self.members.remove(i);
         Ok(())
