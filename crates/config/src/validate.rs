@@ -774,7 +774,16 @@ fn replica_rules(c: &mut Check, n: u32, s: &S<i64>, topology: EtcdTopology) {
                 "a single-node control plane is not for production",
             )
             .at(s.pos)
-            .hint("it tolerates no failure and cannot be upgraded in place (machines are replaced, not upgraded); use 3 replicas to be able to upgrade"),
+            .hint("it tolerates no failure: when the machine is down, so is the cluster"),
+        );
+        c.push(
+            Problem::warning(
+                "controlPlane.replicas",
+                &s.raw,
+                "a single-node control plane cannot be upgraded in place",
+            )
+            .at(s.pos)
+            .hint("machines are replaced, not upgraded, and there is no second machine to take over; use 3 replicas to be able to upgrade"),
         );
     }
     if n > 7 && topology == EtcdTopology::Stacked {

@@ -85,7 +85,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("even replicas with external etcd", edit(EXT3, &[("replicas: 3", "replicas: 2\n  etcd: external")]), vec![]),
         ("spares", edit(EXT3, &[("    - name: cp3", &machines(4, 5))]), vec![]),
         ("external lb in front of one machine", edit(EXT3, &[("replicas: 3", "replicas: 1"), ("cluster: prod", "cluster: prod\nmode: external-lb")]), vec![
-            "f:7:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure and cannot be upgraded in place (machines are replaced, not upgraded); use 3 replicas to be able to upgrade",
+            "f:7:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure: when the machine is down, so is the cluster",
+            "f:7:13: warning: controlPlane.replicas = 1: a single-node control plane cannot be upgraded in place\n  hint: machines are replaced, not upgraded, and there is no second machine to take over; use 3 replicas to be able to upgrade",
         ]),
         ("rise 1 and fall 1000", format!("{EXT3}healthCheck:\n  rise: 1\n  fall: 1000\n"), vec![]),
         ("interval 10ms", format!("{EXT3}healthCheck:\n  interval: 10ms\n"), vec![]),
@@ -135,7 +136,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         "f:6:13: error: controlPlane.replicas = 1001: must be at most 1000",
         ]),
         ("replicas 1: single node", ONE.into(), vec![
-        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure and cannot be upgraded in place (machines are replaced, not upgraded); use 3 replicas to be able to upgrade",
+        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure: when the machine is down, so is the cluster",
+            "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane cannot be upgraded in place\n  hint: machines are replaced, not upgraded, and there is no second machine to take over; use 3 replicas to be able to upgrade",
         ]),
         ("replicas 7: no warning", edit(EXT3, &[("replicas: 3", "replicas: 7"), ("    - name: cp3", &machines(4, 7)), ("    - name: cp3", "    - name: cp3")]), vec![]),
         ("replicas 9: warning", edit(EXT3, &[("replicas: 3", "replicas: 9"), ("    - name: cp3", &machines(4, 9))]), vec![
@@ -280,10 +282,12 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         // --- single node
         ("single node host not the machine", edit(ONE, &[("host: 10.0.0.11", "host: 10.0.0.99")]), vec![
         "f:2:9: error: endpoint.host = 10.0.0.99: must be the address of machine `cp1` (10.0.0.11) in single-node mode\n  hint: a single-node control plane is its own endpoint: no load balancer, no virtual IP",
-        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure and cannot be upgraded in place (machines are replaced, not upgraded); use 3 replicas to be able to upgrade",
+        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure: when the machine is down, so is the cluster",
+            "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane cannot be upgraded in place\n  hint: machines are replaced, not upgraded, and there is no second machine to take over; use 3 replicas to be able to upgrade",
         ]),
         ("single node api server port differs", format!("{ONE}      apiServerPort: 6444\n"), vec![
-        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure and cannot be upgraded in place (machines are replaced, not upgraded); use 3 replicas to be able to upgrade",
+        "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane is not for production\n  hint: it tolerates no failure: when the machine is down, so is the cluster",
+            "f:4:13: warning: controlPlane.replicas = 1: a single-node control plane cannot be upgraded in place\n  hint: machines are replaced, not upgraded, and there is no second machine to take over; use 3 replicas to be able to upgrade",
         "f:8:22: error: controlPlane.machines[0].apiServerPort = 6444: must equal the endpoint port 6443 in single-node mode\n  hint: the endpoint port is also the API server port on each machine; only an external load balancer may listen on another port",
         ]),
         // --- health check
