@@ -2,6 +2,8 @@
 //! health, lease events; outputs: actions) and the driver that feeds it and performs its
 //! actions through `cpe-election` and `cpe-net`.
 
+pub mod machine;
+
 pub mod status {
     //! The `/status` document and its table for `cpe status`.
 

@@ -1,0 +1,1 @@
+//! The VIP testbed (placeholder while the scenarios are written).
