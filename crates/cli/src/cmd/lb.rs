@@ -68,6 +68,9 @@ pub struct Args {
     /// Connect timeout to a backend before trying another.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     connect_timeout: Option<Duration>,
+    /// Copy bulk transfers through user space instead of splice(2) (for comparisons).
+    #[arg(long)]
+    no_splice: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -193,6 +196,9 @@ impl Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
+    if args.no_splice {
+        cpe_lb::forward::set_splice(false);
+    }
     cpe_lb::raise_fd_limit(config.max_connections);
     let lb = Lb::bind(config).await.context("cpe lb cannot start")?;
     let handle = lb.handle();
