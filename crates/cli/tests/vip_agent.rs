@@ -3,7 +3,8 @@
 //! rest. What it proves: the VIP is added and announced (gratuitous ARP seen by tcpdump on
 //! the peer, the peer reaches the VIP), put back when someone deletes it, dropped when the
 //! health check fails and taken again when it passes, removed and its lease revoked on
-//! SIGTERM, and refused, naming the MAC, when a foreign host already answers for it.
+//! SIGTERM, removed by the guard process when the agent is SIGKILLed, and refused,
+//! naming the MAC, when a foreign host already answers for it.
 //! The multi-host failover scenarios live in the end-to-end suite (`vip_e2e.rs`).
 //!
 //! Needs root, `etcd`, `etcdctl`, `nft`, `tcpdump` and `ping`; fails (never skips) without.
@@ -209,6 +210,19 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     let log = std::fs::read_to_string(agent.log_path()).unwrap();
     assert!(log.contains("HOLDER->STOPPED (shutting down)"), "{log}");
     agent.kill();
+
+    // SIGKILL: no in-process cleanup runs, the guard process removes the address.
+    let mut agent = start_agent(&a, vip, dir.path(), "agent-kill.log");
+    wait_for("the VIP on a again", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap()
+    });
+    agent.kill();
+    let gone = wait_for(
+        "the guard to remove the VIP",
+        Duration::from_secs(3),
+        || !a.has_addr(vip).unwrap(),
+    );
+    eprintln!("VIP removed {gone:?} after the agent was SIGKILLed");
 
     // A foreign host answers for the VIP: refused, its MAC named, nothing added.
     b.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
