@@ -344,7 +344,7 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
         h.spawn("cpe vip", &dir.path().join(log), CPE, &args)
             .unwrap()
     };
-    let _agent_a = agent(
+    let mut agent_a = agent(
         &a,
         "http://127.0.0.1:2379",
         "http://127.0.0.1:2381/health",
@@ -353,10 +353,12 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     wait_for("a to hold the VIP", Duration::from_secs(10), || {
         a.has_addr(vip).unwrap()
     });
+    // c's "API server" is its own admin listener: healthy as long as c runs, and not
+    // cut off with etcd when c is partitioned below.
     let mut agent_c = agent(
         &c,
         &format!("http://{ea}:2379"),
-        &format!("http://{ea}:2381/health"),
+        "tcp://127.0.0.1:9631",
         "c.log",
     );
     wait_for("c to campaign", Duration::from_secs(10), || {
@@ -382,16 +384,49 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
         try_status(&a)["holder"] == "c"
     });
 
-    // a recovers and waits behind c; c is stopped (planned handover): a takes over.
+    // a recovers and waits behind c. c is cut off from etcd (which runs on a): it drops
+    // the VIP at its lease deadline without hearing from anyone; a takes over once etcd
+    // expires c's lease.
     a.exec("nft", &["delete table inet vipho"]).unwrap();
     wait_for("a to campaign again", Duration::from_secs(5), || {
         try_status(&a)["role"] == "candidate"
     });
-    sigterm(&agent_c);
-    let t = wait_for("a to take the VIP back", Duration::from_secs(5), || {
+    c.partition_from(&[a.addr]).unwrap();
+    let t0 = Instant::now();
+    wait_for(
+        "c to drop the VIP at its deadline",
+        Duration::from_secs(5),
+        || !c.has_addr(vip).unwrap(),
+    );
+    let dropped = t0.elapsed();
+    wait_for("a to take the VIP", Duration::from_secs(6), || {
         a.has_addr(vip).unwrap()
     });
+    eprintln!(
+        "holder partitioned from etcd -> it dropped the VIP after {dropped:?}, the other machine held it after {:?}",
+        t0.elapsed()
+    );
+    let log = std::fs::read_to_string(agent_c.log_path()).unwrap();
+    assert!(
+        log.contains("HOLDER->WAITING (lease not renewed before its deadline"),
+        "{log}"
+    );
+    c.heal().unwrap();
+    wait_for("c to campaign again", Duration::from_secs(10), || {
+        try_status(&c)["role"] == "candidate"
+    });
+
+    // a is stopped (planned handover): c takes over at once.
+    sigterm(&agent_a);
+    let t = wait_for("c to take the VIP", Duration::from_secs(5), || {
+        c.has_addr(vip).unwrap()
+    });
     eprintln!("SIGTERM on the holder -> VIP on the other machine: {t:?}");
+    wait_for("a to exit", Duration::from_secs(5), || {
+        !agent_a.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
+    sigterm(&agent_c);
     wait_for("c to exit", Duration::from_secs(5), || {
         !agent_c.is_running()
     });
