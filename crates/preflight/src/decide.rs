@@ -582,7 +582,11 @@ pub fn readyz(id: &str, title: String, path: &str, r: &Http, unauthorized: Unaut
         Http::Status { code, body } => Check::fail(
             id,
             title,
-            format!("{path}: {code}: {}", short(body)),
+            if body.trim().is_empty() {
+                format!("{path}: {code}")
+            } else {
+                format!("{path}: {code}: {}", short(body))
+            },
             "the API server is not ready: see its log (`kubectl get --raw '/readyz?verbose'`)",
         ),
         Http::Connect(Connect::Refused) => Check::fail(
@@ -650,11 +654,16 @@ pub fn cert_names(id: &str, addr: SocketAddr, host: &Host, cert: &Result<PeerCer
             } else {
                 format!("DNS names {}", c.dns_names.join(", "))
             };
+            let signed = if c.chain.is_some() {
+                ", signed by the given CA"
+            } else {
+                ""
+            };
             if c.names_endpoint {
                 Check::pass(
                     id,
                     title,
-                    format!("{host_bare} is among its names ({names})"),
+                    format!("{host_bare} is among its names ({names}){signed}"),
                 )
             } else {
                 Check::fail(
