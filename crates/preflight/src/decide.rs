@@ -288,10 +288,19 @@ pub fn vip_dad(vip: &VirtualIp, held_here: bool, dad: &Dad) -> Check {
             id,
             title,
             format!("not checked: {why}"),
-            format!(
-                "check by hand: arping -D -I {} {}",
-                vip.interface, vip.address
-            ),
+            if vip.address.is_ipv4() {
+                format!(
+                    "run preflight as root (the probe needs CAP_NET_RAW), or check by hand: \
+                     arping -D -I {} {}",
+                    vip.interface, vip.address
+                )
+            } else {
+                format!(
+                    "run preflight as root (the probe needs CAP_NET_RAW), or check by hand: \
+                     ndisc6 {} {}",
+                    vip.address, vip.interface
+                )
+            },
         ),
     }
 }
