@@ -7,7 +7,7 @@
 //! - [`machine`]: the decisions, pure; every rule of the issue is a test there.
 //! - [`agent`]: the driver (clock, sockets, etcd, health probes, the interface poll).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
-//! - [`metrics`]: `/metrics`.
+//! - [`metrics`] serves `/metrics`.
 //!
 //! It does not parse flags or files: the CLI resolves them into [`agent::Settings`].
 

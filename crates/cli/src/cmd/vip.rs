@@ -68,8 +68,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<SocketAddr>,
     /// How long the takeover probe waits for a foreign host answering for the VIP.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "100ms")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "50ms")]
     probe_wait: Duration,
+    /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
+    #[arg(long, hide = true)]
+    guard: bool,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -290,6 +293,9 @@ fn resolve(a: &Args, def: Option<&Endpoint>) -> Result<Plan, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.guard {
+        return guard(&args).await;
+    }
     let def = match &args.file {
         Some(f) => Some(cpe_config::load_file(f)?.endpoint),
         None => None,
@@ -356,7 +362,81 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         admin: Some(plan.admin),
         probe_wait: args.probe_wait,
     };
-    cpe_vip::run(settings, shutdown_signal()).await?;
+    let guard = spawn_guard(&plan);
+    let result = cpe_vip::run(settings, shutdown_signal()).await;
+    // Closing the guard's stdin tells it we are done (the address is already removed).
+    drop(guard);
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the guard: a second `cpe vip --guard` process whose stdin is a pipe from this
+/// one. When this process ends for any reason — SIGKILL and crashes included, which no
+/// in-process cleanup survives — the kernel closes the pipe, the guard reads end-of-file and
+/// removes the VIP from the interface. Without it a killed holder would keep answering for
+/// the VIP while its lease expires and another machine takes over: two holders.
+fn spawn_guard(plan: &Plan) -> Option<std::process::Child> {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(
+                "cannot start the guard ({e}): a SIGKILLed agent would leave the VIP behind"
+            );
+            return None;
+        }
+    };
+    let r = std::process::Command::new(exe)
+        .args([
+            "vip",
+            "--guard",
+            "--node",
+            &plan.node,
+            "--interface",
+            &plan.interface,
+        ])
+        .arg("--vip")
+        .arg(format!("{}/{}", plan.vip, plan.prefix_len))
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    match r {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(
+                "cannot start the guard ({e}): a SIGKILLed agent would leave the VIP behind"
+            );
+            None
+        }
+    }
+}
+
+/// The guard's side: wait for end-of-file on stdin (the agent is gone), then remove the
+/// VIP. SIGTERM and SIGINT are ignored: a stop signal sent to both processes must not end
+/// the guard before the agent has finished its handover.
+async fn guard(args: &Args) -> anyhow::Result<ExitCode> {
+    use tokio::io::AsyncReadExt;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (vip, _) =
+        parse_vip(args.vip.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+    let interface = args.interface.clone().unwrap_or_default();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    loop {
+        tokio::select! {
+            r = stdin.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    let nl = cpe_net::Netlink::connect()?;
+    let iface = nl.interface(&interface).await?;
+    if nl.remove(iface.index, vip).await? {
+        tracing::warn!(%vip, %interface, "cpe vip ended without removing the VIP (killed?): the guard removed it");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
