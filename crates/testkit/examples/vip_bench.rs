@@ -133,6 +133,26 @@ fn main() -> Result<()> {
                 format!("{neigh}/{}", os.len()),
                 format!("{healthy}/{}", os.len()),
             );
+            let per_run: Vec<String> = os
+                .iter()
+                .map(|o| {
+                    let v = o
+                        .outage
+                        .map(|d| format!("{:.2}", d.as_secs_f64()))
+                        .unwrap_or("-".into());
+                    if o.holder_led_etcd == Some(true) {
+                        format!("{v}*")
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            println!(
+                "{:<20} {:<10} outage per run (* = the holder was also the etcd leader): {}",
+                "",
+                agent,
+                per_run.join(" ")
+            );
             if s == Scenario::LinkCut {
                 let ch: Vec<String> = os
                     .iter()

@@ -116,6 +116,9 @@ pub struct Outcome {
     pub scenario: Scenario,
     /// The holder when the failure was injected.
     pub from: String,
+    /// Whether the holder's etcd member was the etcd leader then (losing both at once costs
+    /// an etcd election on top of the lease TTL). None if it could not be told.
+    pub holder_led_etcd: Option<bool>,
     /// The holders once it settled (before repair). One, on a healthy machine, is the goal.
     pub settled_holders: Vec<String>,
     /// Whether the settled holder is a machine the failure did not hit (or, after an
@@ -167,7 +170,7 @@ impl Outcome {
             "{:<10} {:<20} from {} to {:?}: takeover {}, outage {}, failed {}/{}, slowest {:.3}s, two holders: {}, neighbour follows: {}",
             self.agent,
             self.scenario.name(),
-            self.from,
+            if self.holder_led_etcd == Some(true) { format!("{} (etcd leader)", self.from) } else { self.from.clone() },
             self.settled_holders,
             s(self.takeover),
             s(self.outage),
@@ -199,6 +202,7 @@ impl Outcome {
             "agent": self.agent,
             "scenario": self.scenario.name(),
             "from": self.from,
+            "holder_led_etcd": self.holder_led_etcd,
             "settled": self.settled_holders,
             "settled_on_healthy": self.settled_on_healthy,
             "stayed_orphaned": self.stayed_orphaned,
@@ -760,6 +764,11 @@ impl Testbed {
     pub fn run(&mut self, s: Scenario) -> Result<Outcome> {
         let holder = self.wait_stable(Duration::from_secs(60))?;
         let from = self.machines[holder].host.name.clone();
+        let holder_led_etcd = self
+            .etcd
+            .leader()
+            .ok()
+            .map(|l| self.etcd.members[l].host.name == from);
         std::thread::sleep(Duration::from_millis(300));
         let t_fault = self.now();
         let mut hit = vec![holder];
@@ -925,6 +934,7 @@ impl Testbed {
             agent: self.agent.name(),
             scenario: s,
             from,
+            holder_led_etcd,
             settled_holders,
             settled_on_healthy,
             stayed_orphaned,
