@@ -125,10 +125,10 @@ fn main() -> Result<()> {
                 max,
                 format!("{failed}/{reqs}"),
                 slowest,
-                if doubles == 0 {
-                    "no".to_string()
-                } else {
-                    format!("YES {doubles}/{}", os.len())
+                match (doubles, doubles_repair) {
+                    (0, 0) => "no".to_string(),
+                    (0, r) => format!("repair {r}/{}", os.len()),
+                    (d, _) => format!("YES {d}/{}", os.len()),
                 },
                 format!("{neigh}/{}", os.len()),
                 format!("{healthy}/{}", os.len()),
