@@ -1070,31 +1070,6 @@ pub fn parse_arp_claim(line: &str, vip: &str) -> Option<(String, f64)> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arp_claims_are_replies_and_gratuitous_requests_for_the_vip_only() {
-        let vip = "10.1.2.100";
-        let reply = "1700000000.250000 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.100 is-at aa:bb:cc:00:00:02, length 28";
-        let garp = "1700000000.5 AA:BB:CC:00:00:03 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.100, length 28";
-        let ask = "1700000000.6 11:22:33:44:55:66 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.50, length 28";
-        let other = "1700000000.7 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.11 is-at aa:bb:cc:00:00:02, length 28";
-        assert_eq!(
-            parse_arp_claim(reply, vip),
-            Some(("aa:bb:cc:00:00:02".into(), 1700000000.25))
-        );
-        assert_eq!(
-            parse_arp_claim(garp, vip),
-            Some(("aa:bb:cc:00:00:03".into(), 1700000000.5))
-        );
-        assert_eq!(parse_arp_claim(ask, vip), None);
-        assert_eq!(parse_arp_claim(other, vip), None);
-        assert_eq!(parse_arp_claim("tcpdump: listening on eth0", vip), None);
-    }
-}
-
 /// The keepalived configuration used as the peer: VRRP with `advert_int 1`, priorities
 /// 200/150/100 (preemption on, keepalived's default, as in the kubeadm HA recipe), and a
 /// `vrrp_script` that curls the local /readyz every second, `fall 2`, `rise 2`, no weight (a
@@ -1135,4 +1110,29 @@ vrrp_instance VI_1 {{
 }}
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_claims_are_replies_and_gratuitous_requests_for_the_vip_only() {
+        let vip = "10.1.2.100";
+        let reply = "1700000000.250000 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.100 is-at aa:bb:cc:00:00:02, length 28";
+        let garp = "1700000000.5 AA:BB:CC:00:00:03 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.100, length 28";
+        let ask = "1700000000.6 11:22:33:44:55:66 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.50, length 28";
+        let other = "1700000000.7 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.11 is-at aa:bb:cc:00:00:02, length 28";
+        assert_eq!(
+            parse_arp_claim(reply, vip),
+            Some(("aa:bb:cc:00:00:02".into(), 1700000000.25))
+        );
+        assert_eq!(
+            parse_arp_claim(garp, vip),
+            Some(("aa:bb:cc:00:00:03".into(), 1700000000.5))
+        );
+        assert_eq!(parse_arp_claim(ask, vip), None);
+        assert_eq!(parse_arp_claim(other, vip), None);
+        assert_eq!(parse_arp_claim("tcpdump: listening on eth0", vip), None);
+    }
 }
