@@ -251,6 +251,8 @@ fn summary_text(e: &Endpoint) -> String {
     if let Some(etcd) = &e.etcd {
         if !etcd.endpoints.is_empty() {
             s.push_str(&format!("  etcd       {}\n", etcd.endpoints.join(", ")));
+        } else if e.mode == Mode::VirtualIp {
+            s.push_str("  etcd       every machine's https://ADDRESS:2379, its own first\n");
         }
     }
     if let Some(lb) = &e.load_balancer {
