@@ -127,6 +127,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Konvoy-style flags with any values: no panic, problems name a flag or a field.
+    #[test]
+    fn any_konvoy_flags_are_handled(
+        host in proptest::option::of(".{0,40}"),
+        port in any::<i64>(),
+        replicas in any::<i64>(),
+        interface in proptest::option::of(".{0,20}"),
+        machines in prop::collection::vec(".{0,30}", 0..8),
+    ) {
+        let c = cpe_config::KonvoyFlags { cluster: None, host, port, replicas, interface, machines }.check();
+        prop_assert_eq!(c.endpoint.is_some(), c.errors() == 0);
+        for p in &c.problems {
+            prop_assert!(!p.field.is_empty() && !p.rule.is_empty(), "{:?}", p);
+            prop_assert!(p.pos.is_none(), "{:?}", p);
+        }
+    }
+}
+
 #[test]
 fn the_regression_corpus_is_handled() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
