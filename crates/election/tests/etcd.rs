@@ -58,7 +58,7 @@ async fn start_etcd() -> Etcd {
         url,
         _dir: dir,
     };
-    let c = client_for(&[etcd.url.clone()]);
+    let c = client_for(std::slice::from_ref(&etcd.url));
     let t0 = Instant::now();
     loop {
         if c.grant(Duration::from_secs(2)).await.is_ok() {
@@ -92,8 +92,8 @@ async fn election_hands_over_on_resign_on_expiry_and_on_cancel() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let etcd = start_etcd().await;
     let name = "/cpe-test/vip";
-    let c1 = client_for(&[etcd.url.clone()]);
-    let c2 = client_for(&[etcd.url.clone()]);
+    let c1 = client_for(std::slice::from_ref(&etcd.url));
+    let c2 = client_for(std::slice::from_ref(&etcd.url));
 
     // Two candidates: the first is elected at once, the second waits.
     let l1 = c1.grant(Duration::from_secs(2)).await.unwrap();

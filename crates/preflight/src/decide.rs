@@ -146,26 +146,6 @@ pub fn node_address(m: &Machine, ifaces: &Interfaces) -> Check {
     }
 }
 
-fn contains(net: (IpAddr, u8), addr: IpAddr) -> bool {
-    match (net.0, addr) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let len = net.1.min(32) as u32;
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(n) & mask == u32::from(a) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let len = net.1.min(128) as u32;
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(n) & mask == u128::from(a) & mask
-        }
-        _ => false,
-    }
-}
-
 /// The VIP interface: exists, is up, has an address in the VIP's subnet. A missing
 /// interface gives one failure (the other two cannot be told).
 pub fn vip_interface(vip: &VirtualIp, ifaces: &Interfaces) -> Vec<Check> {
@@ -222,35 +202,29 @@ pub fn vip_interface(vip: &VirtualIp, ifaces: &Interfaces) -> Vec<Check> {
         .filter(|(a, _)| *a != vip.address)
         .map(|(a, l)| format!("{a}/{l}"))
         .collect();
-    out.push(
-        match i
-            .addrs
-            .iter()
-            .filter(|(a, _)| *a != vip.address)
-            .find(|n| contains(**n, vip.address))
-        {
-            Some((a, l)) => Check::pass(
-                "vip.interface.subnet",
-                subnet_title,
-                format!("{a}/{l} contains {}", vip.address),
-            ),
-            None => Check::fail(
-                "vip.interface.subnet",
-                subnet_title,
-                if same_family.is_empty() {
-                    format!("{name} has no address of the VIP's family")
-                } else {
-                    format!(
-                        "{name} has {}; none contains {}",
-                        same_family.join(", "),
-                        vip.address
-                    )
-                },
-                "the VIP must be a free address in the control-plane machines' layer-2 subnet: \
+    // The same rule `cpe vip` applies before adding the address.
+    out.push(match cpe_net::covering_subnet(vip.address, &i.addrs) {
+        Some((a, l)) => Check::pass(
+            "vip.interface.subnet",
+            subnet_title,
+            format!("{a}/{l} contains {}", vip.address),
+        ),
+        None => Check::fail(
+            "vip.interface.subnet",
+            subnet_title,
+            if same_family.is_empty() {
+                format!("{name} has no address of the VIP's family")
+            } else {
+                format!(
+                    "{name} has {}; none contains {}",
+                    same_family.join(", "),
+                    vip.address
+                )
+            },
+            "the VIP must be a free address in the control-plane machines' layer-2 subnet: \
                  pick one there, or set virtualIP.interface to the interface on that subnet",
-            ),
-        },
-    );
+        ),
+    });
     out
 }
 
@@ -288,10 +262,19 @@ pub fn vip_dad(vip: &VirtualIp, held_here: bool, dad: &Dad) -> Check {
             id,
             title,
             format!("not checked: {why}"),
-            format!(
-                "check by hand: arping -D -I {} {}",
-                vip.interface, vip.address
-            ),
+            if vip.address.is_ipv4() {
+                format!(
+                    "run preflight as root (the probe needs CAP_NET_RAW), or check by hand: \
+                     arping -D -I {} {}",
+                    vip.interface, vip.address
+                )
+            } else {
+                format!(
+                    "run preflight as root (the probe needs CAP_NET_RAW), or check by hand: \
+                     ndisc6 {} {}",
+                    vip.address, vip.interface
+                )
+            },
         ),
     }
 }
@@ -582,7 +565,11 @@ pub fn readyz(id: &str, title: String, path: &str, r: &Http, unauthorized: Unaut
         Http::Status { code, body } => Check::fail(
             id,
             title,
-            format!("{path}: {code}: {}", short(body)),
+            if body.trim().is_empty() {
+                format!("{path}: {code}")
+            } else {
+                format!("{path}: {code}: {}", short(body))
+            },
             "the API server is not ready: see its log (`kubectl get --raw '/readyz?verbose'`)",
         ),
         Http::Connect(Connect::Refused) => Check::fail(
@@ -650,11 +637,16 @@ pub fn cert_names(id: &str, addr: SocketAddr, host: &Host, cert: &Result<PeerCer
             } else {
                 format!("DNS names {}", c.dns_names.join(", "))
             };
+            let signed = if c.chain.is_some() {
+                ", signed by the given CA"
+            } else {
+                ""
+            };
             if c.names_endpoint {
                 Check::pass(
                     id,
                     title,
-                    format!("{host_bare} is among its names ({names})"),
+                    format!("{host_bare} is among its names ({names}){signed}"),
                 )
             } else {
                 Check::fail(
@@ -847,16 +839,6 @@ mod tests {
             sub("10.0.0.100", &["10.0.0.100/32", "10.0.0.11/24"]).status,
             Status::Pass
         );
-    }
-
-    #[test]
-    fn subnet_math_edges() {
-        let n = |s: &str, l| (s.parse().unwrap(), l);
-        assert!(contains(n("0.0.0.0", 0), "1.2.3.4".parse().unwrap()));
-        assert!(contains(n("10.0.0.1", 32), "10.0.0.1".parse().unwrap()));
-        assert!(!contains(n("10.0.0.1", 32), "10.0.0.2".parse().unwrap()));
-        assert!(!contains(n("::", 0), "1.2.3.4".parse().unwrap()));
-        assert!(contains(n("fd00::1", 128), "fd00::1".parse().unwrap()));
     }
 
     #[test]

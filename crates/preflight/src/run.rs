@@ -55,10 +55,10 @@ pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
     let mut report = Report::new("preflight --local", ep);
     let ifaces = probe::iface::interfaces().map_err(RunError::Interfaces)?;
 
-    // The ARP probe takes a second or two: start it first, check ports meanwhile.
+    // The ARP/NDP probe waits for answers: start it first, check ports meanwhile.
     let dad = ep.vip.as_ref().map(|vip| {
         let (iface, addr, wait) = (vip.interface.clone(), vip.address, opts.dad_wait);
-        tokio::task::spawn_blocking(move || probe::dad::probe(&iface, addr, wait))
+        tokio::spawn(async move { probe::dad::probe(&iface, addr, wait).await })
     });
 
     let mut checks = vec![decide::node_address(m, &ifaces)];
@@ -83,8 +83,7 @@ pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
                 .unwrap_or_else(|e| Dad::NotChecked(format!("probe task: {e}"))),
             None => Dad::NotChecked("no VIP".into()),
         };
-        // Without the interface, the probe result means nothing (arping reports its own
-        // error); the interface check already failed.
+        // Without the interface there is nothing to probe; the interface check failed.
         if ifaces.get(&vip.interface).is_some() {
             checks.push(decide::vip_dad(vip, held_here, &dad));
         }

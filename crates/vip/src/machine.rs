@@ -445,6 +445,7 @@ impl Machine {
                 }
             }
             Input::Shutdown => {
+                let from = self.role;
                 match self.role {
                     Role::Holder | Role::Acquiring => {
                         self.drop_all(now, Reason::Shutdown, &mut out)
@@ -456,6 +457,7 @@ impl Machine {
                         }
                     }
                 }
+                self.role = from;
                 self.set_role(now, Role::Stopped, Reason::Shutdown, &mut out);
                 out.actions.push(Action::Exit);
                 return out;
@@ -954,6 +956,11 @@ mod tests {
         let o = h.at(100, Input::Shutdown);
         assert_eq!(o.actions, [&DROP[..], &[Exit]].concat());
         assert_eq!(h.m.role(), Role::Stopped);
+        let t = o.transition.unwrap();
+        assert_eq!(
+            (t.from, t.to, t.reason),
+            (Role::Holder, Role::Stopped, Reason::Shutdown)
+        );
         assert!(h.at(200, Input::Health(true)).actions.is_empty());
         assert!(h
             .at(200, Input::Address { present: false })

@@ -86,10 +86,19 @@ pub enum Output {
     Json,
 }
 
-/// Loads the definition, or prints every problem in it and returns exit code 1.
+/// Loads the definition (its warnings printed), or prints every problem in it and returns
+/// exit code 1.
 pub fn load(path: &Path) -> Result<cpe_config::Endpoint, ExitCode> {
     match cpe_config::load_file(path) {
-        Ok(l) => Ok(l.endpoint),
+        Ok(l) => {
+            // Warnings about the definition (single node, many replicas) go to stderr, so
+            // that `-o json` stays one JSON document on stdout.
+            let name = path.display().to_string();
+            for p in &l.warnings {
+                eprintln!("{}", p.render(Some(&name)));
+            }
+            Ok(l.endpoint)
+        }
         Err(e) => {
             let name = path.display().to_string();
             for p in e.problems() {

@@ -1,65 +1,52 @@
 //! Duplicate address detection for the VIP: is anyone on the link already answering for
-//! it? Kept behind this one function so that the source of the answer can change.
-//!
-//! Today it runs `arping -D` (Debian `iputils-arping`): ARP probes with a zero sender
-//! address, as RFC 5227 prescribes, so that asking leaves no trace in anyone's neighbour
-//! table. `cpe-net` will provide the same probe over its own raw sockets (and the IPv6
-//! neighbour-solicitation one); this function then calls it instead. IPv6 is reported as
-//! not checked until then.
+//! it? One ARP probe (IPv4, RFC 5227: sender address 0.0.0.0, so asking leaves no trace in
+//! anyone's neighbour table) or neighbour solicitation (IPv6, from the unspecified
+//! address), sent and awaited by cpe-net's raw-socket probe, the one `cpe vip` uses before
+//! it takes the address. This module only finds the interface's index and MAC and turns
+//! the answer into a fact.
 
 use crate::facts::Dad;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
-/// Probes `addr` on `interface`, waiting up to `wait` for an answer (at least 1 s: arping
-/// counts in whole seconds).
-pub fn probe(interface: &str, addr: IpAddr, wait: Duration) -> Dad {
-    let IpAddr::V4(v4) = addr else {
-        return Dad::NotChecked("the IPv6 neighbour-solicitation probe is not built yet".into());
+/// Probes `addr` on `interface`, waiting up to `wait` for a claim. Needs `CAP_NET_RAW`;
+/// without it (or without the interface) the fact is "not checked", with the reason.
+pub async fn probe(interface: &str, addr: IpAddr, wait: Duration) -> Dad {
+    let (index, mac) = match link(interface) {
+        Ok(v) => v,
+        Err(e) => return Dad::NotChecked(e),
     };
-    let secs = wait.as_secs().max(1);
-    let out = Command::new("arping")
-        .args(["-D", "-I", interface, "-c", "2", "-w"])
-        .arg(secs.to_string())
-        .arg(v4.to_string())
-        .output();
-    match out {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Dad::NotChecked("`arping` is not installed (Debian iputils-arping)".into())
-        }
-        Err(e) => Dad::NotChecked(format!("cannot run arping: {e}")),
-        Ok(o) => {
-            let stdout = String::from_utf8_lossy(&o.stdout);
-            if let Some(mac) = reply_mac(&stdout) {
-                return Dad::Answered { mac };
-            }
-            match o.status.code() {
-                Some(0) => Dad::Silent,
-                // Exit 1 with a reply is handled above; exit 1 without a parsable reply
-                // line still means a reply came.
-                Some(1) if stdout.contains("reply") => Dad::Answered {
-                    mac: "a host".into(),
-                },
-                _ => Dad::NotChecked(format!(
-                    "arping failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-            }
-        }
+    match cpe_net::probe(index, mac, addr, wait).await {
+        Ok(None) => Dad::Silent,
+        Ok(Some(mac)) => Dad::Answered {
+            mac: mac.to_string(),
+        },
+        Err(e) => Dad::NotChecked(e.to_string()),
     }
 }
 
-/// The MAC address in arping's `Unicast reply from 10.0.0.100 [02:00:00:00:00:01]  0.6ms`.
-fn reply_mac(stdout: &str) -> Option<String> {
-    stdout
-        .lines()
-        .find(|l| l.contains("reply from"))
-        .and_then(|l| {
-            let start = l.find('[')? + 1;
-            let end = l[start..].find(']')? + start;
-            Some(l[start..end].to_ascii_lowercase())
-        })
+/// The interface's index and MAC address, from sysfs.
+fn link(interface: &str) -> Result<(u32, cpe_net::Mac), String> {
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{interface}/{what}"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("interface {interface}: {what}: {e}"))
+    };
+    let index = read("ifindex")?
+        .parse()
+        .map_err(|e| format!("interface {interface}: ifindex: {e}"))?;
+    let mac = parse_mac(&read("address")?)
+        .ok_or_else(|| format!("interface {interface} has no Ethernet address"))?;
+    Ok((index, mac))
+}
+
+fn parse_mac(s: &str) -> Option<cpe_net::Mac> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(cpe_net::Mac(out))
 }
 
 #[cfg(test)]
@@ -67,9 +54,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_reply_line() {
-        let out = "ARPING 10.0.0.100 from 0.0.0.0 eth0\nUnicast reply from 10.0.0.100 [02:AB:00:00:00:01]  0.640ms\nSent 1 probes (1 broadcast(s))\nReceived 1 response(s)\n";
-        assert_eq!(reply_mac(out).as_deref(), Some("02:ab:00:00:00:01"));
-        assert_eq!(reply_mac("Sent 2 probes\nReceived 0 response(s)\n"), None);
+    fn parses_sysfs_macs() {
+        assert_eq!(
+            parse_mac("02:ab:00:00:00:01"),
+            Some(cpe_net::Mac([2, 0xab, 0, 0, 0, 1]))
+        );
+        assert_eq!(parse_mac("02:ab:00:00:00"), None);
+        assert_eq!(parse_mac("02:ab:00:00:00:01:ff"), None);
+        assert_eq!(parse_mac("zz:ab:00:00:00:01"), None);
+    }
+
+    #[test]
+    fn a_missing_interface_is_not_checked() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let d = rt.block_on(probe(
+            "nosuchif0",
+            "10.0.0.1".parse().unwrap(),
+            Duration::from_millis(10),
+        ));
+        assert!(
+            matches!(d, Dad::NotChecked(ref e) if e.contains("nosuchif0")),
+            "{d:?}"
+        );
     }
 }

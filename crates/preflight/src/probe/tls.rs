@@ -263,10 +263,10 @@ pub async fn peer_cert(
         .map_err(|e| Http::Tls(format!("cannot parse the server certificate: {e}")))?;
     let dns_names = parsed.valid_dns_names().map(str::to_string).collect();
     let names_endpoint = parsed.verify_is_valid_for_subject_name(&sni).is_ok();
-    let chain = match &files.ca {
-        None => None,
-        Some(ca) => Some(chain_ok(ca, leaf, &certs[1..], &sni)),
-    };
+    let chain = files
+        .ca
+        .as_ref()
+        .map(|ca| chain_ok(ca, leaf, &certs[1..], &sni));
     Ok(PeerCert {
         dns_names,
         names_endpoint,
