@@ -484,7 +484,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None => {
             c.push(
                 Problem::error("endpoint.host", "", "is required")
-                    .at(ep.and_then(|e| e.pos))
+                    .at(ep.and_then(|e| e.pos).or(f.pos))
                     .hint("the load balancer's address or DNS name, the virtual IP, or the single machine's address"),
             );
             None
@@ -511,7 +511,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
                     "",
                     format!("is not given: {DEFAULT_REPLICAS} is assumed (Konvoy's --control-plane-replicas default)"),
                 )
-                .at(cp.and_then(|c| c.pos))
+                .at(cp.and_then(|c| c.pos).or(f.pos))
                 .hint("write the number of control-plane machines: 3, 5 or 7 (1 for a test cluster)"),
             );
             Some(DEFAULT_REPLICAS)
@@ -566,7 +566,9 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
             .hint("list every control-plane machine with its name and address; machines beyond the replicas are spares");
             p.pos = machines_in
                 .and_then(|m| m.pos)
-                .or(replicas_in.and_then(|r| r.pos));
+                .or(replicas_in.and_then(|r| r.pos))
+                .or(cp.and_then(|c| c.pos))
+                .or(f.pos);
             c.push(p);
         }
     }
@@ -1126,7 +1128,7 @@ fn check_vip(
         None => {
             c.push(
                 Problem::error("virtualIP.interface", "", "is required in virtual-ip mode")
-                    .at(vip_in.and_then(|v| v.pos))
+                    .at(vip_in.and_then(|v| v.pos).or(f.mode.as_ref().and_then(|m| m.pos)).or(f.pos))
                     .hint("the interface that carries the machines' addresses, e.g. eth0 (`ip -br addr`)"),
             );
             None

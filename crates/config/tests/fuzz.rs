@@ -33,8 +33,10 @@ fn holds(text: &str) -> Result<(), TestCaseError> {
         prop_assert!(r.len() <= 1000, "too long: {}", r);
         prop_assert!(!p.field.is_empty(), "{:?}", p);
         prop_assert!(!p.rule.is_empty(), "{:?}", p);
-        if let Some(pos) = p.pos {
-            prop_assert!(pos.line >= 1 && pos.column >= 1, "{:?}", p);
+        // Every problem in a file points at its place; only whole-file ones may not.
+        match p.pos {
+            Some(pos) => prop_assert!(pos.line >= 1 && pos.column >= 1, "{:?}", p),
+            None => prop_assert!(p.field == "(file)", "no position: {:?}\n{}", p, text),
         }
     }
     if let Some(e) = &checked.endpoint {
