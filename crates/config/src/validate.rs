@@ -48,12 +48,14 @@ pub struct Loaded {
 }
 
 /// Everything found in a definition, valid or not: what `cpe plan` prints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Checked {
     /// The resolved definition when there is no error.
     pub endpoint: Option<Endpoint>,
     /// Errors and warnings, in file order (problems without a position last).
     pub problems: Vec<Problem>,
+    /// `mode` was not written: it was inferred as Konvoy infers it.
+    pub mode_inferred: bool,
 }
 
 impl Checked {
@@ -195,8 +197,8 @@ pub fn load_str(text: &str) -> Result<Loaded, LoadError> {
 pub fn check_str(text: &str) -> Checked {
     match tree::parse(text) {
         Err(p) => Checked {
-            endpoint: None,
             problems: vec![p],
+            ..Default::default()
         },
         Ok(t) => check_tree(&t),
     }
@@ -230,6 +232,7 @@ pub fn check(f: &input::File) -> Checked {
     Checked {
         endpoint: endpoint.filter(|_| ok),
         problems,
+        mode_inferred: f.mode.is_none(),
     }
 }
 
