@@ -11,12 +11,18 @@
 //! the opposite direction keeps flowing until it ends too. An error (reset) on either
 //! side ends both.
 //!
+//! Bulk: when one read fills the whole buffer, the flow is bulk and the direction switches
+//! to `splice(2)` through a pipe (see [`splice`]): the bytes then move socket → pipe →
+//! socket inside the kernel, never copied to user space. It switches back when reads get
+//! small again, closing the pipe, so idle connections hold no pipe either.
+//!
 //! It does not time out idle connections (long watches are the normal case) and does not
 //! parse anything.
 
 use socket2::SockRef;
 use std::io;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -51,10 +57,42 @@ pub async fn both_ways(client: &TcpStream, backend: &TcpStream) -> io::Result<Mo
     })
 }
 
+/// Use `splice(2)` for bulk flows (Linux). A switch for benchmarks and for kernels where
+/// it misbehaves (`cpe lb --no-splice`).
+static SPLICE: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
+
+/// Bytes moved by `splice(2)` since start (all connections), for metrics and tests.
+static SPLICED: AtomicU64 = AtomicU64::new(0);
+
+pub fn spliced_bytes() -> u64 {
+    SPLICED.load(Ordering::Relaxed)
+}
+
+pub fn set_splice(on: bool) {
+    SPLICE.store(on && cfg!(target_os = "linux"), Ordering::Relaxed);
+}
+
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut buf: Option<Box<[u8]>> = None;
     let mut total = 0u64;
+    #[cfg(target_os = "linux")]
+    let mut pipe: Option<splice::Pipe> = None;
     loop {
+        #[cfg(target_os = "linux")]
+        if let Some(p) = &pipe {
+            let n = splice::once(from, to, p).await?;
+            if n == 0 {
+                let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                return Ok(total);
+            }
+            total += n as u64;
+            SPLICED.fetch_add(n as u64, Ordering::Relaxed);
+            if n < splice::SMALL {
+                // Not bulk any more: give the pipe back.
+                pipe = None;
+            }
+            continue;
+        }
         from.readable().await?;
         let b = buf.get_or_insert_with(|| vec![0u8; BUF].into_boxed_slice());
         match from.try_read(b) {
@@ -67,6 +105,12 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             Ok(n) => {
                 write_all(to, &b[..n]).await?;
                 total += n as u64;
+                #[cfg(target_os = "linux")]
+                if n == BUF && SPLICE.load(Ordering::Relaxed) {
+                    // A full buffer: bulk. Move the rest inside the kernel.
+                    pipe = splice::Pipe::new().ok();
+                    buf = None;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Drained: give the buffer back while we wait.
@@ -75,6 +119,69 @@ async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub mod splice {
+    //! Zero-copy forwarding with `splice(2)`: socket → pipe → socket, driven by tokio's
+    //! readiness of the two sockets. The pipe is always drained completely before the
+    //! next read, so it never needs polling itself.
+
+    use nix::fcntl::{splice, OFlag, SpliceFFlags};
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Bytes asked for per splice (the default pipe capacity).
+    const CHUNK: usize = 64 * 1024;
+    /// A splice that moved less than this means the flow is no longer bulk.
+    pub const SMALL: usize = 4096;
+
+    pub struct Pipe {
+        r: OwnedFd,
+        w: OwnedFd,
+    }
+
+    impl Pipe {
+        pub fn new() -> io::Result<Pipe> {
+            let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+            Ok(Pipe { r, w })
+        }
+    }
+
+    fn flags() -> SpliceFFlags {
+        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
+    }
+
+    /// Moves one chunk from `from` to `to`; 0 at end of stream.
+    pub async fn once(from: &TcpStream, to: &TcpStream, p: &Pipe) -> io::Result<usize> {
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                splice(from.as_fd(), None, p.w.as_fd(), None, CHUNK, flags())
+                    .map_err(io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut left = n;
+        while left > 0 {
+            match to.try_io(Interest::WRITABLE, || {
+                splice(p.r.as_fd(), None, to.as_fd(), None, left, flags()).map_err(io::Error::from)
+            }) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -130,6 +237,11 @@ mod tests {
         let moved = fwd.await.unwrap().unwrap();
         assert_eq!(moved.to_backend, payload.len() as u64);
         assert_eq!(moved.to_client, 23);
+        #[cfg(target_os = "linux")]
+        assert!(
+            spliced_bytes() > 0,
+            "1 MiB in one direction never switched to splice"
+        );
     }
 
     #[tokio::test]

@@ -454,14 +454,16 @@ impl Shared {
                 }
             }
             self.metrics.set_state(&b.name, t.to);
-            self.metrics
-                .backend_transitions
-                .get_or_create(&metrics::TransitionLabel {
-                    backend: b.name.clone(),
-                    from: t.from.as_str().into(),
-                    to: t.to.as_str().into(),
-                })
-                .inc();
+            if t.from != t.to {
+                self.metrics
+                    .backend_transitions
+                    .get_or_create(&metrics::TransitionLabel {
+                        backend: b.name.clone(),
+                        from: t.from.as_str().into(),
+                        to: t.to.as_str().into(),
+                    })
+                    .inc();
+            }
         }
         self.check_fallback();
     }
@@ -653,6 +655,29 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
+/// Each proxied connection costs two file descriptors: raises the soft limit towards the
+/// hard one so that `max_connections` can be reached, and warns when the hard limit is too
+/// low.
+pub fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let target = want.min(hard);
+        if target > soft {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
+        }
+        if want > hard {
+            warn!(
+                max_connections,
+                fd_limit = hard,
+                "the file descriptor limit is below 2 x max connections + 256: raise it (ulimit -n, LimitNOFILE)"
+            );
+        }
+    }
+}
+
 /// Resolves (names only) and probes one backend.
 async fn probe_backend(prober: &Prober, b: &Backend) -> Observation {
     let addr = match b.spec.literal() {
@@ -674,10 +699,9 @@ async fn probe_backend(prober: &Prober, b: &Backend) -> Observation {
                 },
                 Ok(Err(e)) => {
                     return Observation {
-                        outcome: Outcome::Failed(cpe_health::Failure::Resolve(format!(
-                            "{}: {e}",
-                            b.spec.host
-                        ))),
+                        outcome: Outcome::Failed(cpe_health::Failure::Resolve(
+                            cpe_health::probe::resolve_error(&b.spec.host, &e),
+                        )),
                         latency: start.elapsed(),
                     }
                 }

@@ -47,6 +47,7 @@ pub(crate) fn document(s: &Shared) -> Value {
         "rejected_connections": s.metrics.rejected.get(),
         "no_backend_connections": s.metrics.no_backend.get(),
         "fallback": s.fallback.load(Ordering::Relaxed),
+        "spliced_bytes": crate::forward::spliced_bytes(),
         "health_check": {
             "protocol": config.health.protocol,
             "path": config.health.path,

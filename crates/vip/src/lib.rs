@@ -1,12 +1,19 @@
 //! The VIP agent behind `cpe vip`: the holder's pure state machine (inputs: time,
 //! health, lease events; outputs: actions) and the driver that feeds it and performs its
-//! actions through `cpe-election` and `cpe-net`.
+//! actions through `cpe-election` (etcd) and `cpe-net` (netlink, raw packets).
+//!
+//! # Layout
+//!
+//! - [`machine`]: the decisions, pure; every rule of the issue is a test there.
+//! - [`agent`]: the driver (clock, sockets, etcd, health probes, the interface poll).
+//! - [`status`]: the `/status` JSON and the `cpe status` table.
+//! - [`metrics`] serves `/metrics`.
+//!
+//! It does not parse flags or files: the CLI resolves them into [`agent::Settings`].
 
-pub mod status {
-    //! The `/status` document and its table for `cpe status`.
+pub mod agent;
+pub mod machine;
+pub mod metrics;
+pub mod status;
 
-    /// Renders the `/status` JSON as the table `cpe status` prints.
-    pub fn table(status: &serde_json::Value) -> String {
-        format!("{status:#}\n")
-    }
-}
+pub use agent::{run, AgentError, HealthCheck, Settings};

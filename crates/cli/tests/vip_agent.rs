@@ -1,0 +1,439 @@
+//! `cpe vip` on one host, for real: a network namespace with the agent and its own etcd,
+//! a peer namespace on the same bridge that watches the wire, and the kernel doing the
+//! rest. What it proves: the VIP is added and announced (gratuitous ARP seen by tcpdump on
+//! the peer, the peer reaches the VIP), put back when someone deletes it, dropped when the
+//! health check fails and taken again when it passes, removed and its lease revoked on
+//! SIGTERM, removed by the guard process when the agent is SIGKILLed, and refused,
+//! naming the MAC, when a foreign host already answers for it.
+//! The multi-host failover scenarios live in the end-to-end suite (`vip_e2e.rs`).
+//!
+//! Needs root, `etcd`, `etcdctl`, `nft`, `tcpdump` and `ping`; fails (never skips) without.
+
+use cpe_testkit::{require_programs, require_root, Child, Host, Net};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const CPE: &str = env!("CARGO_BIN_EXE_cpe");
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+/// `/status`, or Null while the agent is not answering yet.
+fn try_status(host: &Host) -> Value {
+    host.exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
+        .ok()
+        .and_then(|o| serde_json::from_str(&o).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn status(host: &Host) -> Value {
+    let out = host
+        .exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
+        .expect("cpe status");
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+fn start_agent(host: &Host, vip: Ipv4Addr, dir: &Path, log: &str) -> Child {
+    let args: Vec<String> = [
+        "vip",
+        "--vip",
+        &format!("{vip}/24"),
+        "--interface",
+        "eth0",
+        "--node",
+        &host.name,
+        "--etcd",
+        "http://127.0.0.1:2379",
+        // etcd's own /health on a second listener, so that a firewall rule on that port
+        // fails the health check without cutting the agent off etcd.
+        "--health-url",
+        "http://127.0.0.1:2381/health",
+        "--admin",
+        "127.0.0.1:9631",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    host.spawn("cpe vip", &dir.join(log), CPE, &args)
+        .expect("start cpe vip")
+}
+
+fn sigterm(c: &Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &c.pid().to_string()])
+        .status();
+}
+
+#[test]
+fn vip_agent_holds_announces_repairs_and_hands_over() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "nft", "tcpdump", "ping", "ip"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vipag").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let b = net.add_host("b", 12).unwrap();
+    let vip = net.addr(100);
+
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        "http://127.0.0.1:2379,http://127.0.0.1:2381",
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+
+    // The peer listens for ARP before the agent starts.
+    let tcpdump_args: Vec<String> = ["-l", "-n", "-i", "eth0", "arp"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tcpdump = b
+        .spawn(
+            "tcpdump",
+            &dir.path().join("tcpdump.log"),
+            "tcpdump",
+            &tcpdump_args,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut agent = start_agent(&a, vip, dir.path(), "agent.log");
+    let took = wait_for("the VIP on a", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap()
+    });
+    eprintln!("VIP held {took:?} after start");
+    b.exec("ping", &["-c", "1", "-W", "2", &vip.to_string()])
+        .expect("the peer reaches the VIP");
+    let garp = format!("Request who-has {vip} tell {vip}");
+    wait_for(
+        "two gratuitous ARPs on the peer",
+        Duration::from_secs(3),
+        || {
+            std::fs::read_to_string(tcpdump.log_path())
+                .unwrap_or_default()
+                .matches(&garp)
+                .count()
+                >= 2
+        },
+    );
+    let s = status(&a);
+    assert_eq!(s["kind"], "vip");
+    assert_eq!(s["role"], "holder", "{s:#}");
+    assert_eq!(s["holding"], true);
+    assert_eq!(s["node"], "a");
+    wait_for("etcd names a as holder", Duration::from_secs(3), || {
+        try_status(&a)["holder"] == "a"
+    });
+    let table = a
+        .exec(CPE, &["status", "--admin", "127.0.0.1:9631"])
+        .unwrap();
+    assert!(table.contains("holder (etcd)  a"), "{table}");
+
+    // Someone deletes the address: it comes back.
+    a.exec("ip", &["addr", "del", &format!("{vip}/24"), "dev", "eth0"])
+        .unwrap();
+    let back = wait_for("the VIP back on a", Duration::from_secs(3), || {
+        a.has_addr(vip).unwrap()
+    });
+    eprintln!("deleted VIP restored after {back:?}");
+
+    // The health check fails (connection refused on its port): the VIP goes.
+    a.exec(
+        "nft",
+        &["add table inet vipag; add chain inet vipag out { type filter hook output priority 0; }; add rule inet vipag out tcp dport 2381 reject with tcp reset"],
+    )
+    .unwrap();
+    let gone = wait_for("the VIP to leave a", Duration::from_secs(5), || {
+        !a.has_addr(vip).unwrap()
+    });
+    eprintln!("VIP dropped {gone:?} after the health check started failing");
+    let s = status(&a);
+    assert_eq!(s["role"], "waiting", "{s:#}");
+    assert_eq!(s["healthy"], false);
+    assert_eq!(s["last_transition"]["reason"], "health_failed", "{s:#}");
+    a.exec("nft", &["delete table inet vipag"]).unwrap();
+    wait_for(
+        "the VIP back after health recovers",
+        Duration::from_secs(5),
+        || a.has_addr(vip).unwrap(),
+    );
+
+    // SIGTERM: address removed, lease revoked (nobody leads), clean exit.
+    sigterm(&agent);
+    let exited = wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    eprintln!("exited {exited:?} after SIGTERM");
+    assert!(
+        !a.has_addr(vip).unwrap(),
+        "VIP left on the interface after SIGTERM"
+    );
+    let keys = a
+        .exec(
+            "etcdctl",
+            &[
+                "--endpoints",
+                "http://127.0.0.1:2379",
+                "get",
+                "--prefix",
+                "/cpe/vip/",
+                "--keys-only",
+            ],
+        )
+        .unwrap();
+    assert!(keys.trim().is_empty(), "election key left behind: {keys}");
+    let log = std::fs::read_to_string(agent.log_path()).unwrap();
+    assert!(log.contains("HOLDER->STOPPED (shutting down)"), "{log}");
+    agent.kill();
+
+    // SIGKILL: no in-process cleanup runs, the guard process removes the address.
+    let mut agent = start_agent(&a, vip, dir.path(), "agent-kill.log");
+    wait_for("the VIP on a again", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap()
+    });
+    agent.kill();
+    let gone = wait_for(
+        "the guard to remove the VIP",
+        Duration::from_secs(3),
+        || !a.has_addr(vip).unwrap(),
+    );
+    eprintln!("VIP removed {gone:?} after the agent was SIGKILLed");
+
+    // A foreign host answers for the VIP: refused, its MAC named, nothing added.
+    b.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
+        .unwrap();
+    let mut agent = start_agent(&a, vip, dir.path(), "agent2.log");
+    let mac = b.mac().unwrap();
+    wait_for(
+        "the foreign MAC in /status",
+        Duration::from_secs(10),
+        || {
+            a.exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
+                .ok()
+                .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+                .is_some_and(|s| s["foreign_mac"] == mac.as_str())
+        },
+    );
+    assert!(!a.has_addr(vip).unwrap(), "took a VIP a foreign host holds");
+    let s = status(&a);
+    assert_ne!(s["role"], "holder");
+    assert!(
+        s["waiting_for"].as_str().unwrap_or("").contains(&mac),
+        "{s:#}"
+    );
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
+    agent.kill();
+}
+
+/// Samples both hosts until `stop`; returns the samples that saw the VIP on both.
+fn watch_pair(
+    a: Host,
+    c: Host,
+    vip: Ipv4Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<Duration>)> {
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let (mut n, mut both) = (0, vec![]);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (x, y) = (a.has_addr(vip).unwrap(), c.has_addr(vip).unwrap());
+            n += 1;
+            if x && y {
+                both.push(t0.elapsed());
+            }
+        }
+        (n, both)
+    })
+}
+
+#[test]
+fn two_agents_hand_over_on_health_failure_and_sigterm() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "nft", "ip"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vipho").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let c = net.add_host("c", 13).unwrap();
+    let vip = net.addr(100);
+    let ea = a.addr;
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        &format!("http://127.0.0.1:2379,http://{ea}:2379,http://127.0.0.1:2381,http://{ea}:2381"),
+        "--advertise-client-urls",
+        &format!("http://{ea}:2379"),
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    let agent = |h: &Host, etcd: &str, health: &str, log: &str| {
+        let args: Vec<String> = [
+            "vip",
+            "--vip",
+            &format!("{vip}/24"),
+            "--interface",
+            "eth0",
+            "--node",
+            &h.name,
+            "--etcd",
+            etcd,
+            "--health-url",
+            health,
+            "--admin",
+            "127.0.0.1:9631",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        h.spawn("cpe vip", &dir.path().join(log), CPE, &args)
+            .unwrap()
+    };
+    let mut agent_a = agent(
+        &a,
+        "http://127.0.0.1:2379",
+        "http://127.0.0.1:2381/health",
+        "a.log",
+    );
+    wait_for("a to hold the VIP", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap()
+    });
+    // c's "API server" is its own admin listener: healthy as long as c runs, and not
+    // cut off with etcd when c is partitioned below.
+    let mut agent_c = agent(
+        &c,
+        &format!("http://{ea}:2379"),
+        "tcp://127.0.0.1:9631",
+        "c.log",
+    );
+    wait_for("c to campaign", Duration::from_secs(10), || {
+        try_status(&c)["role"] == "candidate"
+    });
+    assert_eq!(status(&c)["holder"], "a");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_pair(a.clone(), c.clone(), vip, stop.clone());
+
+    // a's health check fails (its own API server "dies"): c takes over.
+    a.exec(
+        "nft",
+        &["add table inet vipho; add chain inet vipho out { type filter hook output priority 0; }; add rule inet vipho out ip daddr 127.0.0.1 tcp dport 2381 reject with tcp reset"],
+    )
+    .unwrap();
+    let t = wait_for("c to take the VIP", Duration::from_secs(5), || {
+        c.has_addr(vip).unwrap()
+    });
+    eprintln!("health failure on the holder -> VIP on the other machine: {t:?}");
+    assert!(!a.has_addr(vip).unwrap());
+    wait_for("etcd to name c", Duration::from_secs(3), || {
+        try_status(&a)["holder"] == "c"
+    });
+
+    // a recovers and waits behind c. c is cut off from etcd (which runs on a): it drops
+    // the VIP at its lease deadline without hearing from anyone; a takes over once etcd
+    // expires c's lease.
+    a.exec("nft", &["delete table inet vipho"]).unwrap();
+    wait_for("a to campaign again", Duration::from_secs(5), || {
+        try_status(&a)["role"] == "candidate"
+    });
+    c.partition_from(&[a.addr]).unwrap();
+    let t0 = Instant::now();
+    wait_for(
+        "c to drop the VIP at its deadline",
+        Duration::from_secs(5),
+        || !c.has_addr(vip).unwrap(),
+    );
+    let dropped = t0.elapsed();
+    wait_for("a to take the VIP", Duration::from_secs(6), || {
+        a.has_addr(vip).unwrap()
+    });
+    eprintln!(
+        "holder partitioned from etcd -> it dropped the VIP after {dropped:?}, the other machine held it after {:?}",
+        t0.elapsed()
+    );
+    let log = std::fs::read_to_string(agent_c.log_path()).unwrap();
+    assert!(
+        log.contains("HOLDER->WAITING (lease not renewed before its deadline"),
+        "{log}"
+    );
+    c.heal().unwrap();
+    wait_for("c to campaign again", Duration::from_secs(10), || {
+        try_status(&c)["role"] == "candidate"
+    });
+
+    // a is stopped (planned handover): c takes over at once.
+    sigterm(&agent_a);
+    let t = wait_for("c to take the VIP", Duration::from_secs(5), || {
+        c.has_addr(vip).unwrap()
+    });
+    eprintln!("SIGTERM on the holder -> VIP on the other machine: {t:?}");
+    wait_for("a to exit", Duration::from_secs(5), || {
+        !agent_a.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
+    sigterm(&agent_c);
+    wait_for("c to exit", Duration::from_secs(5), || {
+        !agent_c.is_running()
+    });
+    assert!(!c.has_addr(vip).unwrap());
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (samples, both) = watcher.join().unwrap();
+    assert!(samples > 10, "the watcher barely ran ({samples} samples)");
+    assert!(both.is_empty(), "both machines held the VIP at {both:?}");
+}

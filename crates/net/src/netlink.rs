@@ -1,0 +1,184 @@
+//! Addresses and links through rtnetlink (0.24, pinned): look an interface up (index,
+//! MAC, up or down, addresses), add the VIP (IPv6 with `IFA_F_NODAD`, so it is usable at
+//! once instead of after a second of duplicate-address detection), remove it, and check
+//! whether it is still there. The agent polls this every 200 ms rather than subscribing to
+//! address and link events: one dump of one interface costs microseconds and a poll cannot
+//! miss an event. It decides nothing.
+
+use crate::packet::Mac;
+use crate::NetError;
+use futures_util::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags};
+use std::net::IpAddr;
+
+/// One interface as the kernel sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: Mac,
+    /// Administratively up and carrier present (`UP,LOWER_UP`).
+    pub up: bool,
+    /// Addresses with prefix lengths.
+    pub addrs: Vec<(IpAddr, u8)>,
+}
+
+/// A netlink route socket. Cheap to clone.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: rtnetlink::Handle,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Netlink")
+    }
+}
+
+fn nl_err(op: &'static str, e: rtnetlink::Error) -> NetError {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => NetError::Os {
+            op,
+            source: m.to_io(),
+        },
+        other => NetError::Netlink {
+            op,
+            detail: other.to_string(),
+        },
+    }
+}
+
+impl Netlink {
+    /// Opens the socket; its connection task runs on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetError::Os {
+            op: "open a netlink socket",
+            source,
+        })?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// The interface called `name`, or [`NetError::NoInterface`] listing the ones there are.
+    pub async fn interface(&self, name: &str) -> Result<Interface, NetError> {
+        let mut links = self.handle.link().get().execute();
+        let mut names = Vec::new();
+        let mut found = None;
+        while let Some(l) = links
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list links", e))?
+        {
+            let mut lname = None;
+            let mut mac = Mac::default();
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => lname = Some(n.clone()),
+                    LinkAttribute::Address(b) if b.len() == 6 => {
+                        mac = Mac(b[..].try_into().expect("6 bytes"))
+                    }
+                    _ => {}
+                }
+            }
+            let Some(lname) = lname else { continue };
+            if lname == name {
+                let f = l.header.flags;
+                found = Some((
+                    l.header.index,
+                    mac,
+                    f.contains(LinkFlags::Up) && f.contains(LinkFlags::LowerUp),
+                ));
+            }
+            names.push(lname);
+        }
+        let Some((index, mac, up)) = found else {
+            return Err(NetError::NoInterface {
+                name: name.to_string(),
+                present: names.join(", "),
+            });
+        };
+        Ok(Interface {
+            name: name.to_string(),
+            index,
+            mac,
+            up,
+            addrs: self.addresses(index).await?,
+        })
+    }
+
+    /// Addresses on interface `index`.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list addresses", e))?
+        {
+            if let Some(a) = address_of(&m) {
+                out.push((a, m.header.prefix_len));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds `ip/prefix` to interface `index`; already present is fine.
+    pub async fn add(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), NetError> {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code().abs() == libc::EEXIST => Ok(()),
+            Err(e) => Err(nl_err("add the address", e)),
+        }
+    }
+
+    /// Removes `ip` from interface `index`. Returns whether it was there.
+    pub async fn remove(&self, index: u32, ip: IpAddr) -> Result<bool, NetError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(ip)
+            .execute();
+        let mut removed = false;
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list addresses", e))?
+        {
+            match self.handle.address().del(m).execute().await {
+                Ok(()) => removed = true,
+                Err(rtnetlink::Error::NetlinkError(m))
+                    if matches!(m.raw_code().abs(), libc::EADDRNOTAVAIL | libc::ENOENT) => {}
+                Err(e) => return Err(nl_err("remove the address", e)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn address_of(m: &AddressMessage) -> Option<IpAddr> {
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
+    // otherwise (and for IPv6 always).
+    let mut addr = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => return Some(*ip),
+            AddressAttribute::Address(ip) => addr = Some(*ip),
+            _ => {}
+        }
+    }
+    addr
+}

@@ -1,0 +1,289 @@
+//! The `/status` document (JSON, field names stable: `cpe status`, the end-to-end tests
+//! and operators' scripts read them) and its table for `cpe status`. See docs/vip.md for
+//! every field.
+
+use crate::agent::Settings;
+use crate::machine::{Role, Transition};
+use crate::metrics::Metrics;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the driver publishes after every step.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub node: String,
+    pub vip: String,
+    pub interface: String,
+    pub election: String,
+    pub lease_ttl: Duration,
+    pub etcd_endpoints: Vec<String>,
+    pub health_target: String,
+    pub role: Role,
+    pub holding: bool,
+    pub since: SystemTime,
+    /// Who leads per etcd: `Ok(None)` nobody, `Err` etcd could not say.
+    pub holder: Option<Result<Option<String>, String>>,
+    pub last_transition: Option<(Transition, SystemTime)>,
+    /// Lease id, TTL, time left before the holder's deadline.
+    pub lease: Option<(i64, Duration, Duration)>,
+    pub healthy: bool,
+    pub health_detail: String,
+    pub waiting_for: Option<String>,
+    pub foreign_mac: Option<String>,
+    pub transitions: u64,
+}
+
+impl Snapshot {
+    pub fn initial(s: &Settings) -> Self {
+        Snapshot {
+            node: s.node.clone(),
+            vip: format!("{}/{}", s.vip, s.prefix_len),
+            interface: s.interface.clone(),
+            election: s.election.clone(),
+            lease_ttl: s.lease_ttl,
+            etcd_endpoints: s.etcd.endpoints(),
+            health_target: s.health.target.clone(),
+            role: Role::Waiting,
+            holding: false,
+            since: SystemTime::now(),
+            holder: None,
+            last_transition: None,
+            lease: None,
+            healthy: false,
+            health_detail: "not checked yet".into(),
+            waiting_for: None,
+            foreign_mac: None,
+            transitions: 0,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let (holder, holder_error) = match &self.holder {
+            Some(Ok(h)) => (json!(h), Value::Null),
+            Some(Err(e)) => (Value::Null, json!(e)),
+            None => (Value::Null, json!("not asked yet")),
+        };
+        json!({
+            "kind": "vip",
+            "node": self.node,
+            "vip": self.vip,
+            "interface": self.interface,
+            "election": self.election,
+            "role": self.role.as_str(),
+            "holding": self.holding,
+            "holder": holder,
+            "holder_error": holder_error,
+            "since": rfc3339(self.since),
+            "since_unix_ms": unix_ms(self.since),
+            "last_transition": self.last_transition.as_ref().map(|(t, at)| json!({
+                "from": t.from.as_str(),
+                "to": t.to.as_str(),
+                "reason": t.reason.label(),
+                "detail": t.reason.to_string(),
+                "at": rfc3339(*at),
+                "at_unix_ms": unix_ms(*at),
+            })),
+            "transitions": self.transitions,
+            "lease_ttl_ms": self.lease_ttl.as_millis() as u64,
+            "lease": self.lease.map(|(id, ttl, left)| json!({
+                "id": format!("{id:x}"),
+                "ttl_ms": ttl.as_millis() as u64,
+                "deadline_in_ms": left.as_millis() as u64,
+            })),
+            "healthy": self.healthy,
+            "health": { "target": self.health_target, "detail": self.health_detail },
+            "waiting_for": self.waiting_for,
+            "foreign_mac": self.foreign_mac,
+            "etcd_endpoints": self.etcd_endpoints,
+        })
+    }
+}
+
+/// The latest snapshot, shared between the driver and the admin handler.
+#[derive(Clone)]
+pub struct StatusCell(Arc<Mutex<Snapshot>>);
+
+impl StatusCell {
+    pub fn new(s: Snapshot) -> Self {
+        StatusCell(Arc::new(Mutex::new(s)))
+    }
+    pub fn get(&self) -> Snapshot {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set(&self, s: Snapshot) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+}
+
+/// `/status` and `/metrics` for `cpe_admin::serve`.
+pub fn handler(status: StatusCell, metrics: Arc<Metrics>) -> cpe_admin::Handler {
+    Arc::new(move |path| match path {
+        "/status" => Some(cpe_admin::Response::json(
+            serde_json::to_string_pretty(&status.get().to_json()).unwrap_or_default() + "\n",
+        )),
+        "/metrics" => Some(cpe_admin::Response::metrics(metrics.encode())),
+        _ => None,
+    })
+}
+
+/// Renders the `/status` JSON as the table `cpe status` prints.
+pub fn table(v: &Value) -> String {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    let b = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    let holder = match (
+        v.get("holder").and_then(|h| h.as_str()),
+        v.get("holder_error").and_then(|e| e.as_str()),
+    ) {
+        (Some(h), _) => h.to_string(),
+        (None, Some(e)) => format!("unknown ({e})"),
+        (None, None) => "nobody".to_string(),
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("VIP", format!("{} on {}", s("vip"), s("interface"))),
+        ("node", s("node")),
+        (
+            "role",
+            format!(
+                "{}{}",
+                s("role"),
+                if b("holding") { " (holds the VIP)" } else { "" }
+            ),
+        ),
+        ("holder (etcd)", holder),
+        ("since", s("since")),
+    ];
+    if let Some(t) = v.get("last_transition").filter(|t| !t.is_null()) {
+        let g = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+        rows.push((
+            "last change",
+            format!(
+                "{} -> {} at {}: {}",
+                g("from"),
+                g("to"),
+                g("at"),
+                g("detail")
+            ),
+        ));
+    }
+    let health = v.get("health");
+    rows.push((
+        "health",
+        format!(
+            "{} ({}: {})",
+            if b("healthy") { "passing" } else { "failing" },
+            health
+                .and_then(|h| h.get("target"))
+                .and_then(|x| x.as_str())
+                .unwrap_or("-"),
+            health
+                .and_then(|h| h.get("detail"))
+                .and_then(|x| x.as_str())
+                .unwrap_or("-"),
+        ),
+    ));
+    let ttl = v.get("lease_ttl_ms").and_then(|x| x.as_u64()).unwrap_or(0);
+    rows.push((
+        "lease",
+        match v.get("lease").filter(|l| !l.is_null()) {
+            Some(l) => format!(
+                "{} (TTL {} ms, deadline in {} ms)",
+                l.get("id").and_then(|x| x.as_str()).unwrap_or("-"),
+                l.get("ttl_ms").and_then(|x| x.as_u64()).unwrap_or(0),
+                l.get("deadline_in_ms")
+                    .and_then(|x| x.as_u64())
+                    .unwrap_or(0)
+            ),
+            None => format!("none (TTL {ttl} ms when granted)"),
+        },
+    ));
+    if let Some(w) = v.get("waiting_for").and_then(|x| x.as_str()) {
+        rows.push(("waiting for", w.to_string()));
+    }
+    rows.push((
+        "transitions",
+        v.get("transitions")
+            .map(|x| x.to_string())
+            .unwrap_or_default(),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, val) in rows {
+        out.push_str(&format!("{k:<width$}  {val}\n"));
+    }
+    out
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `2026-11-22T00:10:00.123Z` without a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let ms = unix_ms(t);
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_392_000_123); // 2026-11-22
+        assert_eq!(rfc3339(t), "2026-11-22T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        assert_eq!(rfc3339(t), "2000-02-29T01:01:01.000Z");
+    }
+
+    #[test]
+    fn table_says_who_holds_since_when_and_why() {
+        let v = json!({
+            "kind": "vip", "node": "cp2", "vip": "10.77.0.100/32", "interface": "eth0",
+            "role": "holder", "holding": true, "holder": "cp2", "holder_error": null,
+            "since": "2026-11-22T00:10:00.000Z",
+            "last_transition": {"from": "acquiring", "to": "holder", "reason": "acquired",
+                "detail": "elected and no other host answers for the address",
+                "at": "2026-11-22T00:10:00.000Z"},
+            "transitions": 3, "lease_ttl_ms": 2000,
+            "lease": {"id": "41f2", "ttl_ms": 2000, "deadline_in_ms": 1200},
+            "healthy": true, "health": {"target": "https://127.0.0.1:6443/readyz", "detail": "UP"},
+            "waiting_for": null,
+        });
+        let t = table(&v);
+        assert!(t.contains("VIP            10.77.0.100/32 on eth0"), "{t}");
+        assert!(t.contains("role           holder (holds the VIP)"), "{t}");
+        assert!(t.contains("holder (etcd)  cp2"), "{t}");
+        assert!(
+            t.contains("last change    acquiring -> holder at 2026-11-22T00:10:00.000Z: elected"),
+            "{t}"
+        );
+        let mut v = v;
+        v["holder"] = Value::Null;
+        v["holder_error"] = json!("etcd unreachable: x");
+        assert!(table(&v).contains("unknown (etcd unreachable: x)"));
+    }
+}
