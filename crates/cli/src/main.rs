@@ -54,7 +54,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::init_logging(&cli.log, cli.log_format);
+    // `cpe demo` draws its own view on stdout; the in-process agents' logs would tear it,
+    // so it logs errors only unless a filter was asked for.
+    let log = if matches!(cli.command, Command::Demo(_))
+        && cli.log == "info"
+        && std::env::var_os("CPE_LOG").is_none()
+    {
+        "error"
+    } else {
+        cli.log.as_str()
+    };
+    cmd::init_logging(log, cli.log_format);
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Render(a) => cmd::render::run(a),

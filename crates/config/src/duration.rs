@@ -40,9 +40,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way a definition writes it (`250ms`, `2s`, `1.5s`).
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
-    } else if ms >= 1000 && ms % 100 == 0 {
+    } else if ms >= 1000 && ms.is_multiple_of(100) {
         format!("{}s", d.as_secs_f64())
     } else {
         format!("{ms}ms")

@@ -6,8 +6,9 @@
 //!
 //! # Layout
 //!
-//! - [`input`]: the serde types of the file, exactly as written (`deny_unknown_fields`,
-//!   every scalar carrying its line and column).
+//! - [`tree`]: the YAML parsed (by serde-saphyr) into a tree of positioned nodes.
+//! - [`input`]: the fields of the file exactly as written, read from the tree; every
+//!   unknown field and wrong type is collected, each value keeps its line and column.
 //! - [`validate`]: the rules, checked without touching the host; every problem is
 //!   collected, none stops the others from being found.
 //! - [`model`]: the resolved definition ([`Endpoint`]) with defaults applied and the mode
@@ -15,6 +16,7 @@
 //! - [`problem`]: a problem found in a definition: where, which field, which value,
 //!   which rule, and a hint.
 //! - [`duration`]: `250ms` / `2s` / `1m` durations as written in the file.
+//! - [`konvoy`]: the same definition from Konvoy-style flags instead of a file.
 //!
 //! # What it does not do
 //!
@@ -23,12 +25,18 @@
 //! `cpe-preflight`. Constructors never silently "fix" a definition: a value is either
 //! accepted as written or reported.
 
+// A `Problem` is the error type and is meant to be rich (field, value, rule, hint).
+#![allow(clippy::result_large_err)]
+
 pub mod duration;
 pub mod input;
+pub mod konvoy;
 pub mod model;
 pub mod problem;
+pub mod tree;
 pub mod validate;
 
+pub use konvoy::KonvoyFlags;
 pub use model::*;
 pub use problem::{Problem, Severity};
-pub use validate::{load_file, load_str, LoadError, Loaded};
+pub use validate::{check_str, load_file, load_str, read_file, Checked, LoadError, Loaded};

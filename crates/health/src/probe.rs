@@ -269,7 +269,7 @@ impl Prober {
             Ok(Ok(mut addrs)) => addrs.next(),
             Ok(Err(e)) => {
                 return Observation {
-                    outcome: Outcome::Failed(Failure::Resolve(format!("{host}: {e}"))),
+                    outcome: Outcome::Failed(Failure::Resolve(resolve_error(host, &e))),
                     latency: start.elapsed(),
                 }
             }
@@ -334,6 +334,15 @@ impl Prober {
             .await
             .unwrap_or(Outcome::Failed(Failure::Timeout))
     }
+}
+
+/// `nosuch.example: Name or service not known` (without getaddrinfo's long prefix).
+pub fn resolve_error(host: &str, e: &io::Error) -> String {
+    let text = e.to_string();
+    let short = text
+        .strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text);
+    format!("{host}: {short}")
 }
 
 fn tls_reason(e: &io::Error) -> String {

@@ -107,3 +107,115 @@ fn etcd_cluster_of_three_elects_a_leader_and_survives_losing_it() {
         .contains("v2"));
     assert_eq!(etcd.members.len(), 3);
 }
+
+/// The observers can fail: the watcher sees two holders when two hosts carry the VIP, the
+/// client's neighbour entry follows a gratuitous ARP, and the prober counts failures while
+/// nobody answers.
+#[test]
+fn observers_see_two_holders_neighbour_moves_and_outage() {
+    use cpe_testkit::observe::{Prober, Target, Watch};
+    require_root();
+    require_programs(&["ip", "arping"]);
+    let net = Net::new("tko").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let b = net.add_host("b", 12).unwrap();
+    let client = net.add_host("client", 50).unwrap();
+    let vip = net.addr(100);
+    let epoch = std::time::Instant::now();
+    let watch = Watch::start(
+        &[a.clone(), b.clone()],
+        &client,
+        vip,
+        Duration::from_millis(10),
+        epoch,
+    )
+    .unwrap();
+    // A minimal HTTP server on :8080 in each host, from a thread that entered its namespace.
+    let web = |h: &cpe_testkit::Host| {
+        let ns = h.ns_path();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            cpe_testkit::netlink::enter_netns(&ns).unwrap();
+            let l = std::net::TcpListener::bind("0.0.0.0:8080").unwrap();
+            for mut s in l.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            }
+        });
+    };
+    web(&a);
+    web(&b);
+    let prober = Prober::start(
+        &client,
+        Target {
+            addr: std::net::SocketAddr::new(vip.into(), 8080),
+            https: false,
+            path: "/ok".into(),
+        },
+        Duration::from_millis(20),
+        Duration::from_millis(500),
+        epoch,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = epoch.elapsed();
+    let vip24 = format!("{vip}/24");
+    a.exec("ip", &["addr", "add", &vip24, "dev", "eth0"])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(watch.current(), vec!["a".to_string()]);
+    assert_eq!(
+        watch.neighbour().last().unwrap().mac,
+        a.mac().unwrap(),
+        "client sends to a"
+    );
+    b.exec("ip", &["addr", "add", &vip24, "dev", "eth0"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    a.exec("ip", &["addr", "del", &vip24, "dev", "eth0"])
+        .unwrap();
+    b.exec("arping", &["-U", "-c", "1", "-I", "eth0", &vip.to_string()])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t1 = epoch.elapsed();
+    assert!(!watch.doubles(t0, t1).is_empty(), "two holders seen");
+    assert_eq!(watch.current(), vec!["b".to_string()]);
+    let n = watch.neighbour();
+    assert_eq!(
+        n.last().unwrap().mac,
+        b.mac().unwrap(),
+        "neighbour followed the gratuitous ARP: {n:?}"
+    );
+    assert_eq!(n.last().unwrap().host.as_deref(), Some("b"));
+    drop(prober);
+    let _ = t1;
+    // Before the VIP existed nothing answered: the prober saw failures and an outage.
+    let p2 = Prober::start(
+        &client,
+        Target {
+            addr: std::net::SocketAddr::new(vip.into(), 8080),
+            https: false,
+            path: "/ok".into(),
+        },
+        Duration::from_millis(20),
+        Duration::from_millis(500),
+        epoch,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let t2 = epoch.elapsed();
+    b.exec("ip", &["addr", "del", &vip24, "dev", "eth0"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let t3 = epoch.elapsed();
+    let r = p2.requests();
+    assert!(r.last_ok(3, t2), "requests succeed while b holds the VIP");
+    assert!(
+        !r.failed(t2, t3).is_empty(),
+        "requests fail once nobody holds it"
+    );
+    assert!(r.outage(t2, t3).unwrap() >= Duration::from_millis(900));
+}

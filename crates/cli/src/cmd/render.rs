@@ -1,10 +1,110 @@
-//! `cpe render`.
+//! `cpe render`: writes the artifacts that wire the endpoint into a cluster (kubeadm,
+//! Cluster API, the VIP agent's static pod, a systemd unit) to stdout. The definition is
+//! checked exactly as `cpe plan` checks it; an invalid one is reported on stderr and
+//! nothing is rendered. Exit 0 rendered, 1 invalid definition, 2 usage error (including a
+//! kind that does not apply to the definition's mode).
 
+use super::plan::{counts, problems_text, Source};
+use cpe_config::Severity;
+use cpe_render::{Kind, Options};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    /// kubeadm ClusterConfiguration: controlPlaneEndpoint and apiServer.certSANs.
+    Kubeadm,
+    /// Cluster API Cluster (spec.controlPlaneEndpoint) and KubeadmControlPlane (replicas;
+    /// in virtual-ip mode the VIP agent's static pod and the definition in files).
+    Capi,
+    /// The VIP agent's static pod for /etc/kubernetes/manifests/ (virtual-ip mode only).
+    StaticPod,
+    /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
+    Systemd,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("cpe render is not built yet")
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Kubeadm => Kind::Kubeadm,
+            KindArg::Capi => Kind::Capi,
+            KindArg::StaticPod => Kind::StaticPod,
+            KindArg::Systemd => Kind::Systemd,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  cpe render -f endpoint.yaml --kind kubeadm > cluster-configuration.yaml
+  cpe render -f endpoint.yaml --kind static-pod > /etc/kubernetes/manifests/cpe-vip.yaml
+  cpe render -f endpoint.yaml --kind systemd > /etc/systemd/system/cpe-lb.service
+
+The artifact goes to stdout, warnings and problems to stderr.
+Exit status: 0 rendered, 1 invalid or unreadable definition, 2 usage error (including a kind
+that does not apply to the definition's mode, e.g. static-pod without a virtual IP).")]
+pub struct Args {
+    #[command(flatten)]
+    pub source: Source,
+    /// What to render.
+    #[arg(short = 'k', long, value_enum)]
+    pub kind: KindArg,
+    /// Image of the VIP agent's static pod (static-pod, capi).
+    #[arg(long, value_name = "IMAGE", default_value = cpe_render::DEFAULT_IMAGE)]
+    pub image: String,
+    /// Where the definition is installed on each machine; the static pod mounts it and the
+    /// systemd unit reads it.
+    #[arg(long, value_name = "PATH", default_value = cpe_render::DEFAULT_DEFINITION_PATH)]
+    pub definition_path: PathBuf,
+    /// Where the cpe binary is installed (systemd).
+    #[arg(long, value_name = "PATH", default_value = cpe_render::DEFAULT_BINARY)]
+    pub binary: PathBuf,
+    /// Node name `cpe vip` runs as in the systemd unit; `%H` is systemd's host name.
+    #[arg(long, value_name = "NAME", default_value = "%H")]
+    pub node: String,
+    /// spec.version of the KubeadmControlPlane (capi).
+    #[arg(long, value_name = "VERSION", default_value = cpe_render::DEFAULT_KUBERNETES_VERSION)]
+    pub kubernetes_version: String,
+    /// Namespace of the Cluster API objects (capi).
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let checked = args.source.check();
+    let label = args.source.label();
+    let Some(endpoint) = checked.endpoint.as_ref() else {
+        eprintln!(
+            "{}{label}: invalid definition, nothing rendered ({})",
+            problems_text(&label, &checked.problems),
+            counts(&checked)
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let warnings: Vec<_> = checked
+        .problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .cloned()
+        .collect();
+    eprint!("{}", problems_text(&label, &warnings));
+    let options = Options {
+        image: args.image,
+        definition_path: args.definition_path,
+        binary: args.binary,
+        node: args.node,
+        kubernetes_version: args.kubernetes_version,
+        namespace: args.namespace,
+    };
+    match cpe_render::render(endpoint, args.kind.into(), &options) {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }

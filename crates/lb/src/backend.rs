@@ -1,0 +1,114 @@
+//! One backend as the running load balancer holds it: its spec, its resolved address, its
+//! health (the pure state machine behind a mutex, mirrored into atomics so that the
+//! connection path reads it without locking), its counters, and the tokens that end its
+//! checks and, after a drain, its connections.
+
+use crate::config::BackendSpec;
+use crate::metrics::{BackendLabel, Metrics};
+use crate::select::View;
+use cpe_health::{Health, State};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub struct Backend {
+    pub spec: BackendSpec,
+    /// `spec` as displayed; the label in metrics and logs.
+    pub name: String,
+    /// Resolved by the checker for names; fixed for IP literals. `None` until a name
+    /// resolves: such a backend is never picked.
+    addr: Mutex<Option<SocketAddr>>,
+    /// Mirror of `health.state()` (index into `State::ALL`), for lock-free selection.
+    state: AtomicU8,
+    tcp_alive: AtomicBool,
+    /// The state machine. Locked by the checker (every interval) and by the connection
+    /// path only when a connect fails: never on the common path.
+    pub health: Mutex<Health>,
+    /// Open connections; also the least-connections count.
+    pub active: Gauge,
+    pub connects: Counter,
+    pub failures: Counter,
+    pub check_seconds: Histogram,
+    /// Last check latency in microseconds, for `/status`.
+    pub last_check_us: AtomicU64,
+    /// Ends this backend's checks (removed, or the load balancer stopped).
+    pub stop: CancellationToken,
+    /// Ends this backend's remaining connections (removed, and the drain timeout passed).
+    pub drain: CancellationToken,
+}
+
+fn state_index(s: State) -> u8 {
+    State::ALL.iter().position(|x| *x == s).unwrap_or(0) as u8
+}
+
+impl Backend {
+    pub fn new(
+        spec: BackendSpec,
+        metrics: &Metrics,
+        stop: CancellationToken,
+        now: Instant,
+    ) -> Backend {
+        let name = spec.to_string();
+        let label = BackendLabel {
+            backend: name.clone(),
+        };
+        let health = Health::new(name.clone(), now);
+        metrics.set_state(&name, health.state());
+        Backend {
+            addr: Mutex::new(spec.literal()),
+            state: AtomicU8::new(state_index(health.state())),
+            tcp_alive: AtomicBool::new(false),
+            health: Mutex::new(health),
+            active: metrics.backend_active.get_or_create_owned(&label),
+            connects: metrics.backend_connects.get_or_create_owned(&label),
+            failures: metrics.backend_connect_failures.get_or_create_owned(&label),
+            check_seconds: metrics.backend_check_seconds.get_or_create_owned(&label),
+            last_check_us: AtomicU64::new(0),
+            stop,
+            drain: CancellationToken::new(),
+            spec,
+            name,
+        }
+    }
+
+    pub fn addr(&self) -> Option<SocketAddr> {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_addr(&self, a: SocketAddr) {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+    }
+
+    pub fn state(&self) -> State {
+        State::ALL[self.state.load(Ordering::Relaxed) as usize % State::ALL.len()]
+    }
+
+    pub fn tcp_alive(&self) -> bool {
+        self.tcp_alive.load(Ordering::Relaxed)
+    }
+
+    /// Copies the state machine's answers into the atomics (call with the health lock
+    /// held, so mirrors never go backwards).
+    pub fn mirror(&self, h: &Health) {
+        self.state.store(state_index(h.state()), Ordering::Relaxed);
+        self.tcp_alive.store(h.tcp_alive(), Ordering::Relaxed);
+    }
+
+    pub fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn view(&self) -> View {
+        View {
+            state: self.state(),
+            tcp_alive: self.tcp_alive(),
+            active: self.active.get(),
+            addressable: self.addr().is_some(),
+        }
+    }
+}

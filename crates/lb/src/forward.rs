@@ -1,0 +1,269 @@
+//! Moving bytes between a client and a backend, untouched.
+//!
+//! Each direction is a loop of "wait until readable, read, write all" on the two sockets
+//! directly (no split halves, no framing). The buffer is taken only while bytes flow and
+//! given back as soon as the socket is drained: an idle connection (a watch, `logs -f`)
+//! holds no buffer at all, which is what keeps 10,000 idle connections small.
+//! `tokio::io::copy_bidirectional` would hold two 8 KiB buffers per connection for its
+//! whole life.
+//!
+//! Half-close: end of stream from one side becomes `shutdown(SHUT_WR)` on the other, and
+//! the opposite direction keeps flowing until it ends too. An error (reset) on either
+//! side ends both.
+//!
+//! Bulk: when one read fills the whole buffer, the flow is bulk and the direction switches
+//! to `splice(2)` through a pipe (see [`splice`]): the bytes then move socket → pipe →
+//! socket inside the kernel, never copied to user space. It switches back when reads get
+//! small again, closing the pipe, so idle connections hold no pipe either.
+//!
+//! It does not time out idle connections (long watches are the normal case) and does not
+//! parse anything.
+
+use socket2::SockRef;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Bytes read at once. Large enough that bulk transfers make few system calls; only
+/// connections moving data at this instant hold one.
+const BUF: usize = 64 * 1024;
+
+/// TCP keepalive: a peer that vanished without a FIN or RST is noticed in about a minute
+/// and a half instead of never, and NAT/conntrack state stays fresh on idle watches.
+pub fn tune(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    let _ = SockRef::from(s).set_tcp_keepalive(&ka);
+}
+
+/// Bytes moved each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub to_backend: u64,
+    pub to_client: u64,
+}
+
+/// Forwards until both directions have ended, or either fails.
+pub async fn both_ways(client: &TcpStream, backend: &TcpStream) -> io::Result<Moved> {
+    let (up, down) = tokio::try_join!(one_way(client, backend), one_way(backend, client))?;
+    Ok(Moved {
+        to_backend: up,
+        to_client: down,
+    })
+}
+
+/// Use `splice(2)` for bulk flows (Linux). A switch for benchmarks and for kernels where
+/// it misbehaves (`cpe lb --no-splice`).
+static SPLICE: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
+
+/// Bytes moved by `splice(2)` since start (all connections), for metrics and tests.
+static SPLICED: AtomicU64 = AtomicU64::new(0);
+
+pub fn spliced_bytes() -> u64 {
+    SPLICED.load(Ordering::Relaxed)
+}
+
+pub fn set_splice(on: bool) {
+    SPLICE.store(on && cfg!(target_os = "linux"), Ordering::Relaxed);
+}
+
+async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let mut buf: Option<Box<[u8]>> = None;
+    let mut total = 0u64;
+    #[cfg(target_os = "linux")]
+    let mut pipe: Option<splice::Pipe> = None;
+    loop {
+        #[cfg(target_os = "linux")]
+        if let Some(p) = &pipe {
+            let n = splice::once(from, to, p).await?;
+            if n == 0 {
+                let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                return Ok(total);
+            }
+            total += n as u64;
+            SPLICED.fetch_add(n as u64, Ordering::Relaxed);
+            if n < splice::SMALL {
+                // Not bulk any more: give the pipe back.
+                pipe = None;
+            }
+            continue;
+        }
+        from.readable().await?;
+        let b = buf.get_or_insert_with(|| vec![0u8; BUF].into_boxed_slice());
+        match from.try_read(b) {
+            Ok(0) => {
+                // End of stream: pass the half-close on. The peer may already be gone
+                // (ENOTCONN): nothing left to tell it.
+                let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                return Ok(total);
+            }
+            Ok(n) => {
+                write_all(to, &b[..n]).await?;
+                total += n as u64;
+                #[cfg(target_os = "linux")]
+                if n == BUF && SPLICE.load(Ordering::Relaxed) {
+                    // A full buffer: bulk. Move the rest inside the kernel.
+                    pipe = splice::Pipe::new().ok();
+                    buf = None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Drained: give the buffer back while we wait.
+                buf = None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub mod splice {
+    //! Zero-copy forwarding with `splice(2)`: socket → pipe → socket, driven by tokio's
+    //! readiness of the two sockets. The pipe is always drained completely before the
+    //! next read, so it never needs polling itself.
+
+    use nix::fcntl::{splice, OFlag, SpliceFFlags};
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Bytes asked for per splice (the default pipe capacity).
+    const CHUNK: usize = 64 * 1024;
+    /// A splice that moved less than this means the flow is no longer bulk.
+    pub const SMALL: usize = 4096;
+
+    pub struct Pipe {
+        r: OwnedFd,
+        w: OwnedFd,
+    }
+
+    impl Pipe {
+        pub fn new() -> io::Result<Pipe> {
+            let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+            Ok(Pipe { r, w })
+        }
+    }
+
+    fn flags() -> SpliceFFlags {
+        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
+    }
+
+    /// Moves one chunk from `from` to `to`; 0 at end of stream.
+    pub async fn once(from: &TcpStream, to: &TcpStream, p: &Pipe) -> io::Result<usize> {
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                splice(from.as_fd(), None, p.w.as_fd(), None, CHUNK, flags())
+                    .map_err(io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut left = n;
+        while left > 0 {
+            match to.try_io(Interest::WRITABLE, || {
+                splice(p.r.as_fd(), None, to.as_fd(), None, left, flags()).map_err(io::Error::from)
+            }) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match to.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    /// client <-> [a | forward | b] <-> backend
+    #[tokio::test]
+    async fn bytes_pass_both_ways_and_half_close_propagates() {
+        let (mut client, a) = pair().await;
+        let (b, mut backend) = pair().await;
+        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+
+        // 1 MiB up, then the client half-closes; the backend sees EOF and still answers.
+        let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let p2 = payload.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&p2).await.unwrap();
+            client.shutdown().await.unwrap();
+            client
+        });
+        let mut got = Vec::new();
+        backend.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, payload);
+        backend.write_all(b"answer after half-close").await.unwrap();
+        backend.shutdown().await.unwrap();
+        let mut client = writer.await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer after half-close");
+        let moved = fwd.await.unwrap().unwrap();
+        assert_eq!(moved.to_backend, payload.len() as u64);
+        assert_eq!(moved.to_client, 23);
+        #[cfg(target_os = "linux")]
+        assert!(
+            spliced_bytes() > 0,
+            "1 MiB in one direction never switched to splice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_both_directions() {
+        let (client, a) = pair().await;
+        let (b, backend) = pair().await;
+        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+        // The backend dies abruptly (RST): the forwarder ends, the client sees the end.
+        SockRef::from(&backend)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(backend);
+        let r = tokio::time::timeout(Duration::from_secs(5), fwd)
+            .await
+            .expect("forwarder hung after a reset")
+            .unwrap();
+        // Either an error (reset) or a clean end if the RST came as EOF first.
+        let _ = r;
+        let mut client = client;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut buf))
+            .await
+            .expect("client not told");
+    }
+}

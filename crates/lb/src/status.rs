@@ -1,0 +1,211 @@
+//! The `/status` document (`"kind": "lb"`) and the table `cpe status` prints from it.
+//! The table is rendered from the JSON only, so `cpe status` needs nothing but the
+//! admin listener's answer.
+
+use crate::Shared;
+use serde_json::{json, Value};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+pub(crate) fn document(s: &Shared) -> Value {
+    let members = s.members.load();
+    let backend = |b: &crate::backend::Backend, removed: bool| {
+        let h = b.health();
+        let change = h.last_change();
+        json!({
+            "name": b.name,
+            "address": b.addr().map(|a| a.to_string()),
+            "state": if removed { "removed".to_string() } else { b.state().as_str().to_string() },
+            "for_seconds": (h.since().elapsed().as_millis() as f64 / 1000.0),
+            "reason": change.map(|t| t.to_string()),
+            "cause": change.map(|t| t.cause.as_str()),
+            "last_check": h.last_outcome().map(|o| o.to_string()),
+            "last_check_ms": (b.last_check_us.load(Ordering::Relaxed) as f64 / 1000.0),
+            "tcp_alive": b.tcp_alive(),
+            "active_connections": b.active.get(),
+            "connects": b.connects.get(),
+            "connect_failures": b.failures.get(),
+        })
+    };
+    let backends: Vec<Value> = members.iter().map(|b| backend(b, false)).collect();
+    let removed: Vec<Value> = s
+        .retired
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|b| backend(b, true))
+        .collect();
+    let config = s.config();
+    json!({
+        "kind": "lb",
+        "listen": s.listen.to_string(),
+        "admin": s.admin.map(|a| a.to_string()),
+        "uptime_seconds": s.started.elapsed().as_secs(),
+        "active_connections": s.metrics.active.get(),
+        "max_connections": config.max_connections,
+        "accepted_connections": s.metrics.accepted.get(),
+        "rejected_connections": s.metrics.rejected.get(),
+        "no_backend_connections": s.metrics.no_backend.get(),
+        "fallback": s.fallback.load(Ordering::Relaxed),
+        "spliced_bytes": crate::forward::spliced_bytes(),
+        "health_check": {
+            "protocol": config.health.protocol,
+            "path": config.health.path,
+            "interval_ms": config.health.interval.as_millis() as u64,
+            "timeout_ms": config.health.timeout.as_millis() as u64,
+            "rise": config.health.rise,
+            "fall": config.health.fall,
+        },
+        "last_reload_error": *s.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()),
+        "backends": backends,
+        "removed": removed,
+    })
+}
+
+fn duration(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{secs:.1}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Renders the `/status` JSON as the table `cpe status` prints.
+pub fn table(status: &Value) -> String {
+    let mut out = String::new();
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    let num = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "cpe lb on {} (admin {}): {} connections open (limit {}), {} rejected at the limit, {} with no backend",
+        str_of(status, "listen"),
+        str_of(status, "admin"),
+        num(status, "active_connections"),
+        num(status, "max_connections"),
+        num(status, "rejected_connections"),
+        num(status, "no_backend_connections"),
+    );
+    if let Some(hc) = status.get("health_check") {
+        let _ = writeln!(
+            out,
+            "health check: {} {} every {}ms, timeout {}ms, rise {}, fall {}",
+            str_of(hc, "protocol"),
+            str_of(hc, "path"),
+            num(hc, "interval_ms"),
+            num(hc, "timeout_ms"),
+            num(hc, "rise"),
+            num(hc, "fall"),
+        );
+    }
+    if status.get("fallback").and_then(|f| f.as_bool()) == Some(true) {
+        let _ = writeln!(
+            out,
+            "WARNING: no backend passes its health check; connections go to backends that still accept TCP"
+        );
+    }
+    if let Some(e) = status.get("last_reload_error").and_then(|e| e.as_str()) {
+        let _ = writeln!(
+            out,
+            "WARNING: last reload failed, running on the previous definition: {e}"
+        );
+    }
+    let mut rows: Vec<[String; 7]> = vec![[
+        "BACKEND".into(),
+        "STATE".into(),
+        "FOR".into(),
+        "CONNS".into(),
+        "TOTAL/FAILED".into(),
+        "LAST CHECK".into(),
+        "LAST CHANGE".into(),
+    ]];
+    let empty = Vec::new();
+    let list = |k: &str| {
+        status
+            .get(k)
+            .and_then(|b| b.as_array())
+            .unwrap_or(&empty)
+            .clone()
+    };
+    for b in list("backends").iter().chain(list("removed").iter()) {
+        let check = match b.get("last_check").and_then(|c| c.as_str()) {
+            Some(c) => format!(
+                "{c} ({:.1}ms)",
+                b.get("last_check_ms")
+                    .and_then(|x| x.as_f64())
+                    .unwrap_or(0.0)
+            ),
+            None => "-".into(),
+        };
+        let reason = str_of(b, "reason");
+        // The backend's name is in the first column already.
+        let name = str_of(b, "name");
+        let reason = reason
+            .strip_prefix(&format!("{name} "))
+            .unwrap_or(&reason)
+            .to_string();
+        rows.push([
+            name,
+            str_of(b, "state").to_uppercase(),
+            duration(b.get("for_seconds").and_then(|x| x.as_f64()).unwrap_or(0.0)),
+            num(b, "active_connections").to_string(),
+            format!("{}/{}", num(b, "connects"), num(b, "connect_failures")),
+            check,
+            reason,
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_each_backend_with_its_reason() {
+        let v = json!({
+            "kind": "lb", "listen": "127.0.0.1:6443", "admin": "127.0.0.1:9630",
+            "active_connections": 3, "max_connections": 20000, "rejected_connections": 0,
+            "no_backend_connections": 0, "fallback": false, "last_reload_error": null,
+            "health_check": {"protocol": "https", "path": "/readyz", "interval_ms": 250, "timeout_ms": 500, "rise": 2, "fall": 2},
+            "backends": [
+                {"name": "10.0.0.2:6443", "state": "up", "for_seconds": 12.5, "reason": "10.0.0.2:6443 RECOVERING->UP (probe: 2 passes)",
+                 "last_check": "ready", "last_check_ms": 1.25, "active_connections": 3, "connects": 10, "connect_failures": 1},
+                {"name": "10.0.0.3:6443", "state": "draining", "for_seconds": 0.5, "reason": "10.0.0.3:6443 UP->DRAINING (probe: not ready (HTTP 503))",
+                 "last_check": "not ready (HTTP 503)", "last_check_ms": 2.0, "active_connections": 0, "connects": 4, "connect_failures": 0}
+            ],
+            "removed": []
+        });
+        let t = table(&v);
+        assert!(t.contains("cpe lb on 127.0.0.1:6443"), "{t}");
+        let up = t.lines().find(|l| l.starts_with("10.0.0.2:6443")).unwrap();
+        assert!(
+            up.contains("UP") && up.contains("12.5s") && up.contains("10/1"),
+            "{up}"
+        );
+        assert!(up.ends_with("RECOVERING->UP (probe: 2 passes)"), "{up}");
+        let dr = t.lines().find(|l| l.starts_with("10.0.0.3:6443")).unwrap();
+        assert!(
+            dr.contains("DRAINING") && dr.contains("not ready (HTTP 503)"),
+            "{dr}"
+        );
+        assert!(!t.contains("WARNING"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The load balancer on loopback, in-process, against small HTTP backends whose readiness
+//! and life the tests control. Real sockets and real time (these are the driver's tests;
+//! the decisions have their own pure unit tests), waits bounded by polling deadlines.
+
+mod common;
+
+use common::*;
+use cpe_health::State;
+use cpe_lb::{BackendSpec, Lb};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backend_costs_no_new_connection_and_leaves_rotation() {
+    let bs = [
+        Backend::start("b0").await,
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+    ];
+    let lb = start(config(bs.iter().map(Backend::spec).collect())).await;
+    until("all up", || {
+        lb.handle.states().iter().all(|(_, s)| *s == State::Up)
+    })
+    .await;
+
+    let addr = lb.addr;
+    let client = tokio::spawn(async move {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..300 {
+            let name = once(addr).await.expect("a new connection failed");
+            *seen.entry(name).or_insert(0) += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    bs[1].kill.cancel();
+    let killed_at = tokio::time::Instant::now();
+    until("b1 out of rotation", || {
+        state_of(&lb.handle, &bs[1]) < State::Draining
+    })
+    .await;
+    let out_after = killed_at.elapsed();
+    let seen = client.await.unwrap();
+    assert!(
+        seen.contains_key("b0") && seen.contains_key("b2"),
+        "{seen:?}"
+    );
+    assert!(out_after < Duration::from_secs(2), "{out_after:?}");
+    eprintln!("killed backend out of rotation after {out_after:?}; answers by backend: {seen:?}");
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_backend_gets_no_new_connection_but_keeps_its_own() {
+    let bs = [Backend::start("b0").await, Backend::start("b1").await];
+    let lb = start(config(vec![bs[0].spec()])).await;
+    until("b0 up", || state_of(&lb.handle, &bs[0]) == State::Up).await;
+    // A long-lived connection on b0 (the only backend at the time).
+    let mut long = Conn::open(lb.addr).await.unwrap();
+    assert_eq!(long.get().await.unwrap(), "b0");
+    lb.handle
+        .reload(config(vec![bs[0].spec(), bs[1].spec()]))
+        .unwrap();
+    until("b1 up", || state_of(&lb.handle, &bs[1]) == State::Up).await;
+
+    // b0's API server enters its shutdown delay: /readyz 503, still serving.
+    bs[0].ready.store(503, Ordering::Relaxed);
+    until("b0 draining", || {
+        state_of(&lb.handle, &bs[0]) == State::Draining
+    })
+    .await;
+    for _ in 0..30 {
+        assert_eq!(
+            once(lb.addr).await.unwrap(),
+            "b1",
+            "a new connection went to a draining backend"
+        );
+    }
+    assert_eq!(
+        long.get().await.unwrap(),
+        "b0",
+        "the existing connection was cut"
+    );
+
+    // Ready again: back in rotation after `rise` passes.
+    bs[0].ready.store(200, Ordering::Relaxed);
+    until("b0 up again", || state_of(&lb.handle, &bs[0]) == State::Up).await;
+    let status = lb.handle.status();
+    let b0 = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == bs[0].addr.to_string())
+        .unwrap();
+    assert!(
+        b0["reason"].as_str().unwrap().contains("RECOVERING->UP"),
+        "{b0}"
+    );
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_check_fails_tcp_alive_backends_still_serve() {
+    let b = Backend::start("b0").await;
+    let lb = start(config(vec![b.spec()])).await;
+    until("up", || state_of(&lb.handle, &b) == State::Up).await;
+    // etcd stalls: /readyz 500 everywhere, the server still accepts connections.
+    b.ready.store(500, Ordering::Relaxed);
+    until("draining", || state_of(&lb.handle, &b) == State::Draining).await;
+    until("fallback", || lb.handle.status()["fallback"] == true).await;
+    assert_eq!(once(lb.addr).await.unwrap(), "b0");
+    let m = lb.handle.metrics_text();
+    assert!(m.contains("cpe_lb_fallback 1"), "{m}");
+    assert!(m.contains("cpe_lb_connections_fallback_total 1"), "{m}");
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_backend_keeps_its_connections_until_the_drain_timeout() {
+    let bs = [Backend::start("b0").await, Backend::start("b1").await];
+    let mut c = config(vec![bs[0].spec()]);
+    let lb = start(c.clone()).await;
+    until("b0 up", || state_of(&lb.handle, &bs[0]) == State::Up).await;
+    let mut long = Conn::open(lb.addr).await.unwrap();
+    assert_eq!(long.get().await.unwrap(), "b0");
+
+    c.backends = vec![bs[1].spec()];
+    c.drain_timeout = Duration::from_millis(800);
+    let r = lb.handle.reload(c).unwrap();
+    assert_eq!(r.removed, [bs[0].addr.to_string()]);
+    assert_eq!(r.added, [bs[1].addr.to_string()]);
+    until("b1 up", || {
+        lb.handle.states() == [(bs[1].addr.to_string(), State::Up)]
+    })
+    .await;
+    assert_eq!(once(lb.addr).await.unwrap(), "b1");
+    assert_eq!(
+        long.get().await.unwrap(),
+        "b0",
+        "cut before the drain timeout"
+    );
+    let removed = lb.handle.status()["removed"].clone();
+    assert_eq!(removed[0]["name"], bs[0].addr.to_string(), "{removed}");
+    // After the drain timeout the connection is closed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        long.get().await.is_err(),
+        "still open after the drain timeout"
+    );
+    assert_eq!(lb.handle.status()["removed"], serde_json::json!([]));
+
+    // An invalid reload changes nothing.
+    let err = lb.handle.reload(config(vec![])).unwrap_err();
+    assert!(err.to_string().contains("no backends"), "{err}");
+    assert_eq!(once(lb.addr).await.unwrap(), "b1");
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_closes_new_connections_and_counts_them() {
+    let b = Backend::start("b0").await;
+    let mut c = config(vec![b.spec()]);
+    c.max_connections = 2;
+    let lb = start(c).await;
+    until("up", || state_of(&lb.handle, &b) == State::Up).await;
+    // Two clients that connect and send nothing hold both slots.
+    let _idle1 = TcpStream::connect(lb.addr).await.unwrap();
+    let _idle2 = TcpStream::connect(lb.addr).await.unwrap();
+    until("two open", || lb.handle.active_connections() == 2).await;
+    let e = once(lb.addr).await;
+    assert!(e.is_err(), "a third connection was served: {e:?}");
+    let m = lb.handle.metrics_text();
+    assert!(m.contains("cpe_lb_connections_rejected_total 1"), "{m}");
+    drop(_idle1);
+    until("a slot free", || lb.handle.active_connections() == 1).await;
+    assert_eq!(once(lb.addr).await.unwrap(), "b0");
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_named_and_unreachable_backends_start_down() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut c = config(vec![BackendSpec::parse("127.0.0.1:1").unwrap()]);
+    c.listen = addr;
+    let e = Lb::bind(c)
+        .await
+        .err()
+        .expect("bound a port in use")
+        .to_string();
+    assert!(e.contains(&addr.to_string()) && e.contains("in use"), "{e}");
+
+    // Unreachable and unresolvable backends: the LB starts and reports them down.
+    let c = config(vec![
+        BackendSpec::parse("127.0.0.1:1").unwrap(),
+        BackendSpec::parse("nosuch.invalid:6443").unwrap(),
+    ]);
+    let lb = Lb::bind(c).await.unwrap();
+    let h = lb.handle();
+    assert!(
+        h.states().iter().all(|(_, s)| *s == State::Down),
+        "{:?}",
+        h.states()
+    );
+    let st = h.status();
+    assert_eq!(st["kind"], "lb");
+    let reasons = st["backends"].to_string();
+    assert!(reasons.contains("connection refused"), "{reasons}");
+    assert!(reasons.contains("nosuch.invalid"), "{reasons}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_accepts_and_never_answers_goes_down() {
+    let good = Backend::start("good").await;
+    // Accepts (the kernel does) and never reads or answers.
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    let lb = start(config(vec![good.spec(), BackendSpec::from_addr(hung_addr)])).await;
+    until("hung backend down", || {
+        lb.handle
+            .states()
+            .iter()
+            .any(|(n, s)| *n == hung_addr.to_string() && *s == State::Down)
+    })
+    .await;
+    let st = lb.handle.status().to_string();
+    assert!(st.contains("no answer within the timeout"), "{st}");
+    // A silent client does not hold anyone else up.
+    let _silent = TcpStream::connect(lb.addr).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(once(lb.addr).await.unwrap(), "good");
+    }
+    lb.stop.cancel();
+    lb.task.await.unwrap_or(());
+    drop(hung);
+}

@@ -1,0 +1,381 @@
+//! The three runs: which facts to gather for a definition, gathered concurrently where
+//! they are independent, each handed to its decision. This is the only module that knows
+//! both the probes and the decisions; it decides nothing itself.
+
+use crate::decide::{self, OTHER_PORTS};
+use crate::facts::{Connect, Dad, Http};
+use crate::probe::{self, tls::TlsFiles};
+use crate::report::{Check, Report};
+use cpe_config::{Endpoint, EtcdTopology, Host, Machine, Mode};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Settings of `cpe preflight --local`.
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// The machine this is run on, by its name in the definition.
+    pub node: String,
+    /// etcd runs elsewhere: do not check 2379/2380 here, do check the etcd endpoints.
+    pub external_etcd: bool,
+    /// The cluster already has etcd (joining a machine): check the etcd endpoints even
+    /// when etcd is stacked.
+    pub etcd_exists: bool,
+    /// Connect / request timeout.
+    pub timeout: Duration,
+    /// How long the ARP/NDP probe waits for an answer.
+    pub dad_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("--node {node:?}: no machine of that name in the definition (it has {known})")]
+    UnknownNode { node: String, known: String },
+    #[error("cannot read this machine's interfaces: {0}")]
+    Interfaces(String),
+}
+
+fn label(m: &Machine) -> String {
+    format!("{} ({})", m.name, m.address)
+}
+
+/// `cpe preflight --local --node NAME`, run on the control-plane machine itself.
+pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
+    let m = ep
+        .machine(&opts.node)
+        .ok_or_else(|| RunError::UnknownNode {
+            node: opts.node.clone(),
+            known: ep
+                .machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let mut report = Report::new("preflight --local", ep);
+    let ifaces = probe::iface::interfaces().map_err(RunError::Interfaces)?;
+
+    // The ARP/NDP probe waits for answers: start it first, check ports meanwhile.
+    let dad = ep.vip.as_ref().map(|vip| {
+        let (iface, addr, wait) = (vip.interface.clone(), vip.address, opts.dad_wait);
+        tokio::spawn(async move { probe::dad::probe(&iface, addr, wait).await })
+    });
+
+    let mut checks = vec![decide::node_address(m, &ifaces)];
+    let external = opts.external_etcd || ep.etcd_topology == EtcdTopology::External;
+    let mut ports = vec![decide::api_server_port(m.api_server_port)];
+    ports.extend(
+        OTHER_PORTS
+            .iter()
+            .copied()
+            .filter(|p| !(external && p.etcd)),
+    );
+    for spec in &ports {
+        checks.push(decide::port(spec, &probe::ports::bind_all(spec.port)));
+    }
+
+    if let Some(vip) = &ep.vip {
+        checks.extend(decide::vip_interface(vip, &ifaces));
+        let held_here = ifaces.with_addr(vip.address).is_some();
+        let dad = match dad {
+            Some(h) => h
+                .await
+                .unwrap_or_else(|e| Dad::NotChecked(format!("probe task: {e}"))),
+            None => Dad::NotChecked("no VIP".into()),
+        };
+        // Without the interface there is nothing to probe; the interface check failed.
+        if ifaces.get(&vip.interface).is_some() {
+            checks.push(decide::vip_dad(vip, held_here, &dad));
+        }
+        checks.push(match probe::caps::caps() {
+            Ok(c) => decide::capabilities(&c),
+            Err(e) => Check::warn(
+                "vip.capabilities",
+                "CAP_NET_ADMIN and CAP_NET_RAW",
+                format!("not checked: {e}"),
+                "check by hand: grep Cap /proc/self/status",
+            ),
+        });
+    }
+    report.push(format!("{} — this machine", label(m)), checks);
+
+    if let Some(etcd) = &ep.etcd {
+        if (external || opts.etcd_exists) && !etcd.endpoints.is_empty() {
+            report.push("etcd", etcd_checks(ep, opts.timeout).await);
+        }
+    }
+    Ok(report)
+}
+
+async fn etcd_checks(ep: &Endpoint, timeout: Duration) -> Vec<Check> {
+    let Some(etcd) = &ep.etcd else {
+        return Vec::new();
+    };
+    let files = TlsFiles {
+        ca: etcd.ca_file.clone(),
+        cert: etcd.cert_file.clone(),
+        key: etcd.key_file.clone(),
+    };
+    let mut set = JoinSet::new();
+    for (i, url) in etcd.endpoints.iter().enumerate() {
+        let (url, files) = (url.clone(), files.clone());
+        set.spawn(async move {
+            let s = probe::etcd::status(&url, &files, timeout).await;
+            (i, decide::etcd(&url, &s))
+        });
+    }
+    collect(set).await
+}
+
+async fn collect(mut set: JoinSet<(usize, Check)>) -> Vec<Check> {
+    let mut v = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(x) = r {
+            v.push(x);
+        }
+    }
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Settings of `cpe preflight` from an admin machine.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub timeout: Duration,
+}
+
+/// `cpe preflight` from an admin machine: every machine reachable with its API server port
+/// still free, and the endpoint itself ready to be taken.
+pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
+    let mut report = Report::new("preflight", ep);
+    let mut set = JoinSet::new();
+    for (i, m) in ep.machines.iter().enumerate() {
+        let (m, t) = (m.clone(), opts.timeout);
+        set.spawn(async move { (i, probe::net::connect(m.api_server(), t).await) });
+    }
+    let mut seen: Vec<(usize, Connect)> = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        seen.push(r);
+    }
+    seen.sort_by_key(|(i, _)| *i);
+    for (i, c) in seen {
+        let m = &ep.machines[i];
+        report.push(
+            label(m),
+            vec![decide::reachable(m, &c), decide::api_port_unused(m, &c)],
+        );
+    }
+
+    let endpoint_checks = match ep.mode {
+        Mode::ExternalLb => {
+            let resolved = match &ep.host {
+                Host::Ip(ip) => Ok(vec![*ip]),
+                Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
+            };
+            let mut v = vec![decide::endpoint_resolves(&ep.host, &resolved)];
+            if let Ok(addrs) = &resolved {
+                for ip in addrs {
+                    let addr = SocketAddr::new(*ip, ep.port);
+                    let c = probe::net::connect(addr, opts.timeout).await;
+                    let is_cpe = c == Connect::Accepted && is_cpe_lb(ep, *ip, opts.timeout).await;
+                    v.push(decide::lb_port(addr, &c, is_cpe));
+                }
+            }
+            v
+        }
+        Mode::VirtualIp => match &ep.vip {
+            Some(vip) => {
+                let addr = SocketAddr::new(vip.address, ep.port);
+                vec![decide::vip_unused(
+                    addr,
+                    &probe::net::connect(addr, opts.timeout).await,
+                )]
+            }
+            None => Vec::new(),
+        },
+        // The machine is the endpoint: its own checks above say it all.
+        Mode::SingleNode => Vec::new(),
+    };
+    if !endpoint_checks.is_empty() {
+        report.push(format!("endpoint {}", ep.url_authority()), endpoint_checks);
+    }
+    report
+}
+
+/// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`:
+/// asked at the LB's address on the admin port (when the admin listener is bound to the
+/// wildcard), or at the admin address itself when that is this machine's loopback.
+async fn is_cpe_lb(ep: &Endpoint, lb_ip: IpAddr, timeout: Duration) -> bool {
+    let Some(lb) = &ep.load_balancer else {
+        return false;
+    };
+    let mut candidates = vec![SocketAddr::new(lb_ip, lb.admin.port())];
+    if lb.admin.ip().is_loopback() && lb_ip.is_loopback() || !lb.admin.ip().is_unspecified() {
+        candidates.push(lb.admin);
+    }
+    candidates.dedup();
+    for a in candidates {
+        if let Http::Status { code: 200, body } =
+            probe::tls::request(a, None, "GET", "/status", None, timeout).await
+        {
+            if looks_like_cpe_lb(&body, ep.port) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `cpe lb`'s `/status` says `"kind": "lb"` and the address it listens on: it is a cpe
+/// load balancer for this endpoint when that address has the endpoint port.
+pub fn looks_like_cpe_lb(body: &str, port: u16) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return false;
+    };
+    v["kind"] == "lb"
+        && v["listen"]
+            .as_str()
+            .and_then(|l| l.parse::<SocketAddr>().ok())
+            .is_some_and(|l| l.port() == port)
+}
+
+/// Settings of `cpe check`.
+#[derive(Clone, Debug)]
+pub struct CheckOpts {
+    pub tls: TlsFiles,
+    pub timeout: Duration,
+}
+
+/// `cpe check`: once the cluster exists, the endpoint answers `/readyz`, each machine's API
+/// server answers directly, and the certificates name the endpoint host.
+pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
+    let mut report = Report::new("check", ep);
+    let host_text = match &ep.host {
+        Host::Ip(ip) => ip.to_string(),
+        Host::Dns(n) => n.clone(),
+    };
+    let path = ep.health.path.clone();
+    // `/readyz` goes through cpe-health's prober, the one `cpe lb` uses. It does not verify
+    // the certificate (no CA given to it): readiness is one check, the certificate another,
+    // so a misnamed certificate shows up once, where it belongs.
+    let hc = cpe_config::HealthCheck {
+        ca_file: None,
+        cert_file: opts.tls.cert.clone(),
+        key_file: opts.tls.key.clone(),
+        timeout: opts.timeout,
+        ..ep.health.clone()
+    };
+    let prober = cpe_health::Prober::from_config(&hc).map_err(|e| e.to_string());
+
+    // Through the endpoint.
+    let mut v = Vec::new();
+    let resolved = match &ep.host {
+        Host::Ip(ip) => Ok(vec![*ip]),
+        Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
+    };
+    match &resolved {
+        Ok(addrs) if !addrs.is_empty() => {
+            let addr = SocketAddr::new(addrs[0], ep.port);
+            let title = format!("{} answers {path}", ep.url_authority());
+            v.push(decide::readyz(
+                "endpoint.readyz",
+                title,
+                &path,
+                &readyz(&prober, addr).await,
+                ep.health.unauthorized,
+            ));
+            let cert = probe::tls::peer_cert(addr, &host_text, &opts.tls, opts.timeout).await;
+            v.push(decide::cert_names(
+                "endpoint.certificate",
+                addr,
+                &ep.host,
+                &cert,
+            ));
+        }
+        _ => v.push(decide::endpoint_resolves(&ep.host, &resolved)),
+    }
+    report.push(format!("endpoint {}", ep.url_authority()), v);
+
+    // Each machine directly.
+    let mut set = JoinSet::new();
+    for (i, m) in ep.machines.iter().enumerate() {
+        let (m, path, host_text, prober, files, t, e) = (
+            m.clone(),
+            path.clone(),
+            host_text.clone(),
+            prober.clone(),
+            opts.tls.clone(),
+            opts.timeout,
+            ep.clone(),
+        );
+        set.spawn(async move {
+            let addr = m.api_server();
+            let title = format!("{addr} answers {path}");
+            let r = decide::readyz(
+                "machine.readyz",
+                title,
+                &path,
+                &readyz(&prober, addr).await,
+                e.health.unauthorized,
+            );
+            let cert = probe::tls::peer_cert(addr, &host_text, &files, t).await;
+            let c = decide::cert_names("machine.certificate", addr, &e.host, &cert);
+            (i, vec![r, c])
+        });
+    }
+    let mut per: Vec<(usize, Vec<Check>)> = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        per.push(r);
+    }
+    per.sort_by_key(|(i, _)| *i);
+    for (i, checks) in per {
+        report.push(label(&ep.machines[i]), checks);
+    }
+    report
+}
+
+async fn readyz(prober: &Result<cpe_health::Prober, String>, addr: SocketAddr) -> Http {
+    match prober {
+        Ok(p) => from_observation(&p.probe(addr).await.outcome),
+        Err(e) => Http::Other(e.clone()),
+    }
+}
+
+/// cpe-health's outcome as the fact the decision reads.
+pub fn from_observation(o: &cpe_health::Outcome) -> Http {
+    use cpe_health::{Failure, Outcome};
+    match o {
+        Outcome::Ready => Http::Status {
+            code: 200,
+            body: String::new(),
+        },
+        Outcome::NotReady { status } | Outcome::Unauthorized { status } => Http::Status {
+            code: *status,
+            body: String::new(),
+        },
+        Outcome::Failed(f) => match f {
+            Failure::Refused => Http::Connect(Connect::Refused),
+            Failure::ConnectTimeout => Http::Connect(Connect::Timeout),
+            Failure::Connect(e) => Http::Connect(Connect::Error(e.clone())),
+            Failure::Tls(e) => Http::Tls(e.clone()),
+            other => Http::Other(other.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpe_lb_status_is_recognised() {
+        let lb = r#"{"kind":"lb","backends":[],"listen":"0.0.0.0:6443"}"#;
+        assert!(looks_like_cpe_lb(lb, 6443));
+        assert!(!looks_like_cpe_lb(lb, 7443));
+        assert!(!looks_like_cpe_lb(
+            r#"{"kind":"vip","listen":"0.0.0.0:6443"}"#,
+            6443
+        ));
+        assert!(!looks_like_cpe_lb("<html>", 6443));
+    }
+}

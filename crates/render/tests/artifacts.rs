@@ -1,0 +1,298 @@
+//! The rendered artifacts read back: valid YAML with the fields the issue asks for, and
+//! the built-in kinds (Pod) accepted by the real `kubectl create --dry-run=client`.
+//!
+//! kubectl needs a server for REST mapping even in client dry-run, so the test serves
+//! the three discovery documents it asks for (`/api`, `/apis`, `/api/v1`) on
+//! 127.0.0.1; nothing else is faked. kubectl must be installed: when it is not, the test
+//! fails and says so.
+
+mod common;
+
+use cpe_config::Mode;
+use cpe_render::{render, Kind, Options};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
+        .unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn at<'v>(v: &'v Value, path: &str) -> &'v Value {
+    path.split('.').fold(v, |v, k| match k.parse::<usize>() {
+        Ok(i) => &v[i],
+        Err(_) => &v[k],
+    })
+}
+
+#[test]
+fn kubeadm_names_the_endpoint_and_puts_the_host_in_the_certificate() {
+    for (name, e) in common::examples() {
+        let docs = yaml_docs(&render(&e, Kind::Kubeadm, &Options::default()).unwrap());
+        assert_eq!(docs.len(), 1, "{name}");
+        let d = &docs[0];
+        assert_eq!(d["kind"], "ClusterConfiguration");
+        let host = e.host.to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.');
+        // No brackets in the SAN, brackets around IPv6 in the endpoint, no trailing dot.
+        let want = if host.contains(':') {
+            format!("[{host}]:{}", e.port)
+        } else {
+            format!("{host}:{}", e.port)
+        };
+        assert_eq!(d["controlPlaneEndpoint"], want.as_str(), "{name}");
+        assert_eq!(at(d, "apiServer.certSANs.0"), host, "{name}");
+    }
+}
+
+#[test]
+fn capi_sets_the_endpoint_and_replicas_and_ships_the_agent_in_vip_mode() {
+    for (name, e) in common::examples() {
+        let docs = yaml_docs(&render(&e, Kind::Capi, &Options::default()).unwrap());
+        assert_eq!(docs.len(), 2, "{name}");
+        let (cluster, kcp) = (&docs[0], &docs[1]);
+        assert_eq!(cluster["kind"], "Cluster");
+        assert_eq!(
+            at(cluster, "spec.controlPlaneEndpoint.port"),
+            e.port,
+            "{name}"
+        );
+        assert_eq!(kcp["kind"], "KubeadmControlPlane");
+        assert_eq!(at(kcp, "spec.replicas"), e.replicas, "{name}");
+        assert_eq!(
+            at(cluster, "spec.controlPlaneRef.name"),
+            at(kcp, "metadata.name"),
+            "{name}"
+        );
+        let files = at(kcp, "spec.kubeadmConfigSpec.files");
+        if e.mode == Mode::VirtualIp {
+            assert_eq!(
+                at(files, "0.path"),
+                "/etc/kubernetes/manifests/cpe-vip.yaml"
+            );
+            let pod = yaml_docs(at(files, "0.content").as_str().unwrap());
+            assert_eq!(pod[0]["kind"], "Pod", "{name}");
+            // The definition travels with it, and reads back as this endpoint.
+            assert_eq!(at(files, "1.path"), "/etc/cpe/endpoint.yaml");
+            let def = at(files, "1.content").as_str().unwrap();
+            assert_eq!(cpe_config::load_str(def).unwrap().endpoint, e, "{name}");
+        } else {
+            assert!(files.is_null(), "{name}: {files}");
+        }
+    }
+}
+
+#[test]
+fn the_static_pod_has_host_network_two_capabilities_and_read_only_etcd_certificates() {
+    let mut vip_examples = 0;
+    for (name, e) in common::examples() {
+        let out = render(&e, Kind::StaticPod, &Options::default());
+        if e.mode != Mode::VirtualIp {
+            let err = out.unwrap_err().to_string();
+            assert!(
+                err.contains("only runs in virtual-ip mode"),
+                "{name}: {err}"
+            );
+            continue;
+        }
+        vip_examples += 1;
+        let pod = &yaml_docs(&out.unwrap())[0];
+        assert_eq!(pod["kind"], "Pod");
+        assert_eq!(at(pod, "spec.hostNetwork"), true, "{name}");
+        let c = at(pod, "spec.containers.0");
+        assert_eq!(
+            at(c, "securityContext.capabilities.add"),
+            &serde_json::json!(["NET_ADMIN", "NET_RAW"]),
+            "{name}"
+        );
+        assert_eq!(
+            at(c, "securityContext.capabilities.drop"),
+            &serde_json::json!(["ALL"])
+        );
+        assert_eq!(c["image"], cpe_render::DEFAULT_IMAGE);
+        let cmd: Vec<&str> = c["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cmd,
+            [
+                "cpe",
+                "vip",
+                "-f",
+                "/etc/cpe/endpoint.yaml",
+                "--node",
+                "$(NODE_NAME)"
+            ]
+        );
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().all(|m| m["readOnly"] == true), "{name}");
+        let etcd = e.etcd.as_ref().unwrap();
+        for f in [&etcd.ca_file, &etcd.cert_file, &etcd.key_file] {
+            let f = f.as_ref().unwrap().to_str().unwrap();
+            assert!(
+                mounts.iter().any(|m| m["mountPath"] == f),
+                "{name}: {f} not mounted"
+            );
+            let vols = at(pod, "spec.volumes").as_array().unwrap();
+            assert!(
+                vols.iter().any(|v| at(v, "hostPath.path") == f),
+                "{name}: {f}"
+            );
+        }
+    }
+    assert!(vip_examples >= 2);
+}
+
+#[test]
+fn systemd_runs_lb_or_vip_with_the_right_capabilities() {
+    for (name, e) in common::examples() {
+        let out = render(&e, Kind::Systemd, &Options::default());
+        let unit = match e.mode {
+            Mode::SingleNode => {
+                assert!(out.unwrap_err().to_string().contains("nothing else runs"));
+                continue;
+            }
+            _ => out.unwrap(),
+        };
+        assert!(unit.contains("\nRestart=always\n"), "{name}");
+        assert!(unit.contains("\nKillSignal=SIGTERM\n"), "{name}");
+        if e.mode == Mode::VirtualIp {
+            assert!(unit.contains(
+                "\nExecStart=/usr/local/bin/cpe vip -f /etc/cpe/endpoint.yaml --node %H\n"
+            ));
+            assert!(unit.contains("\nAmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n"));
+        } else {
+            assert!(unit.contains("\nExecStart=/usr/local/bin/cpe lb -f /etc/cpe/endpoint.yaml\n"));
+            assert!(!unit.contains("CAP_NET_ADMIN"), "{name}");
+        }
+        // systemd unit syntax: sections, then `Key=Value` or comments.
+        for line in unit.lines() {
+            assert!(
+                line.is_empty()
+                    || line.starts_with('#')
+                    || (line.starts_with('[') && line.ends_with(']'))
+                    || line
+                        .split_once('=')
+                        .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' ')),
+                "{name}: bad unit line {line:?}"
+            );
+        }
+    }
+}
+
+/// Serves the discovery documents kubectl reads before a client dry run.
+fn discovery_server() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = first
+                .split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .split('?')
+                .next()
+                .unwrap_or("");
+            let body = match path {
+                "/api" => {
+                    r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
+                }
+                "/apis" => r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
+                "/api/v1" => {
+                    r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get","list"]},{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap","verbs":["create","get","list"]}]}"#
+                }
+                _ => "",
+            };
+            let status = if body.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = r.read(&mut [0u8; 0]);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
+    let mut child = Command::new("kubectl")
+        .args(["create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-"])
+        .arg(format!("--server={server}"))
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be installed for this test (it checks the rendered Pod with the real client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl refused:\n{}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn kubectl_accepts_the_static_pod_and_reads_what_was_written() {
+    let server = discovery_server();
+    let mut checked = 0;
+    for (name, e) in common::examples() {
+        if e.mode != Mode::VirtualIp {
+            continue;
+        }
+        let mut sources = vec![render(&e, Kind::StaticPod, &Options::default()).unwrap()];
+        // The copy inside the KubeadmControlPlane's files too.
+        let capi = yaml_docs(&render(&e, Kind::Capi, &Options::default()).unwrap());
+        sources.push(
+            at(&capi[1], "spec.kubeadmConfigSpec.files.0.content")
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        for yaml in sources {
+            let got = kubectl_dry_run(&server, &yaml);
+            let want = &yaml_docs(&yaml)[0];
+            assert_eq!(got["kind"], "Pod", "{name}");
+            assert_eq!(
+                got["spec"], want["spec"],
+                "{name}: kubectl read another spec"
+            );
+            assert_eq!(got["metadata"]["namespace"], "kube-system");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked}");
+}

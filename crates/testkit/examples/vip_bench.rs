@@ -1,0 +1,151 @@
+//! Runs the VIP failure scenarios several times against `cpe vip` and/or keepalived on the
+//! same testbed shape and prints, per scenario and agent, the client-seen outage (median and
+//! worst), failed requests, and whether two holders were ever seen. `bench/vip.sh` calls it.
+//!
+//! Usage: vip_bench --cpe PATH [--agents cpe,keepalived] [--runs N] [--scenarios a,b,..]
+//!                  [--lease-ttl 2s] [--api cpe|python] [--json FILE]
+
+use anyhow::{bail, Context, Result};
+use cpe_testkit::vip::{AgentKind, ApiKind, Outcome, Scenario, Testbed};
+use std::io::Write;
+use std::path::PathBuf;
+
+fn main() -> Result<()> {
+    let mut cpe: Option<PathBuf> = None;
+    let mut agents = vec!["cpe".to_string(), "keepalived".to_string()];
+    let mut runs = 3usize;
+    let mut scenarios: Vec<Scenario> = Scenario::ALL.to_vec();
+    let mut lease_ttl = "2s".to_string();
+    let mut api = "cpe".to_string();
+    let mut json: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--cpe" => cpe = Some(val()?.into()),
+            "--agents" => agents = val()?.split(',').map(String::from).collect(),
+            "--runs" => runs = val()?.parse().context("--runs: a number")?,
+            "--scenarios" => {
+                scenarios = val()?
+                    .split(',')
+                    .map(|s| {
+                        Scenario::from_name(s)
+                            .with_context(|| format!("--scenarios: unknown scenario {s:?}"))
+                    })
+                    .collect::<Result<_>>()?
+            }
+            "--lease-ttl" => lease_ttl = val()?,
+            "--api" => api = val()?,
+            "--json" => json = Some(val()?.into()),
+            _ => bail!("unknown argument {a:?} (see the doc comment of examples/vip_bench.rs)"),
+        }
+    }
+    let cpe = cpe.context("--cpe PATH (the cpe binary) is required")?;
+    let api = match api.as_str() {
+        "cpe" => ApiKind::Cpe(cpe.clone()),
+        "python" => ApiKind::Python,
+        other => bail!("--api: {other:?} is not cpe or python"),
+    };
+    let mut json_out = json.map(std::fs::File::create).transpose()?;
+    let mut all: Vec<Outcome> = Vec::new();
+    for agent in &agents {
+        let kind = match agent.as_str() {
+            "cpe" => AgentKind::Cpe {
+                bin: cpe.clone(),
+                lease_ttl: lease_ttl.clone(),
+            },
+            "keepalived" => AgentKind::Keepalived,
+            other => bail!("--agents: {other:?} is not cpe or keepalived"),
+        };
+        for run in 1..=runs {
+            eprintln!("[bench] {agent} run {run}/{runs}");
+            let mut tb = Testbed::start("vipb", api.clone(), kind.clone())?;
+            for &s in &scenarios {
+                match tb.run(s) {
+                    Ok(o) => {
+                        if let Some(f) = json_out.as_mut() {
+                            writeln!(f, "{}", o.json())?;
+                        }
+                        all.push(o);
+                    }
+                    Err(e) => {
+                        eprintln!("[bench] {agent} {} run {run}: {e:#}", s.name());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "{:<20} {:<10} {:>4} {:>12} {:>11} {:>8} {:>11} {:>12} {:>10} {:>9}",
+        "scenario",
+        "agent",
+        "runs",
+        "outage med",
+        "outage max",
+        "failed",
+        "slowest",
+        "two holders",
+        "neighbour",
+        "healthy"
+    );
+    for &s in &scenarios {
+        for agent in &agents {
+            let os: Vec<&Outcome> = all
+                .iter()
+                .filter(|o| o.scenario == s && o.agent == agent)
+                .collect();
+            if os.is_empty() {
+                continue;
+            }
+            let mut outs: Vec<f64> = os
+                .iter()
+                .map(|o| o.outage.map(|d| d.as_secs_f64()).unwrap_or(f64::INFINITY))
+                .collect();
+            outs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let med = outs[outs.len() / 2];
+            let max = outs[outs.len() - 1];
+            let failed: usize = os.iter().map(|o| o.failed).sum();
+            let reqs: usize = os.iter().map(|o| o.requests).sum();
+            let slowest = os
+                .iter()
+                .map(|o| o.slowest.as_secs_f64())
+                .fold(0.0, f64::max);
+            let doubles = os.iter().filter(|o| !o.doubles.is_empty()).count();
+            let doubles_repair = os.iter().filter(|o| !o.doubles_repair.is_empty()).count();
+            let neigh = os.iter().filter(|o| o.neighbour_follows).count();
+            let healthy = os.iter().filter(|o| o.settled_on_healthy).count();
+            println!(
+                "{:<20} {:<10} {:>4} {:>11.3}s {:>10.3}s {:>8} {:>10.3}s {:>12} {:>10} {:>9}",
+                s.name(),
+                agent,
+                os.len(),
+                med,
+                max,
+                format!("{failed}/{reqs}"),
+                slowest,
+                if doubles == 0 {
+                    "no".to_string()
+                } else {
+                    format!("YES {doubles}/{}", os.len())
+                },
+                format!("{neigh}/{}", os.len()),
+                format!("{healthy}/{}", os.len()),
+            );
+            if s == Scenario::LinkCut {
+                let ch: Vec<String> = os
+                    .iter()
+                    .map(|o| format!("{:?}", o.changes_after_restore.unwrap_or(0)))
+                    .collect();
+                println!(
+                    "{:<20} {:<10} holder changes after link back: {}",
+                    "",
+                    agent,
+                    ch.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
