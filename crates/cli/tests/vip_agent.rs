@@ -170,6 +170,26 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     });
     eprintln!("deleted VIP restored after {back:?}");
 
+    // The link flaps: once it is back up, the VIP is there and announced again.
+    let garps = || {
+        std::fs::read_to_string(tcpdump.log_path())
+            .unwrap_or_default()
+            .matches(&garp)
+            .count()
+    };
+    std::thread::sleep(Duration::from_millis(1600)); // let the takeover burst finish
+    let before = garps();
+    a.exec("ip", &["link", "set", "eth0", "down"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    a.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    wait_for(
+        "announcements after the link came back",
+        Duration::from_secs(3),
+        || garps() >= before + 2,
+    );
+    assert!(a.has_addr(vip).unwrap());
+    assert_eq!(status(&a)["role"], "holder");
+
     // The health check fails (connection refused on its port): the VIP goes.
     a.exec(
         "nft",
