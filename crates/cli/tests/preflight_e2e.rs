@@ -169,8 +169,7 @@ fn etcd(host: &Host, dir: &Path, client_port: u16, tls: Option<&Path>) -> Child 
     child
 }
 
-fn vip_definition(net: &Net, cp1: &Host, cp2: &Host, vip: &str, interface: &str) -> String {
-    let _ = net;
+fn vip_definition(cp1: &Host, cp2: &Host, vip: &str, interface: &str) -> String {
     format!(
         "cluster: pf\nendpoint:\n  host: {vip}\n  port: 6443\nvirtualIP:\n  interface: {interface}\n\
          controlPlane:\n  replicas: 3\n  machines:\n    - {{name: cp1, address: {}}}\n    - {{name: cp2, address: {}}}\n    - {{name: cp3, address: 192.0.2.10}}\n",
@@ -217,7 +216,7 @@ fn local_ports_held_by_real_processes_are_named() {
 
     // A real etcd holding the API server port on loopback only (the all-addresses bind
     // must still see it) and its peer port on 10250.
-    let mut holder = tokio_free_etcd_on(&cp1, dir.path(), "127.0.0.1:6443", "127.0.0.1:10250");
+    let mut holder = etcd_holding(&cp1, dir.path(), "127.0.0.1:6443", "127.0.0.1:10250");
     let (code, r, out) = cpe(
         &cp1,
         &[
@@ -330,7 +329,7 @@ fn local_ports_held_by_real_processes_are_named() {
 
 /// etcd listening for clients on `client` and for peers on `peer`: a real process holding
 /// two ports.
-fn tokio_free_etcd_on(host: &Host, dir: &Path, client: &str, peer: &str) -> Child {
+fn etcd_holding(host: &Host, dir: &Path, client: &str, peer: &str) -> Child {
     let args: Vec<String> = [
         "--name",
         "holder",
@@ -411,7 +410,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def = write(
         dir.path(),
         "vip.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth0"),
+        &vip_definition(&cp1, &cp2, &vip, "eth0"),
     );
     let def = def.to_str().unwrap();
     let local = [
@@ -468,7 +467,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def_dummy = write(
         dir.path(),
         "dummy.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "vx0"),
+        &vip_definition(&cp1, &cp2, &vip, "vx0"),
     );
     let (code, r, out) = cpe(
         &cp1,
@@ -497,7 +496,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def_none = write(
         dir.path(),
         "none.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth9"),
+        &vip_definition(&cp1, &cp2, &vip, "eth9"),
     );
     let (code, r, out) = cpe(
         &cp1,
@@ -571,12 +570,12 @@ fn remote_reachability_ports_vip_and_test_net() {
     let def = write(
         dir.path(),
         "vip.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth0"),
+        &vip_definition(&cp1, &cp2, &vip, "eth0"),
     );
     let def = def.to_str().unwrap();
 
     // cp1 already has something on the API server port (a real process on all addresses).
-    let _holder = tokio_free_etcd_on(&cp1, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
+    let _holder = etcd_holding(&cp1, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
 
     let started = Instant::now();
     let (code, r, out) = cpe(
@@ -643,8 +642,38 @@ fn remote_external_lb_resolves_and_port_free_or_taken() {
     );
     assert_eq!(status(&r, "endpoint", "endpoint.lb"), "pass", "{out}");
 
+    // A real `cpe lb` already runs there (its admin listener reachable on the LB's
+    // address): the port is taken, by the right thing.
+    let lb_def = write(
+        dir.path(),
+        "lb-host.yaml",
+        &(std::fs::read_to_string(def).unwrap()
+            + "loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:9630\n"),
+    );
+    let mut cpe_lb = lb
+        .spawn(
+            "cpe-lb",
+            &dir.path().join("cpe-lb.log"),
+            CPE,
+            &["lb".into(), "-f".into(), lb_def.display().to_string()],
+        )
+        .unwrap();
+    wait_listening(&lb, &format!("{}:9630", lb.addr), &mut cpe_lb);
+    let (code, r, out) = cpe(
+        &admin,
+        &["preflight", "-f", lb_def.to_str().unwrap(), "-o", "json"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let c = find(&r, "endpoint", "endpoint.lb");
+    assert_eq!(c["status"], "pass", "{out}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("cpe load balancer"),
+        "{c}"
+    );
+    drop(cpe_lb);
+
     // Something that is not cpe lb listens on the endpoint port.
-    let _other = tokio_free_etcd_on(&lb, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
+    let _other = etcd_holding(&lb, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
     let (code, r, out) = cpe(&admin, &["preflight", "-f", def, "-o", "json"]);
     assert_eq!(code, 0, "a warning is not a failure: {out}");
     assert_eq!(status(&r, "endpoint", "endpoint.lb"), "warn", "{out}");
