@@ -148,16 +148,12 @@ pub struct Remote {
 /// still free, and the endpoint itself ready to be taken.
 pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
     let mut report = Report::new("preflight", ep);
-    let mut set = JoinSet::new();
-    for (i, m) in ep.machines.iter().enumerate() {
-        let (m, t) = (m.clone(), opts.timeout);
-        set.spawn(async move { (i, probe::net::connect(m.api_server(), t).await) });
-    }
-    let mut seen: Vec<(usize, Connect)> = Vec::new();
-    while let Some(Ok(r)) = set.join_next().await {
-        seen.push(r);
-    }
-    seen.sort_by_key(|(i, _)| *i);
+    // The machines and the endpoint are probed at the same time: a run costs one timeout
+    // at most, however many targets do not answer.
+    let (seen, endpoint_checks) = tokio::join!(
+        machine_connects(ep, opts.timeout),
+        endpoint_remote(ep, opts.timeout)
+    );
     for (i, c) in seen {
         let m = &ep.machines[i];
         report.push(
@@ -165,19 +161,39 @@ pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
             vec![decide::reachable(m, &c), decide::api_port_unused(m, &c)],
         );
     }
+    if !endpoint_checks.is_empty() {
+        report.push(format!("endpoint {}", ep.url_authority()), endpoint_checks);
+    }
+    report
+}
 
-    let endpoint_checks = match ep.mode {
+async fn machine_connects(ep: &Endpoint, timeout: Duration) -> Vec<(usize, Connect)> {
+    let mut set = JoinSet::new();
+    for (i, m) in ep.machines.iter().enumerate() {
+        let m = m.clone();
+        set.spawn(async move { (i, probe::net::connect(m.api_server(), timeout).await) });
+    }
+    let mut seen: Vec<(usize, Connect)> = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        seen.push(r);
+    }
+    seen.sort_by_key(|(i, _)| *i);
+    seen
+}
+
+async fn endpoint_remote(ep: &Endpoint, timeout: Duration) -> Vec<Check> {
+    match ep.mode {
         Mode::ExternalLb => {
             let resolved = match &ep.host {
                 Host::Ip(ip) => Ok(vec![*ip]),
-                Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
+                Host::Dns(n) => probe::net::resolve(n, ep.port, timeout).await,
             };
             let mut v = vec![decide::endpoint_resolves(&ep.host, &resolved)];
             if let Ok(addrs) = &resolved {
                 for ip in addrs {
                     let addr = SocketAddr::new(*ip, ep.port);
-                    let c = probe::net::connect(addr, opts.timeout).await;
-                    let is_cpe = c == Connect::Accepted && is_cpe_lb(ep, *ip, opts.timeout).await;
+                    let c = probe::net::connect(addr, timeout).await;
+                    let is_cpe = c == Connect::Accepted && is_cpe_lb(ep, *ip, timeout).await;
                     v.push(decide::lb_port(addr, &c, is_cpe));
                 }
             }
@@ -188,18 +204,14 @@ pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
                 let addr = SocketAddr::new(vip.address, ep.port);
                 vec![decide::vip_unused(
                     addr,
-                    &probe::net::connect(addr, opts.timeout).await,
+                    &probe::net::connect(addr, timeout).await,
                 )]
             }
             None => Vec::new(),
         },
-        // The machine is the endpoint: its own checks above say it all.
+        // The machine is the endpoint: its own checks say it all.
         Mode::SingleNode => Vec::new(),
-    };
-    if !endpoint_checks.is_empty() {
-        report.push(format!("endpoint {}", ep.url_authority()), endpoint_checks);
     }
-    report
 }
 
 /// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`:
