@@ -400,7 +400,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn local_vip_mode_interface_arp_and_capabilities() {
     require_root();
-    require_programs(&["arping", "ip", "setpriv"]);
+    require_programs(&["ip", "setpriv"]);
     let net = Net::new("pfv").unwrap();
     let cp1 = net.add_host("cp1", 11).unwrap();
     let cp2 = net.add_host("cp2", 12).unwrap();
