@@ -144,7 +144,13 @@ fn plan_json_has_validity_problems_and_summary() {
     assert!(v["summary"].is_null());
     let p = &v["problems"][1];
     assert_eq!(
-        (&p["line"], &p["column"], &p["field"], &p["value"], &p["rule"]),
+        (
+            &p["line"],
+            &p["column"],
+            &p["field"],
+            &p["value"],
+            &p["rule"]
+        ),
         (
             &serde_json::json!(4),
             &serde_json::json!(9),
@@ -214,7 +220,10 @@ fn usage_errors_exit_2() {
         run(&["plan", "-f", &example("external-lb-3.yaml"), "-o", "xml"]).code,
         2
     );
-    assert_eq!(run(&["render", "-f", &example("external-lb-3.yaml")]).code, 2);
+    assert_eq!(
+        run(&["render", "-f", &example("external-lb-3.yaml")]).code,
+        2
+    );
     assert_eq!(
         run(&[
             "render",
@@ -298,7 +307,9 @@ fn render_writes_each_kind_to_stdout() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("\nkind: Pod\n"));
-    assert!(r.stdout.contains("      image: \"registry.local/cpe:dev\"\n"));
+    assert!(r
+        .stdout
+        .contains("      image: \"registry.local/cpe:dev\"\n"));
     let r = run(&[
         "render",
         "-f",
