@@ -25,7 +25,8 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// arithmetic honest).
 pub const MAX_REPLICAS: i64 = 1000;
 
-/// etcd's client port, used for the default election endpoints in VIP mode.
+/// etcd's client port: in VIP mode without `etcd.endpoints`, every machine's
+/// `https://ADDRESS:2379` is used (by `cpe vip`, its own machine first).
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// kubeadm's etcd CA, the default for the VIP election's TLS.
 pub const KUBEADM_ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
@@ -483,7 +484,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None => {
             c.push(
                 Problem::error("endpoint.host", "", "is required")
-                    .at(ep.and_then(|e| e.pos))
+                    .at(ep.and_then(|e| e.pos).or(f.pos))
                     .hint("the load balancer's address or DNS name, the virtual IP, or the single machine's address"),
             );
             None
@@ -500,14 +501,20 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     let cp = f.control_plane.as_ref();
     let replicas_in = cp.and_then(|c| c.replicas.as_ref());
     let replicas: Option<u32> = match replicas_in {
-        None if f.is_broken("controlPlane.replicas") => None,
+        None if f.is_broken("controlPlane.replicas") || f.is_broken("controlPlane") => None,
+        // The brief calls replicas required; Konvoy's flag defaults to 3. A definition
+        // without it is accepted with Konvoy's default, and told to say so.
         None => {
             c.push(
-                Problem::error("controlPlane.replicas", "", "is required")
-                    .at(cp.and_then(|c| c.pos))
-                    .hint("the number of control-plane machines: 3, 5 or 7 (1 for a test cluster)"),
+                Problem::warning(
+                    "controlPlane.replicas",
+                    "",
+                    format!("is not given: {DEFAULT_REPLICAS} is assumed (Konvoy's --control-plane-replicas default)"),
+                )
+                .at(cp.and_then(|c| c.pos).or(f.pos))
+                .hint("write the number of control-plane machines: 3, 5 or 7 (1 for a test cluster)"),
             );
-            None
+            Some(DEFAULT_REPLICAS)
         }
         Some(s) if s.value < 1 => {
             c.push(
@@ -559,7 +566,9 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
             .hint("list every control-plane machine with its name and address; machines beyond the replicas are spares");
             p.pos = machines_in
                 .and_then(|m| m.pos)
-                .or(replicas_in.and_then(|r| r.pos));
+                .or(replicas_in.and_then(|r| r.pos))
+                .or(cp.and_then(|c| c.pos))
+                .or(f.pos);
             c.push(p);
         }
     }
@@ -677,7 +686,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None
     };
 
-    let etcd = check_etcd(c, f.etcd.as_ref(), mode, &machines);
+    let etcd = check_etcd(c, f.etcd.as_ref(), mode);
 
     let load_balancer = if mode == Some(Mode::ExternalLb) {
         check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
@@ -1119,7 +1128,7 @@ fn check_vip(
         None => {
             c.push(
                 Problem::error("virtualIP.interface", "", "is required in virtual-ip mode")
-                    .at(vip_in.and_then(|v| v.pos))
+                    .at(vip_in.and_then(|v| v.pos).or(f.mode.as_ref().and_then(|m| m.pos)).or(f.pos))
                     .hint("the interface that carries the machines' addresses, e.g. eth0 (`ip -br addr`)"),
             );
             None
@@ -1210,12 +1219,7 @@ fn check_vip(
     })
 }
 
-fn check_etcd(
-    c: &mut Check,
-    e: Option<&input::EtcdIn>,
-    mode: Option<Mode>,
-    machines: &[MachineAt<'_>],
-) -> Option<Etcd> {
+fn check_etcd(c: &mut Check, e: Option<&input::EtcdIn>, mode: Option<Mode>) -> Option<Etcd> {
     if let Some(e) = e {
         c.pair("etcd", &e.cert_file, &e.key_file);
     }
@@ -1263,19 +1267,11 @@ fn check_etcd(
         });
     }
     // VIP mode: the election runs on the control plane's own (stacked) etcd by default,
-    // with kubeadm's health-check client certificate.
-    if endpoints.is_empty() && e.and_then(|e| e.endpoints.as_ref()).is_none() {
-        endpoints = machines
-            .iter()
-            .map(|m| {
-                format!(
-                    "https://{}",
-                    SocketAddr::new(m.machine.address, ETCD_CLIENT_PORT)
-                )
-            })
-            .collect();
-    }
-    if !files_given && endpoints.iter().any(|u| u.starts_with("https://")) {
+    // with kubeadm's health-check client certificate. The endpoints stay empty, meaning
+    // every machine's https://ADDRESS:2379: `cpe vip` puts its own machine's member first,
+    // which a list fixed here could not.
+    let https = endpoints.is_empty() || endpoints.iter().any(|u| u.starts_with("https://"));
+    if !files_given && https {
         ca_file = Some(PathBuf::from(KUBEADM_ETCD_CA));
         cert_file = Some(PathBuf::from(KUBEADM_ETCD_CERT));
         key_file = Some(PathBuf::from(KUBEADM_ETCD_KEY));

@@ -203,6 +203,7 @@ impl Driver {
             tokio::spawn(health_loop(self.settings.health.clone(), tx.clone())),
             tokio::spawn(interface_loop(
                 self.nl.clone(),
+                self.iface.index,
                 self.settings.interface.clone(),
                 self.settings.vip,
                 tx.clone(),
@@ -555,25 +556,31 @@ async fn health_loop(hc: HealthCheck, tx: mpsc::UnboundedSender<Event>) {
 }
 
 /// Polls the interface every 200 ms: is it up, is the VIP on it.
-async fn interface_loop(nl: Netlink, name: String, vip: IpAddr, tx: mpsc::UnboundedSender<Event>) {
+async fn interface_loop(
+    nl: Netlink,
+    index: u32,
+    name: String,
+    vip: IpAddr,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     let mut last_up = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match nl.interface(&name).await {
-            Ok(i) => {
-                if last_up != Some(i.up) {
-                    last_up = Some(i.up);
-                    tracing::info!(interface = %name, up = i.up, "link state");
-                    if tx.send(Event::Machine(Input::Link { up: i.up })).is_err() {
+        match nl.state(index).await {
+            Ok((up, addrs)) => {
+                if last_up != Some(up) {
+                    last_up = Some(up);
+                    tracing::info!(interface = %name, up, "link state");
+                    if tx.send(Event::Machine(Input::Link { up })).is_err() {
                         return;
                     }
                 }
-                let present = i.addrs.iter().any(|(a, _)| *a == vip);
+                let present = addrs.iter().any(|(a, _)| *a == vip);
                 if tx.send(Event::Machine(Input::Address { present })).is_err() {
                     return;
                 }
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!(interface = %name, "{e}"),
         }
     }
 }

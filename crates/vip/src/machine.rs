@@ -405,7 +405,10 @@ impl Machine {
                 if self.lease.is_some_and(|l| l.id == lease) && self.role == Role::Candidate {
                     self.campaigning = false;
                     self.waiting_for = Some(format!("campaign: {error}"));
-                    self.back_off(now);
+                    // A fixed short delay, not the growing back-off: campaigns restart
+                    // whenever an etcd member fails, and a candidate must be back in
+                    // the election before the holder's lease can expire.
+                    self.next_attempt = Some(now + self.cfg.backoff_min);
                 }
             }
             Input::ProbeDone { foreign_mac } => {
@@ -1024,6 +1027,29 @@ mod tests {
         );
         assert_eq!(h.m.role(), Role::Candidate);
         assert_eq!(h.m.waiting_for(), None);
+    }
+
+    #[test]
+    fn repeated_campaign_failures_do_not_grow_the_delay() {
+        let mut h = H::new();
+        h.candidate(0);
+        for k in 0..5u64 {
+            let n = 100 + k * 300;
+            h.renew(n, n);
+            let o = h.at(
+                n,
+                Input::CampaignFailed {
+                    lease: 7,
+                    error: "member failed".into(),
+                },
+            );
+            assert!(o.actions.is_empty());
+            assert_eq!(
+                h.at(n + 200, Input::Tick).actions,
+                vec![Campaign { lease: 7 }],
+                "attempt {k}"
+            );
+        }
     }
 
     #[test]

@@ -224,20 +224,23 @@ fn summary_text(e: &Endpoint) -> String {
         ));
     }
     let h = &e.health;
-    s.push_str(
-        &format!(
-        "  health     {:?} {} every {}, timeout {}, up after {} passes, down after {} failures\n",
-        h.protocol,
-        h.path,
+    let protocol = match h.protocol {
+        cpe_config::Protocol::Https => "https",
+        cpe_config::Protocol::Http => "http",
+        cpe_config::Protocol::Tcp => "tcp",
+    };
+    let path = if h.protocol == cpe_config::Protocol::Tcp {
+        String::new()
+    } else {
+        format!(" {}", h.path)
+    };
+    s.push_str(&format!(
+        "  health     {protocol}{path} every {}, timeout {}, up after {} passes, down after {} failures\n",
         cpe_config::duration::format(h.interval),
         cpe_config::duration::format(h.timeout),
         h.rise,
         h.fall
-    )
-        .replace("Https", "https")
-        .replace("Http ", "http ")
-        .replace("Tcp", "tcp"),
-    );
+    ));
     if let Some(v) = &e.vip {
         s.push_str(&format!(
             "  vip        {}/{} on {}, lease {}, election {}\n",
@@ -251,6 +254,8 @@ fn summary_text(e: &Endpoint) -> String {
     if let Some(etcd) = &e.etcd {
         if !etcd.endpoints.is_empty() {
             s.push_str(&format!("  etcd       {}\n", etcd.endpoints.join(", ")));
+        } else if e.mode == Mode::VirtualIp {
+            s.push_str("  etcd       every machine's https://ADDRESS:2379, its own first\n");
         }
     }
     if let Some(lb) = &e.load_balancer {
