@@ -603,7 +603,13 @@ fn remote_reachability_ports_vip_and_test_net() {
     squatter
         .exec("ip", &["addr", "add", &format!("{vip}/24"), "dev", "eth0"])
         .unwrap();
-    let (_, r, out) = cpe(&admin, &["preflight", "-f", def, "-o", "json"]);
+    // The first run left the admin host's ARP entry for the VIP incomplete or failed; a
+    // later run from a fresh machine would not have one.
+    admin.exec("ip", &["neigh", "flush", "to", &vip]).unwrap();
+    let (_, r, out) = cpe(
+        &admin,
+        &["preflight", "-f", def, "--timeout", "3s", "-o", "json"],
+    );
     let c = find(&r, "endpoint", "vip.unused");
     assert_eq!(c["status"], "fail", "{out}");
     assert!(c["reason"].as_str().unwrap().contains("refused"), "{c}");
