@@ -167,7 +167,8 @@ enum Event {
     Machine(Input),
     Elected(LeaderKey),
     HealthDetail(String),
-    Leader(Result<Option<String>, String>),
+    /// Who leads (node name and lease), asked at the instant given.
+    Leader(Result<Option<(String, i64)>, String>, Instant),
     Renewal(Duration),
 }
 
@@ -233,7 +234,14 @@ impl Driver {
                         Input::Elected { lease }
                     }
                     Some(Event::HealthDetail(d)) => { self.health_detail = d; self.publish(); continue }
-                    Some(Event::Leader(l)) => { self.holder_seen = Some(l); self.publish(); continue }
+                    Some(Event::Leader(l, sent_at)) => {
+                        let lease = match &l {
+                            Ok(v) => v.as_ref().map(|(_, id)| *id),
+                            Err(_) => { self.holder_seen = Some(l.map(|_| None)); self.publish(); continue }
+                        };
+                        self.holder_seen = Some(l.map(|v| v.map(|(name, _)| name)));
+                        Input::LeaderSeen { lease, sent_at }
+                    }
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
                     None => Input::Shutdown,
                 },
@@ -585,15 +593,17 @@ async fn interface_loop(
     }
 }
 
-/// Asks etcd who leads every 300 ms, for `/status` only (the machine does not use it).
+/// Asks etcd who leads every 300 ms: for `/status`, and so that a holder whose election
+/// key disappeared (etcd names someone else) drops at once.
 async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event>) {
     loop {
+        let sent_at = Instant::now();
         let r = etcd
             .leader(&name)
             .await
-            .map(|l| l.map(|l| l.value))
+            .map(|l| l.map(|l| (l.value, l.lease)))
             .map_err(|e| e.to_string());
-        if tx.send(Event::Leader(r)).is_err() {
+        if tx.send(Event::Leader(r, sent_at)).is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
