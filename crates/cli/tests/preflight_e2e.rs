@@ -820,6 +820,9 @@ fn local_etcd_with_and_without_tls() {
                 "cp1",
                 "-o",
                 "json",
+                // Generous: a loaded CI machine must not turn a slow handshake into a failure.
+                "--timeout",
+                "5s",
             ],
         )
     };
