@@ -170,6 +170,26 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     });
     eprintln!("deleted VIP restored after {back:?}");
 
+    // The link flaps: once it is back up, the VIP is there and announced again.
+    let garps = || {
+        std::fs::read_to_string(tcpdump.log_path())
+            .unwrap_or_default()
+            .matches(&garp)
+            .count()
+    };
+    std::thread::sleep(Duration::from_millis(1600)); // let the takeover burst finish
+    let before = garps();
+    a.exec("ip", &["link", "set", "eth0", "down"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    a.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    wait_for(
+        "announcements after the link came back",
+        Duration::from_secs(3),
+        || garps() >= before + 2,
+    );
+    assert!(a.has_addr(vip).unwrap());
+    assert_eq!(status(&a)["role"], "holder");
+
     // The health check fails (connection refused on its port): the VIP goes.
     a.exec(
         "nft",
@@ -436,4 +456,86 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     let (samples, both) = watcher.join().unwrap();
     assert!(samples > 10, "the watcher barely ran ({samples} samples)");
     assert!(both.is_empty(), "both machines held the VIP at {both:?}");
+}
+
+#[test]
+fn a_definition_file_drives_the_agent() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "ip", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vipdf").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let vip = net.addr(100);
+    // etcd also listens on this machine's API server port, standing in for the API server
+    // the definition's health check probes (`http://ADDR:6443/health`).
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        &format!("http://127.0.0.1:2379,http://{}:6443", a.addr),
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    let def = dir.path().join("endpoint.yaml");
+    std::fs::write(
+        &def,
+        format!(
+            "cluster: filetest\nmode: virtual-ip\nendpoint:\n  host: {vip}\n  port: 6443\n\
+             controlPlane:\n  replicas: 1\n  machines:\n    - {{name: a, address: {}/24}}\n\
+             healthCheck:\n  protocol: http\n  path: /health\n\
+             virtualIP:\n  interface: eth0\n  prefixLength: 24\n\
+             etcd:\n  endpoints: [http://127.0.0.1:2379]\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = ["vip", "-f", &def.to_string_lossy(), "--node", "a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut agent = a
+        .spawn("cpe vip", &dir.path().join("agent.log"), CPE, &args)
+        .unwrap();
+    wait_for("the VIP on a", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap() || !agent.is_running()
+    });
+    assert!(agent.is_running(), "{}", agent.tail(20));
+    let s = status(&a);
+    assert_eq!(s["election"], "/cpe/vip/filetest");
+    assert_eq!(s["vip"], format!("{vip}/24"));
+    assert_eq!(
+        s["health"]["target"],
+        format!("http://{}:6443/health", a.addr)
+    );
+    assert_eq!(s["role"], "holder");
+    let healthz = a
+        .exec("curl", &["-sf", "http://127.0.0.1:9631/healthz"])
+        .unwrap();
+    assert_eq!(healthz, "ok\n");
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
 }

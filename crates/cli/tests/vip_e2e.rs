@@ -39,7 +39,8 @@ fn check(o: &Outcome) -> Vec<String> {
             &o.doubles[..o.doubles.len().min(3)]
         ));
     }
-    if o.arp_claimers_after_takeover > 1 {
+    // A rolling replacement moves the VIP several times on purpose.
+    if o.scenario != Scenario::RollingReplacement && o.arp_claimers_after_takeover > 1 {
         bad.push(format!(
             "{name}: the client got ARP claims for the VIP from {} machines after the takeover",
             o.arp_claimers_after_takeover
@@ -51,7 +52,13 @@ fn check(o: &Outcome) -> Vec<String> {
             o.neighbour_detail
         ));
     }
-    if o.scenario.moves() && o.takeover.is_none_or(|t| t > Duration::from_secs(10)) {
+    // After a SIGKILL the address stays where the dead agent put it and the other agents
+    // will not add it while that host answers for it (no two holders): staying there,
+    // still served, is accepted; the repair then restarts the agent and checks one holder.
+    if o.scenario.moves()
+        && !o.stayed_orphaned
+        && o.takeover.is_none_or(|t| t > Duration::from_secs(10))
+    {
         bad.push(format!(
             "{name}: VIP not moved within 10 s (takeover {:?})",
             o.takeover

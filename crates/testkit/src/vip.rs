@@ -118,8 +118,12 @@ pub struct Outcome {
     pub from: String,
     /// The holders once it settled (before repair). One, on a healthy machine, is the goal.
     pub settled_holders: Vec<String>,
-    /// Whether the settled holder is a machine the failure did not hit.
+    /// Whether the settled holder is a machine the failure did not hit (or, after an
+    /// agent's SIGKILL, the old holder still serving: see `stayed_orphaned`).
     pub settled_on_healthy: bool,
+    /// Agent SIGKILL only: the VIP stayed on the machine whose agent was killed (its address
+    /// orphaned there, still served by its API server) until the agent was restarted.
+    pub stayed_orphaned: bool,
     /// From the failure to the VIP first appearing on another machine (None: never).
     pub takeover: Option<Duration>,
     /// Longest time without a successful request from the failure until settled (None:
@@ -177,6 +181,9 @@ impl Outcome {
             ", ARP claimers after takeover: {}",
             self.arp_claimers_after_takeover
         );
+        if self.stayed_orphaned {
+            l += ", VIP stayed on the killed agent's machine";
+        }
         if let Some(c) = self.changes_after_restore {
             l += &format!(
                 ", changes after link back: {c} (outage then {})",
@@ -194,6 +201,7 @@ impl Outcome {
             "from": self.from,
             "settled": self.settled_holders,
             "settled_on_healthy": self.settled_on_healthy,
+            "stayed_orphaned": self.stayed_orphaned,
             "takeover_s": self.takeover.map(|d| d.as_secs_f64()),
             "outage_s": self.outage.map(|d| d.as_secs_f64()),
             "requests": self.requests,
@@ -793,12 +801,15 @@ impl Testbed {
                 }
             }
         }
+        if s == Scenario::EtcdLeaderKilled {
+            // Its effect comes late: an etcd election, then maybe a lease that could not be
+            // renewed in time. Give it that long before judging the steady state.
+            std::thread::sleep(Duration::from_secs(6));
+        }
         // Settle: the VIP on one machine the failure did not hit, the client answered.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ok_holder = self
-                .holder()
-                .is_some_and(|h| !hit.contains(&h) && self.machines[h].healthy());
+            let ok_holder = self.settled_ok(s, holder, &hit, t_fault);
             let now = self.now();
             if ok_holder
                 && self.prober.requests().last_ok(5, now)
@@ -811,17 +822,13 @@ impl Testbed {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if !s.moves() {
-            // Nothing needs to move: watch a little longer for anything going wrong.
-            std::thread::sleep(Duration::from_secs(3));
-        }
         // Watch for a second holder or a move back.
         std::thread::sleep(Duration::from_secs(1));
         let t_settled = self.now();
         let settled_holders = self.watch.current();
         let settled_idx = self.holder();
-        let settled_on_healthy =
-            settled_idx.is_some_and(|h| !hit.contains(&h) && self.machines[h].healthy());
+        let settled_on_healthy = self.settled_ok(s, holder, &hit, t_fault);
+        let stayed_orphaned = s == Scenario::AgentSigkill && settled_idx == Some(holder);
         let mut changes_after_restore = None;
         let mut restore_outage = None;
         if s == Scenario::LinkCut {
@@ -920,6 +927,7 @@ impl Testbed {
             from,
             settled_holders,
             settled_on_healthy,
+            stayed_orphaned,
             takeover,
             outage,
             requests: reqs.count(t_fault, t_end),
@@ -941,6 +949,25 @@ impl Testbed {
         Ok(out)
     }
 
+    /// Whether the VIP is where it may settle after scenario `s` hit `hit`: one holder,
+    /// healthy and not hit. After an agent's SIGKILL the address it added stays on its
+    /// interface (nobody is left to remove it) while its API server still answers; an agent
+    /// that refuses to take over a VIP another host still answers for (no two holders)
+    /// leaves it there, so that also counts, once a lease TTL and more have passed.
+    fn settled_ok(&mut self, s: Scenario, old: usize, hit: &[usize], t_fault: Duration) -> bool {
+        let Some(h) = self.holder() else { return false };
+        if !hit.contains(&h) && self.machines[h].healthy() {
+            return true;
+        }
+        s == Scenario::AgentSigkill
+            && h == old
+            && self.now() - t_fault > Duration::from_secs(5)
+            && self.machines[h]
+                .api
+                .as_mut()
+                .is_some_and(|c| c.is_running())
+    }
+
     /// Replaces machine `i`: stops its agent (SIGTERM) and API server, removes its etcd
     /// member, deletes the host, then adds a new host with a new address, etcd member, API
     /// server and agent, and waits for a steady state.
@@ -956,6 +983,7 @@ impl Testbed {
             .etcd
             .index_of(&old)
             .context("replaced machine has no etcd member")?;
+        self.etcd.move_leader_off(idx)?;
         self.etcd.remove(idx)?;
         self.watch.remove_host(&old.name);
         self.net.remove_host(&old)?;

@@ -167,7 +167,8 @@ enum Event {
     Machine(Input),
     Elected(LeaderKey),
     HealthDetail(String),
-    Leader(Result<Option<String>, String>),
+    /// Who leads (node name and lease), asked at the instant given.
+    Leader(Result<Option<(String, i64)>, String>, Instant),
     Renewal(Duration),
 }
 
@@ -203,6 +204,7 @@ impl Driver {
             tokio::spawn(health_loop(self.settings.health.clone(), tx.clone())),
             tokio::spawn(interface_loop(
                 self.nl.clone(),
+                self.iface.index,
                 self.settings.interface.clone(),
                 self.settings.vip,
                 tx.clone(),
@@ -232,7 +234,14 @@ impl Driver {
                         Input::Elected { lease }
                     }
                     Some(Event::HealthDetail(d)) => { self.health_detail = d; self.publish(); continue }
-                    Some(Event::Leader(l)) => { self.holder_seen = Some(l); self.publish(); continue }
+                    Some(Event::Leader(l, sent_at)) => {
+                        let lease = match &l {
+                            Ok(v) => v.as_ref().map(|(_, id)| *id),
+                            Err(_) => { self.holder_seen = Some(l.map(|_| None)); self.publish(); continue }
+                        };
+                        self.holder_seen = Some(l.map(|v| v.map(|(name, _)| name)));
+                        Input::LeaderSeen { lease, sent_at }
+                    }
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
                     None => Input::Shutdown,
                 },
@@ -555,38 +564,46 @@ async fn health_loop(hc: HealthCheck, tx: mpsc::UnboundedSender<Event>) {
 }
 
 /// Polls the interface every 200 ms: is it up, is the VIP on it.
-async fn interface_loop(nl: Netlink, name: String, vip: IpAddr, tx: mpsc::UnboundedSender<Event>) {
+async fn interface_loop(
+    nl: Netlink,
+    index: u32,
+    name: String,
+    vip: IpAddr,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     let mut last_up = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match nl.interface(&name).await {
-            Ok(i) => {
-                if last_up != Some(i.up) {
-                    last_up = Some(i.up);
-                    tracing::info!(interface = %name, up = i.up, "link state");
-                    if tx.send(Event::Machine(Input::Link { up: i.up })).is_err() {
+        match nl.state(index).await {
+            Ok((up, addrs)) => {
+                if last_up != Some(up) {
+                    last_up = Some(up);
+                    tracing::info!(interface = %name, up, "link state");
+                    if tx.send(Event::Machine(Input::Link { up })).is_err() {
                         return;
                     }
                 }
-                let present = i.addrs.iter().any(|(a, _)| *a == vip);
+                let present = addrs.iter().any(|(a, _)| *a == vip);
                 if tx.send(Event::Machine(Input::Address { present })).is_err() {
                     return;
                 }
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!(interface = %name, "{e}"),
         }
     }
 }
 
-/// Asks etcd who leads every 300 ms, for `/status` only (the machine does not use it).
+/// Asks etcd who leads every 300 ms: for `/status`, and so that a holder whose election
+/// key disappeared (etcd names someone else) drops at once.
 async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event>) {
     loop {
+        let sent_at = Instant::now();
         let r = etcd
             .leader(&name)
             .await
-            .map(|l| l.map(|l| l.value))
+            .map(|l| l.map(|l| (l.value, l.lease)))
             .map_err(|e| e.to_string());
-        if tx.send(Event::Leader(r)).is_err() {
+        if tx.send(Event::Leader(r, sent_at)).is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

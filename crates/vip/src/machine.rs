@@ -109,6 +109,10 @@ pub enum Reason {
     ForeignHolder(String),
     /// Elected, but the lease or health was no longer good enough to take the address.
     ElectedTooLate,
+    /// A campaign request failed (an etcd member went away): a fresh lease, a new campaign.
+    CampaignFailed,
+    /// etcd names another leader while this node holds: our key is gone.
+    LeaderElsewhere,
     Shutdown,
 }
 
@@ -130,6 +134,12 @@ impl fmt::Display for Reason {
             Reason::ElectedTooLate => {
                 f.write_str("elected, but the lease or health check had already lapsed")
             }
+            Reason::CampaignFailed => {
+                f.write_str("campaign failed: starting over with a fresh lease")
+            }
+            Reason::LeaderElsewhere => {
+                f.write_str("etcd names another leader (our election key is gone)")
+            }
             Reason::Shutdown => f.write_str("shutting down"),
         }
     }
@@ -147,6 +157,8 @@ impl Reason {
             Reason::LeaseGone => "lease_gone",
             Reason::ForeignHolder(_) => "foreign_holder",
             Reason::ElectedTooLate => "elected_too_late",
+            Reason::CampaignFailed => "campaign_failed",
+            Reason::LeaderElsewhere => "leader_elsewhere",
             Reason::Shutdown => "shutdown",
         }
     }
@@ -192,6 +204,11 @@ pub enum Input {
     CampaignFailed {
         lease: i64,
         error: String,
+    },
+    /// etcd named the leader's lease (`None`: nobody leads) for a question sent at `sent_at`.
+    LeaderSeen {
+        lease: Option<i64>,
+        sent_at: Instant,
     },
     /// The probe for a foreign host answering for the address finished.
     ProbeDone {
@@ -253,6 +270,8 @@ pub struct Machine {
     waiting_for: Option<String>,
     /// When the holder became one.
     holder_since: Option<Instant>,
+    /// When the current election was won (leader answers asked before it are stale).
+    elected_at: Option<Instant>,
     announce_idx: usize,
     burst_start: Instant,
     next_announce: Option<Instant>,
@@ -283,6 +302,7 @@ impl Machine {
             backoff,
             waiting_for: None,
             holder_since: None,
+            elected_at: None,
             announce_idx: 0,
             burst_start: now,
             next_announce: None,
@@ -391,6 +411,7 @@ impl Machine {
                     self.campaigning = false;
                     let alive = self.lease.is_some_and(|l| now < l.deadline);
                     if alive && self.healthy {
+                        self.elected_at = Some(now);
                         self.set_role(now, Role::Acquiring, Reason::Elected, &mut out);
                         out.actions.push(Action::Probe);
                     } else {
@@ -403,9 +424,32 @@ impl Machine {
             }
             Input::CampaignFailed { lease, error } => {
                 if self.lease.is_some_and(|l| l.id == lease) && self.role == Role::Candidate {
+                    // Never campaign again with the same lease: the abandoned request may
+                    // still be pending on an unreachable member, and when it is finally
+                    // cancelled there, etcd deletes the key it made — which a new
+                    // campaign with the same lease would have reused (the key is named
+                    // after the lease). A fresh lease means a fresh key.
                     self.campaigning = false;
+                    self.leave_election(now, Reason::CampaignFailed, &mut out);
                     self.waiting_for = Some(format!("campaign: {error}"));
-                    self.back_off(now);
+                    // A fixed short delay, not the growing back-off: campaigns restart
+                    // whenever an etcd member fails, and a candidate must be back in
+                    // the election before the holder's lease can expire.
+                    self.next_attempt = Some(now + self.cfg.backoff_min);
+                }
+            }
+            Input::LeaderSeen { lease, sent_at } => {
+                // etcd's answer to "who leads", asked at `sent_at` (a linearizable read).
+                // Once elected our key has the lowest revision until it is deleted, so
+                // any other answer to a question asked after our election means our key
+                // is gone and someone else may be elected: drop now.
+                let ours = self.lease.map(|l| l.id);
+                let asked_after = self.elected_at.is_some_and(|e| sent_at > e);
+                if matches!(self.role, Role::Holder | Role::Acquiring)
+                    && asked_after
+                    && lease != ours
+                {
+                    self.drop_all(now, Reason::LeaderElsewhere, &mut out);
                 }
             }
             Input::ProbeDone { foreign_mac } => {
@@ -544,6 +588,7 @@ impl Machine {
         }
         self.next_announce = None;
         self.holder_since = None;
+        self.elected_at = None;
         if let Some(l) = self.lease.take() {
             out.actions.push(Action::RevokeLease { id: l.id });
         }
@@ -1027,20 +1072,122 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_campaign_is_retried_after_a_back_off() {
+    fn a_failed_campaign_starts_over_with_a_fresh_lease_without_growing_delay() {
         let mut h = H::new();
         h.candidate(0);
+        let mut id = 7;
+        for k in 0..5u64 {
+            let n = 100 + k * 300;
+            let o = h.at(
+                n,
+                Input::CampaignFailed {
+                    lease: id,
+                    error: "member failed".into(),
+                },
+            );
+            assert_eq!(
+                o.actions,
+                vec![RevokeLease { id }],
+                "never the same lease again"
+            );
+            let t = o.transition.unwrap();
+            assert_eq!(
+                (t.from, t.to, t.reason),
+                (Role::Candidate, Role::Waiting, Reason::CampaignFailed)
+            );
+            assert!(h.at(n + 199, Input::Tick).actions.is_empty());
+            assert_eq!(
+                h.at(n + 200, Input::Tick).actions,
+                vec![GrantLease],
+                "attempt {k}"
+            );
+            id += 1;
+            let sent_at = h.t(n + 200);
+            let o = h.at(
+                n + 210,
+                Input::LeaseGranted {
+                    id,
+                    ttl: TTL,
+                    sent_at,
+                },
+            );
+            assert_eq!(o.actions, vec![Campaign { lease: id }]);
+        }
+        // A failure report for a lease already given up changes nothing.
+        assert!(h
+            .at(
+                2000,
+                Input::CampaignFailed {
+                    lease: 7,
+                    error: "late".into()
+                }
+            )
+            .actions
+            .is_empty());
+        assert_eq!(h.m.role(), Role::Candidate);
+    }
+
+    #[test]
+    fn holder_drops_when_etcd_names_another_leader() {
+        let mut h = H::new();
+        h.candidate(0);
+        h.at(100, Input::Elected { lease: 7 });
+        h.at(150, Input::ProbeDone { foreign_mac: None });
+        // Asked after the election: we lead. Asked before it: stale, ignored.
+        assert!(!h
+            .at(
+                200,
+                Input::LeaderSeen {
+                    lease: Some(7),
+                    sent_at: h.t(180)
+                }
+            )
+            .actions
+            .contains(&RemoveAddress));
+        assert!(!h
+            .at(
+                210,
+                Input::LeaderSeen {
+                    lease: Some(3),
+                    sent_at: h.t(90)
+                }
+            )
+            .actions
+            .contains(&RemoveAddress));
+        assert_eq!(h.m.role(), Role::Holder);
         let o = h.at(
-            100,
-            Input::CampaignFailed {
-                lease: 7,
-                error: "reset".into(),
+            300,
+            Input::LeaderSeen {
+                lease: Some(9),
+                sent_at: h.t(250),
             },
         );
-        assert!(o.actions.is_empty());
-        h.renew(250, 250);
-        assert!(h.at(299, Input::Tick).actions.is_empty());
-        assert_eq!(h.at(300, Input::Tick).actions, vec![Campaign { lease: 7 }]);
+        assert_eq!(&o.actions[..3], &DROP);
+        assert_eq!(o.transition.unwrap().reason, Reason::LeaderElsewhere);
+        // Nobody leading while we hold means the same.
+        let mut h = H::new();
+        h.holder(0);
+        let o = h.at(
+            300,
+            Input::LeaderSeen {
+                lease: None,
+                sent_at: h.t(250),
+            },
+        );
+        assert_eq!(&o.actions[..3], &DROP);
+        // A candidate does not care who leads.
+        let mut h = H::new();
+        h.candidate(0);
+        assert!(h
+            .at(
+                300,
+                Input::LeaderSeen {
+                    lease: Some(9),
+                    sent_at: h.t(250)
+                }
+            )
+            .actions
+            .is_empty());
     }
 
     /// A tiny deterministic generator so the random walk below needs no crate.
@@ -1080,7 +1227,11 @@ mod tests {
                     .map(|l| l.id)
                     .or(granted.last().copied())
                     .unwrap_or(0);
-                let input = match r.below(14) {
+                let input = match r.below(15) {
+                    14 => Input::LeaderSeen {
+                        lease: (r.below(3) != 0).then_some(lease_id),
+                        sent_at: now - ms(r.below(500).min(now_ms)),
+                    },
                     0 | 1 => Input::Tick,
                     2 => Input::Health(r.below(3) != 0),
                     3 => {
