@@ -4,7 +4,7 @@
 #   keep-alive requests/s, p99 latency, new connections/s, bulk MB/s, RSS at N idle
 #   proxied connections. Prints a table with ratios vs direct and vs HAProxy.
 #
-# Usage: bench/lb.sh [DURATION_SECONDS] [IDLE_CONNECTIONS]   (defaults 8, 9000)
+# Usage: [ROUNDS=3] [CONNS=64] bench/lb.sh [DURATION_SECONDS] [IDLE_CONNECTIONS]   (defaults 8, 9000)
 # Needs: wrk, haproxy, python3, cargo. A proxy holds two descriptors per idle connection:
 # the hard file-descriptor limit must be above 2 x IDLE + 100 (20,000 on the machines this
 # was written on, hence 9,000; the table also extrapolates the RSS to 10,000 from the
@@ -17,6 +17,7 @@ DUR=${1:-8}
 IDLE=${2:-9000}
 MAXCONN=$((IDLE + 500))
 CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
 BACK=127.0.0.1:19001
 HAP=127.0.0.1:19002
 CPE=127.0.0.1:19003
@@ -95,16 +96,25 @@ idle_rss() { # addr pid -> RSS MiB with $IDLE idle connections through it
   awk -v k="$r" 'BEGIN {printf "%.1f", k/1024}'
 }
 
-declare -A R
-for target in direct haproxy cpe; do
-  case $target in direct) addr=$BACK;; haproxy) addr=$HAP;; cpe) addr=$CPE;; esac
-  echo "measuring $target..." >&2
-  read -r rps _ p99 < <(run_wrk "$addr" /)
-  read -r ncps _ _ < <(run_wrk "$addr" / -H 'Connection: close')
-  CONNS_SAVE=$CONNS; CONNS=4
-  read -r _ bulk _ < <(run_wrk "$addr" /bulk)
-  CONNS=$CONNS_SAVE
-  R[$target.rps]=$rps; R[$target.p99]=$p99; R[$target.ncps]=$ncps; R[$target.bulk]=$bulk
+# Targets alternate within each round, and each figure is the median of $ROUNDS rounds:
+# other load on the machine then hits all three alike instead of whichever ran last.
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A R S
+for round in $(seq "$ROUNDS"); do
+  for target in direct haproxy cpe; do
+    case $target in direct) addr=$BACK;; haproxy) addr=$HAP;; cpe) addr=$CPE;; esac
+    echo "round $round/$ROUNDS: $target..." >&2
+    read -r rps _ p99 < <(run_wrk "$addr" /)
+    read -r ncps _ _ < <(run_wrk "$addr" / -H 'Connection: close')
+    CONNS_SAVE=$CONNS; CONNS=4
+    read -r _ bulk _ < <(run_wrk "$addr" /bulk)
+    CONNS=$CONNS_SAVE
+    S[$target.rps]+="$rps "; S[$target.p99]+="$p99 "; S[$target.ncps]+="$ncps "; S[$target.bulk]+="$bulk "
+  done
+done
+for k in "${!S[@]}"; do
+  R[$k]=$(echo "${S[$k]}" | median)
+  echo "$k: ${S[$k]}" >&2
 done
 R[direct.rss]="-"
 echo "measuring RSS with $IDLE idle connections..." >&2
@@ -120,7 +130,7 @@ R = {k: v for k, v in (l.split("=", 1) for l in """$(for k in "${!R[@]}"; do ech
 f = lambda k: float(R[k]) if R.get(k, "-") not in ("-", "") else None
 rows = [("keep-alive req/s", "rps", True), ("p99 latency ms (keep-alive)", "p99", False),
         ("new connections/s", "ncps", True), ("bulk MB/s (4 conns, 64 MiB answers)", "bulk", True)]
-print(f"loopback, {dur}s per run, wrk -t2 -c{conns} (bulk -c4); one backend (bench_backend)")
+print(f"loopback, {dur}s per run, median of $ROUNDS rounds (targets alternating), wrk -t2 -c{conns} (bulk -c4); one backend (bench_backend)")
 print(f"{'figure':38} {'direct':>10} {'haproxy':>10} {'cpe lb':>10} {'cpe/direct':>11} {'haproxy/direct':>15} {'cpe/haproxy':>12}")
 for name, k, higher in rows:
     d, h, c = f("direct."+k), f("haproxy."+k), f("cpe."+k)

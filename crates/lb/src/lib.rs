@@ -377,6 +377,7 @@ impl Shared {
             spec,
             &self.metrics,
             self.stop_checks.child_token(),
+            self.hard_stop.child_token(),
             Instant::now(),
         ));
         let s = self.clone();
@@ -538,8 +539,7 @@ impl Shared {
                     debug!(backend = %b.name, %peer, error = %e, "connection ended with an error");
                 }
             }
-            _ = b.drain.cancelled() => debug!(backend = %b.name, %peer, "closed: backend removed and drain timeout passed"),
-            _ = self.hard_stop.cancelled() => {}
+            _ = b.drain.cancelled() => debug!(backend = %b.name, %peer, "closed: drain timeout passed"),
         }
     }
 
