@@ -48,12 +48,14 @@ pub struct Loaded {
 }
 
 /// Everything found in a definition, valid or not: what `cpe plan` prints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Checked {
     /// The resolved definition when there is no error.
     pub endpoint: Option<Endpoint>,
     /// Errors and warnings, in file order (problems without a position last).
     pub problems: Vec<Problem>,
+    /// `mode` was not written: it was inferred as Konvoy infers it.
+    pub mode_inferred: bool,
 }
 
 impl Checked {
@@ -195,8 +197,8 @@ pub fn load_str(text: &str) -> Result<Loaded, LoadError> {
 pub fn check_str(text: &str) -> Checked {
     match tree::parse(text) {
         Err(p) => Checked {
-            endpoint: None,
             problems: vec![p],
+            ..Default::default()
         },
         Ok(t) => check_tree(&t),
     }
@@ -230,6 +232,7 @@ pub fn check(f: &input::File) -> Checked {
     Checked {
         endpoint: endpoint.filter(|_| ok),
         problems,
+        mode_inferred: f.mode.is_none(),
     }
 }
 
@@ -814,6 +817,9 @@ fn check_machines<'a>(
     port: u16,
 ) -> Vec<MachineAt<'a>> {
     let mut out: Vec<MachineAt<'a>> = Vec::new();
+    // Indexes into `out`, so that a 1 MiB file of machines is checked in linear time.
+    let mut by_name: std::collections::HashMap<String, usize> = Default::default();
+    let mut by_address: std::collections::HashMap<IpAddr, usize> = Default::default();
     for (i, m) in list.iter().enumerate() {
         let field = format!("controlPlane.machines[{i}]");
         let name = match &m.name {
@@ -875,7 +881,7 @@ fn check_machines<'a>(
 
         // Duplicates are reported on the later one, naming the earlier.
         if let (Some(n), Some(s)) = (&name, &m.name) {
-            if let Some(o) = out.iter().find(|o| &o.machine.name == n) {
+            if let Some(o) = by_name.get(n).map(|&k| &out[k]) {
                 c.push(
                     Problem::error(
                         format!("{field}.name"),
@@ -892,7 +898,7 @@ fn check_machines<'a>(
             }
         }
         if let (Some((ip, _)), Some(s)) = (&address, &m.address) {
-            if let Some(o) = out.iter().find(|o| &o.machine.address == ip) {
+            if let Some(o) = by_address.get(ip).map(|&k| &out[k]) {
                 c.push(
                     Problem::error(
                         format!("{field}.address"),
@@ -912,6 +918,8 @@ fn check_machines<'a>(
         if let (Some(name), Some((address, prefix_len)), Some(api_server_port)) =
             (name, address, api_server_port)
         {
+            by_name.entry(name.clone()).or_insert(out.len());
+            by_address.entry(address).or_insert(out.len());
             out.push(MachineAt {
                 index: i,
                 input: m,

@@ -157,11 +157,7 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     // Accepted sockets inherit these on Linux: no per-connection system calls for them.
     socket.set_nodelay(true)?;
     socket.set_keepalive(true)?;
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&ka);
+    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&forward::keepalive());
     socket.bind(addr)?;
     socket.listen(backlog)
 }

@@ -214,28 +214,31 @@ async fn endpoint_remote(ep: &Endpoint, timeout: Duration) -> Vec<Check> {
     }
 }
 
-/// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`:
-/// asked at the LB's address on the admin port (when the admin listener is bound to the
-/// wildcard), or at the admin address itself when that is this machine's loopback.
+/// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`.
+/// Where to ask: the configured admin address when it is a specific address; the LB's
+/// address on the admin port when it listens on the wildcard; a loopback admin address only
+/// when the LB is this very machine (it cannot be reached from anywhere else).
 async fn is_cpe_lb(ep: &Endpoint, lb_ip: IpAddr, timeout: Duration) -> bool {
     let Some(lb) = &ep.load_balancer else {
         return false;
     };
-    let mut candidates = vec![SocketAddr::new(lb_ip, lb.admin.port())];
-    if lb.admin.ip().is_loopback() && lb_ip.is_loopback() || !lb.admin.ip().is_unspecified() {
-        candidates.push(lb.admin);
-    }
-    candidates.dedup();
-    for a in candidates {
-        if let Http::Status { code: 200, body } =
-            probe::tls::request(a, None, "GET", "/status", None, timeout).await
-        {
-            if looks_like_cpe_lb(&body, ep.port) {
-                return true;
-            }
-        }
-    }
-    false
+    let admin = lb.admin;
+    let ask = if admin.ip().is_unspecified() {
+        Some(SocketAddr::new(lb_ip, admin.port()))
+    } else if admin.ip().is_loopback() {
+        let here = lb_ip.is_loopback()
+            || probe::iface::interfaces().is_ok_and(|i| i.with_addr(lb_ip).is_some());
+        here.then_some(admin)
+    } else {
+        Some(admin)
+    };
+    let Some(addr) = ask else {
+        return false;
+    };
+    matches!(
+        probe::tls::request(addr, None, "GET", "/status", None, timeout).await,
+        Http::Status { code: 200, body } if looks_like_cpe_lb(&body, ep.port)
+    )
 }
 
 /// `cpe lb`'s `/status` says `"kind": "lb"` and the address it listens on: it is a cpe

@@ -94,8 +94,8 @@ impl Source {
             Some(path) => match cpe_config::read_file(path) {
                 Ok(text) => cpe_config::check_str(&text),
                 Err(e) => Checked {
-                    endpoint: None,
                     problems: e.problems(),
+                    ..Default::default()
                 },
             },
             None => KonvoyFlags {
@@ -176,7 +176,7 @@ fn text_report(label: &str, c: &Checked) -> String {
     match &c.endpoint {
         Some(e) => {
             s.push_str(&format!("{label}: valid\n"));
-            s.push_str(&summary_text(e));
+            s.push_str(&summary_text(e, c.mode_inferred));
         }
         None => s.push_str(&format!("{label}: invalid\n")),
     }
@@ -190,14 +190,22 @@ fn text_report(label: &str, c: &Checked) -> String {
     s
 }
 
-fn summary_text(e: &Endpoint) -> String {
+fn summary_text(e: &Endpoint, inferred: bool) -> String {
     let mut s = String::new();
     let mode_note = match e.mode {
         Mode::ExternalLb => "an L4 load balancer in front of every machine that answers",
         Mode::VirtualIp => "one healthy machine holds the virtual IP; not a load balancer",
         Mode::SingleNode => "the one machine is the endpoint; not for production",
     };
-    s.push_str(&format!("  mode       {} ({mode_note})\n", e.mode));
+    s.push_str(&format!("  mode       {}: {mode_note}\n", e.mode));
+    if inferred {
+        let why = match e.mode {
+            Mode::VirtualIp => "a virtual IP interface is given",
+            Mode::SingleNode => "1 replica and no virtual IP interface",
+            Mode::ExternalLb => "no virtual IP interface and more than 1 replica",
+        };
+        s.push_str(&format!("             (inferred: {why})\n"));
+    }
     s.push_str(&format!("  endpoint   {}\n", e.url_authority()));
     s.push_str(&format!(
         "  replicas   {}: tolerates {}, quorum {}, {}\n",
@@ -287,6 +295,7 @@ fn json_report(label: &str, c: &Checked) -> serde_json::Value {
     let summary = c.endpoint.as_ref().map(|e| {
         serde_json::json!({
             "mode": e.mode,
+            "modeInferred": c.mode_inferred,
             "endpoint": e.url_authority(),
             "host": e.host,
             "port": e.port,
