@@ -428,7 +428,7 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     );
     let log = std::fs::read_to_string(agent_c.log_path()).unwrap();
     assert!(
-        log.contains("HOLDER->WAITING (lease not renewed before its deadline"),
+        log.contains("HOLDER->SUSPENDED (lease not renewed before its deadline"),
         "{log}"
     );
     c.heal().unwrap();

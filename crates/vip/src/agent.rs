@@ -291,7 +291,8 @@ impl Driver {
         self.last_transition_wall = Some((t.clone(), wall));
         self.metrics.transition(t.to.as_str(), t.reason.label());
         self.metrics.holder.set((t.to == Role::Holder) as i64);
-        let level_warn = matches!(t.to, Role::Waiting) && t.from >= Role::Acquiring;
+        let level_warn = matches!(t.to, Role::Waiting | Role::Suspended)
+            && matches!(t.from, Role::Suspended | Role::Acquiring | Role::Holder);
         if level_warn {
             tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
                 "{}->{} ({})", t.from, t.to, t.reason);
