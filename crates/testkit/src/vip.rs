@@ -210,6 +210,7 @@ impl Outcome {
             "outage_s": self.outage.map(|d| d.as_secs_f64()),
             "requests": self.requests,
             "failed": self.failed,
+            "failures": self.failures,
             "slowest_s": self.slowest.as_secs_f64(),
             "two_holders": !self.doubles.is_empty(),
             "two_holders_during_repair": !self.doubles_repair.is_empty(),
@@ -978,7 +979,7 @@ impl Testbed {
                 .is_some_and(|c| c.is_running())
     }
 
-    /// Replaces machine `i`: stops its agent (SIGTERM) and API server, removes its etcd
+    /// Replaces machine `i`: stops its agent and then its API server (SIGTERM), removes its etcd
     /// member, deletes the host, then adds a new host with a new address, etcd member, API
     /// server and agent, and waits for a steady state.
     fn replace(&mut self, i: usize) -> Result<()> {
@@ -986,8 +987,10 @@ impl Testbed {
         if let Some(mut a) = self.machines[i].agent.take() {
             a.terminate(Duration::from_secs(10));
         }
+        // Drained, as the kubelet stops a static pod: /readyz 503 for the shutdown delay
+        // while requests are still served, then the listener closes.
         if let Some(mut a) = self.machines[i].api.take() {
-            a.kill();
+            a.terminate(Duration::from_secs(10));
         }
         let idx = self
             .etcd
