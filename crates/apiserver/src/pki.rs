@@ -139,6 +139,41 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Writes the files into `dir` only if `dir` holds no server certificate yet, atomically:
+    /// the files are written into a sibling temporary directory that is then renamed onto
+    /// `dir`. When several processes race (three stand-ins started at once on one shared
+    /// directory) exactly one set of files wins, never a CA from one and a server
+    /// certificate from another. Returns whether this call's files were the ones kept.
+    pub fn write_new(&self, dir: &Path) -> Result<bool, PkiError> {
+        if TlsFiles::present(dir) {
+            return Ok(false);
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pki".into());
+        let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        self.write_to(&tmp)?;
+        // rename(2) replaces a missing or empty directory and fails on a non-empty one.
+        match std::fs::rename(&tmp, dir) {
+            Ok(()) => Ok(true),
+            Err(_) if TlsFiles::present(dir) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Ok(false)
+            }
+            Err(source) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(PkiError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 fn write_file(path: &Path, content: &str, secret: bool) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -277,6 +312,24 @@ mod tests {
         assert_eq!(files.ca_cert_pem, pki.ca_cert_pem);
         assert!(TlsFiles::present(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn write_new_keeps_the_first_set_of_files() {
+        let base = std::env::temp_dir().join(format!("cpe-pki-new-{}", std::process::id()));
+        let dir = base.join("pki");
+        std::fs::create_dir_all(&base).unwrap();
+        let first = Pki::generate(&["localhost"]).unwrap();
+        let second = Pki::generate(&["localhost"]).unwrap();
+        assert!(first.write_new(&dir).unwrap());
+        assert!(!second.write_new(&dir).unwrap());
+        let files = TlsFiles::from_dir(&dir).unwrap();
+        assert_eq!(files.ca_cert_pem, first.ca_cert_pem);
+        assert_eq!(files.server.cert_pem, first.server.cert_pem);
+        // No temporary directory left behind.
+        let left: Vec<_> = std::fs::read_dir(&base).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -141,7 +141,11 @@ fn kubectl_version_readyz_and_watch_against_the_generated_ca() {
         "version",
     ]);
     assert!(ok, "kubectl version failed: {err}");
-    assert!(out.contains("Server Version: v1.31.0-cpe-standin"), "{out}");
+    // Newer kubectl prints `Server Version: v1.31.0-...`, older ones a version.Info struct.
+    assert!(
+        out.contains("Server Version") && out.contains("v1.31.0-cpe-standin"),
+        "{out}"
+    );
 
     // By name (localhost is in the default names).
     let by_name = format!("https://localhost:{}", s.addr.port());
@@ -349,4 +353,78 @@ fn bad_flags_are_named() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a name!"));
+}
+
+#[test]
+fn standins_started_together_on_one_directory_share_one_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("shared");
+    let dir = pki.to_str().unwrap().to_string();
+    // Started at the same moment: the directory is generated once, atomically.
+    let mut children: Vec<Standin> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["cp1", "cp2", "cp3"]
+            .into_iter()
+            .map(|name| {
+                let dir = dir.clone();
+                s.spawn(move || Standin::start(&["--name", name, "--tls-dir", &dir]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let rt = rt();
+    for (s, name) in children.iter_mut().zip(["cp1", "cp2", "cp3"]) {
+        let target = Target {
+            addr: s.addr,
+            tls: Some((
+                cpe_apiserver::tls::client_config(&ca, None, &[]).unwrap(),
+                cpe_apiserver::tls::server_name("localhost").unwrap(),
+            )),
+            timeout: Duration::from_secs(5),
+        };
+        let r = rt
+            .block_on(client::get(&target, "/debug/whoami"))
+            .unwrap_or_else(|e| panic!("{name} does not verify against the shared CA: {e}"));
+        assert_eq!(r.backend.as_deref(), Some(name));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary directories left: {leftovers:?}"
+    );
+}
+
+#[test]
+fn pki_only_writes_the_directory_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = tmp.path().join("a/b/pki");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpe"))
+        .args([
+            "test-apiserver",
+            "--pki-only",
+            "--tls-dir",
+            pki.to_str().unwrap(),
+        ])
+        .args(["--san", "cp1.example.test", "--san", "10.77.0.11"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        assert!(pki.join(f).is_file(), "{f} missing");
+    }
 }

@@ -62,7 +62,7 @@ fn plan_summarises_a_valid_definition() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     for want in [
         "external-lb-5.yaml: valid\n",
-        "  mode       external-lb (",
+        "  mode       external-lb: an L4 load balancer in front of every machine that answers\n             (inferred: no virtual IP interface and more than 1 replica)\n",
         "  endpoint   api.prod-eu1.example.com.:6443\n",
         "  replicas   5: tolerates 2 failures, quorum 3, 1 spare\n",
         "    cp6  10.1.0.16  API server :8443  (spare)\n",
@@ -70,6 +70,18 @@ fn plan_summarises_a_valid_definition() {
     ] {
         assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
     }
+}
+
+#[test]
+fn a_written_mode_is_not_called_inferred() {
+    let r = run(&["plan", "-f", &example("external-lb-3.yaml")]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("  mode       external-lb: "),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("(inferred"), "{}", r.stdout);
 }
 
 #[test]
@@ -129,6 +141,7 @@ fn plan_json_has_validity_problems_and_summary() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["valid"], true);
     assert_eq!(v["summary"]["mode"], "virtual-ip");
+    assert_eq!(v["summary"]["modeInferred"], true);
     assert_eq!(v["summary"]["failuresTolerated"], 1);
     assert_eq!(v["summary"]["quorum"], 2);
     assert_eq!(v["summary"]["spares"], 0);
@@ -177,7 +190,7 @@ fn plan_accepts_konvoy_flags_instead_of_a_file() {
         "cp3=10.0.0.13/24",
     ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    assert!(r.stdout.contains("  mode       virtual-ip ("));
+    assert!(r.stdout.contains("  mode       virtual-ip: one healthy machine holds the virtual IP; not a load balancer\n             (inferred: a virtual IP interface is given)\n"), "{}", r.stdout);
     assert!(r.stdout.contains("  endpoint   10.0.0.10:6443\n"));
 
     // Problems name the flag.

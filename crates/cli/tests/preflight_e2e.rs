@@ -72,6 +72,32 @@ fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// Runs `cpe ARGS` inside `host` as user `nobody` (no capabilities, cannot read other
+/// users' `/proc/PID/fd`), with the definition directory made readable.
+fn cpe_as_nobody(host: &Host, dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = host
+        .command("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            CPE,
+        ])
+        .args(args)
+        .output()
+        .expect("run cpe as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    let all = format!(
+        "{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), json, all)
+}
+
 /// Waits until `addr` accepts TCP connections from inside `host`.
 fn wait_listening(host: &Host, addr: &str, what: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -100,7 +126,8 @@ fn wait_listening(host: &Host, addr: &str, what: &mut Child) {
 }
 
 /// A single-member etcd inside `host` on non-default ports, plain or with TLS.
-fn etcd(host: &Host, dir: &Path, client_port: u16, tls: Option<&Path>) -> Child {
+/// With `client_auth`, clients must present a certificate from the PKI's CA.
+fn etcd(host: &Host, dir: &Path, client_port: u16, tls: Option<&Path>, client_auth: bool) -> Child {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let a = host.addr;
     let mut args: Vec<String> = vec![
@@ -122,15 +149,15 @@ fn etcd(host: &Host, dir: &Path, client_port: u16, tls: Option<&Path>) -> Child 
         format!("pf=http://127.0.0.1:{}", client_port + 1),
     ];
     if let Some(pki) = tls {
-        for (flag, file) in [
-            ("--cert-file", "server.crt"),
-            ("--key-file", "server.key"),
-            ("--trusted-ca-file", "ca.crt"),
-        ] {
+        for (flag, file) in [("--cert-file", "server.crt"), ("--key-file", "server.key")] {
             args.push(flag.into());
             args.push(pki.join(file).display().to_string());
         }
-        args.push("--client-cert-auth".into());
+        if client_auth {
+            args.push("--trusted-ca-file".into());
+            args.push(pki.join("ca.crt").display().to_string());
+            args.push("--client-cert-auth".into());
+        }
     }
     let mut child = host
         .spawn(
@@ -144,8 +171,7 @@ fn etcd(host: &Host, dir: &Path, client_port: u16, tls: Option<&Path>) -> Child 
     child
 }
 
-fn vip_definition(net: &Net, cp1: &Host, cp2: &Host, vip: &str, interface: &str) -> String {
-    let _ = net;
+fn vip_definition(cp1: &Host, cp2: &Host, vip: &str, interface: &str) -> String {
     format!(
         "cluster: pf\nendpoint:\n  host: {vip}\n  port: 6443\nvirtualIP:\n  interface: {interface}\n\
          controlPlane:\n  replicas: 3\n  machines:\n    - {{name: cp1, address: {}}}\n    - {{name: cp2, address: {}}}\n    - {{name: cp3, address: 192.0.2.10}}\n",
@@ -192,7 +218,7 @@ fn local_ports_held_by_real_processes_are_named() {
 
     // A real etcd holding the API server port on loopback only (the all-addresses bind
     // must still see it) and its peer port on 10250.
-    let mut holder = tokio_free_etcd_on(&cp1, dir.path(), "127.0.0.1:6443", "127.0.0.1:10250");
+    let mut holder = etcd_holding(&cp1, dir.path(), "127.0.0.1:6443", "127.0.0.1:10250");
     let (code, r, out) = cpe(
         &cp1,
         &[
@@ -274,6 +300,30 @@ fn local_ports_held_by_real_processes_are_named() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(status(&r, "cp2", "node.address"), "fail", "{out}");
 
+    // Not root: the port is still found in use, but the holder (root's etcd) cannot be
+    // named, and the reason says so instead of guessing.
+    let (code, r, out) = cpe_as_nobody(
+        &cp1,
+        dir.path(),
+        &[
+            "preflight",
+            "-f",
+            def,
+            "--local",
+            "--node",
+            "cp1",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    let c = find(&r, "cp1", "port.6443");
+    assert_eq!(c["status"], "fail", "{out}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("does not say"),
+        "{c}"
+    );
+
     holder.kill();
     let (code, _, out) = cpe(&cp1, &["preflight", "-f", def, "--local", "--node", "cp1"]);
     assert_eq!(code, 0, "{out}");
@@ -281,7 +331,7 @@ fn local_ports_held_by_real_processes_are_named() {
 
 /// etcd listening for clients on `client` and for peers on `peer`: a real process holding
 /// two ports.
-fn tokio_free_etcd_on(host: &Host, dir: &Path, client: &str, peer: &str) -> Child {
+fn etcd_holding(host: &Host, dir: &Path, client: &str, peer: &str) -> Child {
     let args: Vec<String> = [
         "--name",
         "holder",
@@ -315,7 +365,7 @@ fn usage_errors_exit_2() {
     let def = write(
         dir.path(),
         "e.yaml",
-        "endpoint:\n  host: lb.example.com\ncontrolPlane:\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\n",
+        "endpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\n",
     );
     let def = def.to_str().unwrap();
     let run = |args: &[&str]| {
@@ -352,7 +402,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn local_vip_mode_interface_arp_and_capabilities() {
     require_root();
-    require_programs(&["arping", "ip", "setpriv"]);
+    require_programs(&["ip", "setpriv"]);
     let net = Net::new("pfv").unwrap();
     let cp1 = net.add_host("cp1", 11).unwrap();
     let cp2 = net.add_host("cp2", 12).unwrap();
@@ -362,7 +412,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def = write(
         dir.path(),
         "vip.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth0"),
+        &vip_definition(&cp1, &cp2, &vip, "eth0"),
     );
     let def = def.to_str().unwrap();
     let local = [
@@ -419,7 +469,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def_dummy = write(
         dir.path(),
         "dummy.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "vx0"),
+        &vip_definition(&cp1, &cp2, &vip, "vx0"),
     );
     let (code, r, out) = cpe(
         &cp1,
@@ -448,7 +498,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
     let def_none = write(
         dir.path(),
         "none.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth9"),
+        &vip_definition(&cp1, &cp2, &vip, "eth9"),
     );
     let (code, r, out) = cpe(
         &cp1,
@@ -471,6 +521,14 @@ fn local_vip_mode_interface_arp_and_capabilities() {
         "lists what exists: {c}"
     );
     assert!(!has(&r, "vip.dad"), "{out}");
+
+    // Not root: the capabilities are missing from this process (a warning: the agent can
+    // still be given them), and the ARP probe cannot be made without CAP_NET_RAW.
+    let (_, r, out) = cpe_as_nobody(&cp1, dir.path(), &local);
+    assert_eq!(status(&r, "cp1", "vip.capabilities"), "warn", "{out}");
+    let c = find(&r, "cp1", "vip.dad");
+    assert_eq!(c["status"], "warn", "{out}");
+    assert!(c["reason"].as_str().unwrap().contains("not checked"), "{c}");
 
     // Without NET_ADMIN and NET_RAW in the bounding set (a container without them).
     let out = cp1
@@ -514,12 +572,12 @@ fn remote_reachability_ports_vip_and_test_net() {
     let def = write(
         dir.path(),
         "vip.yaml",
-        &vip_definition(&net, &cp1, &cp2, &vip, "eth0"),
+        &vip_definition(&cp1, &cp2, &vip, "eth0"),
     );
     let def = def.to_str().unwrap();
 
     // cp1 already has something on the API server port (a real process on all addresses).
-    let _holder = tokio_free_etcd_on(&cp1, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
+    let _holder = etcd_holding(&cp1, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
 
     let started = Instant::now();
     let (code, r, out) = cpe(
@@ -545,7 +603,13 @@ fn remote_reachability_ports_vip_and_test_net() {
     squatter
         .exec("ip", &["addr", "add", &format!("{vip}/24"), "dev", "eth0"])
         .unwrap();
-    let (_, r, out) = cpe(&admin, &["preflight", "-f", def, "-o", "json"]);
+    // The first run left the admin host's ARP entry for the VIP incomplete or failed; a
+    // later run from a fresh machine would not have one.
+    admin.exec("ip", &["neigh", "flush", "to", &vip]).unwrap();
+    let (_, r, out) = cpe(
+        &admin,
+        &["preflight", "-f", def, "--timeout", "3s", "-o", "json"],
+    );
     let c = find(&r, "endpoint", "vip.unused");
     assert_eq!(c["status"], "fail", "{out}");
     assert!(c["reason"].as_str().unwrap().contains("refused"), "{c}");
@@ -586,8 +650,38 @@ fn remote_external_lb_resolves_and_port_free_or_taken() {
     );
     assert_eq!(status(&r, "endpoint", "endpoint.lb"), "pass", "{out}");
 
+    // A real `cpe lb` already runs there (its admin listener reachable on the LB's
+    // address): the port is taken, by the right thing.
+    let lb_def = write(
+        dir.path(),
+        "lb-host.yaml",
+        &(std::fs::read_to_string(def).unwrap()
+            + "loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:9630\n"),
+    );
+    let mut cpe_lb = lb
+        .spawn(
+            "cpe-lb",
+            &dir.path().join("cpe-lb.log"),
+            CPE,
+            &["lb".into(), "-f".into(), lb_def.display().to_string()],
+        )
+        .unwrap();
+    wait_listening(&lb, &format!("{}:9630", lb.addr), &mut cpe_lb);
+    let (code, r, out) = cpe(
+        &admin,
+        &["preflight", "-f", lb_def.to_str().unwrap(), "-o", "json"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let c = find(&r, "endpoint", "endpoint.lb");
+    assert_eq!(c["status"], "pass", "{out}");
+    assert!(
+        c["reason"].as_str().unwrap().contains("cpe load balancer"),
+        "{c}"
+    );
+    drop(cpe_lb);
+
     // Something that is not cpe lb listens on the endpoint port.
-    let _other = tokio_free_etcd_on(&lb, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
+    let _other = etcd_holding(&lb, dir.path(), "0.0.0.0:6443", "127.0.0.1:16380");
     let (code, r, out) = cpe(&admin, &["preflight", "-f", def, "-o", "json"]);
     assert_eq!(code, 0, "a warning is not a failure: {out}");
     assert_eq!(status(&r, "endpoint", "endpoint.lb"), "warn", "{out}");
@@ -632,7 +726,47 @@ impl Drop for EtcNetns {
     }
 }
 
-#[cfg(any())] // TEMP until cpe-apiserver lands
+/// An etcd PKI shaped like kubeadm's: a CA, a server certificate for `ip` with both the
+/// serverAuth and clientAuth usages (etcd 3.4's own HTTP gateway dials etcd with the server
+/// certificate, so with client-certificate auth on it must be usable as a client too; the
+/// stand-in API server's test PKI issues serverAuth-only certificates), and a client
+/// certificate. Files: ca.crt, server.crt, server.key, client.crt, client.key.
+fn etcd_pki(dir: &Path, ip: &str) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "pf etcd-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, names, usages) in [
+        (
+            "server",
+            vec![ip.to_string(), "127.0.0.1".to_string()],
+            vec![Eku::ServerAuth, Eku::ClientAuth],
+        ),
+        ("client", vec![], vec![Eku::ClientAuth]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, format!("pf etcd {name}"));
+        p.extended_key_usages = usages;
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
 #[test]
 fn local_etcd_with_and_without_tls() {
     require_root();
@@ -652,20 +786,26 @@ fn local_etcd_with_and_without_tls() {
         .write_to(&other)
         .unwrap();
 
-    let definition = |endpoints: &str, tls: Option<&Path>| {
+    // `tls`: the CA to verify etcd with; the client certificate comes from `client`.
+    let definition_with = |endpoints: &str, tls: Option<&Path>, client: Option<&Path>| {
         let mut s = format!(
             "cluster: pf\nendpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n  etcd: external\n  machines:\n    - {{name: cp1, address: {}}}\n    - {{name: cp2, address: 10.1.0.2}}\n    - {{name: cp3, address: 10.1.0.3}}\netcd:\n  endpoints: [\"{endpoints}\"]\n",
             cp1.addr
         );
         if let Some(d) = tls {
+            s += &format!("  caFile: {}\n", d.join("ca.crt").display());
+        }
+        if let Some(c) = client {
             s += &format!(
-                "  caFile: {}\n  certFile: {}\n  keyFile: {}\n",
-                d.join("ca.crt").display(),
-                pki.join("client.crt").display(),
-                pki.join("client.key").display()
+                "  certFile: {}\n  keyFile: {}\n",
+                c.join("client.crt").display(),
+                c.join("client.key").display()
             );
         }
         s
+    };
+    let definition = |endpoints: &str, tls: Option<&Path>| {
+        definition_with(endpoints, tls, tls.map(|_| pki.as_path()))
     };
     let run = |name: &str, text: String| {
         let p = write(dir.path(), name, &text);
@@ -680,12 +820,15 @@ fn local_etcd_with_and_without_tls() {
                 "cp1",
                 "-o",
                 "json",
+                // Generous: a loaded CI machine must not turn a slow handshake into a failure.
+                "--timeout",
+                "5s",
             ],
         )
     };
 
     // Plain HTTP etcd answers.
-    let mut plain = etcd(&e1, dir.path(), 12379, None);
+    let mut plain = etcd(&e1, dir.path(), 12379, None, false);
     let url = format!("http://{}:12379", e1.addr);
     let (code, r, out) = run("plain.yaml", definition(&url, None));
     assert_eq!(code, 0, "{out}");
@@ -705,8 +848,8 @@ fn local_etcd_with_and_without_tls() {
         "{out}"
     );
 
-    // TLS etcd with client-certificate auth.
-    let _tls = etcd(&e1, dir.path(), 22379, Some(&pki));
+    // TLS etcd, verified against the test CA, with the client certificate sent.
+    let _tls = etcd(&e1, dir.path(), 22379, Some(&pki), false);
     let url = format!("https://{}:22379", e1.addr);
     let (code, r, out) = run("tls.yaml", definition(&url, Some(&pki)));
     assert_eq!(code, 0, "{out}");
@@ -718,15 +861,30 @@ fn local_etcd_with_and_without_tls() {
     let c = find(&r, "etcd", "etcd.status");
     assert!(c["reason"].as_str().unwrap().contains("TLS"), "{c}");
 
-    // No client certificate: etcd refuses the client.
-    let no_client = definition(&url, Some(&pki))
-        .lines()
-        .filter(|l| !l.contains("certFile") && !l.contains("keyFile"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (code, r, out) = run("noclient.yaml", no_client + "\n");
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(status(&r, "etcd", "etcd.status"), "fail", "{out}");
+    // etcd as kubeadm runs it: client-certificate auth on. The right client certificate
+    // passes; none, or one from another CA, is refused by etcd.
+    let kpki = dir.path().join("etcd-pki");
+    etcd_pki(&kpki, &e1.addr.to_string());
+    let _strict = etcd(&e1, dir.path(), 32379, Some(&kpki), true);
+    let strict = format!("https://{}:32379", e1.addr);
+    let (code, r, out) = run(
+        "strict.yaml",
+        definition_with(&strict, Some(&kpki), Some(&kpki)),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status(&r, "etcd", "etcd.status"), "pass", "{out}");
+    for (name, client) in [("nocert.yaml", None), ("foreign.yaml", Some(pki.as_path()))] {
+        let (code, r, out) = run(name, definition_with(&strict, Some(&kpki), client));
+        assert_eq!(code, 1, "{out}");
+        let c = find(&r, "etcd", "etcd.status");
+        assert_eq!(c["status"], "fail", "{out}");
+        // Refused at the TLS layer, and said so (not "nothing listens").
+        assert!(c["reason"].as_str().unwrap().contains("TLS"), "{name}: {c}");
+        assert!(
+            c["fix"].as_str().unwrap().contains("etcd.certFile"),
+            "{name}: {c}"
+        );
+    }
 
     // Plain HTTP to the TLS port.
     let (code, r, out) = run(
@@ -735,4 +893,220 @@ fn local_etcd_with_and_without_tls() {
     );
     assert_eq!(code, 1, "{out}");
     assert_eq!(status(&r, "etcd", "etcd.status"), "fail", "{out}");
+}
+
+/// A stand-in API server (`cpe test-apiserver`) inside `host` on all addresses, port 6443,
+/// with the given certificate.
+fn apiserver(host: &Host, dir: &Path, cert_dir: &Path, ca: &Path, extra: &[&str]) -> Child {
+    let mut args: Vec<String> = [
+        "test-apiserver",
+        "--listen",
+        "0.0.0.0:6443",
+        "--name",
+        &host.name,
+        "--cert",
+        &cert_dir.join("server.crt").display().to_string(),
+        "--key",
+        &cert_dir.join("server.key").display().to_string(),
+        "--client-ca",
+        &ca.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut c = host
+        .spawn(
+            &format!("apiserver-{}", host.name),
+            &dir.join(format!("apiserver-{}.log", host.name)),
+            CPE,
+            &args,
+        )
+        .unwrap();
+    wait_listening(host, &format!("{}:6443", host.addr), &mut c);
+    c
+}
+
+fn write_cert(dir: &Path, ck: &cpe_apiserver::CertKey) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("server.crt"), &ck.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &ck.key_pem).unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn check_readyz_and_certificate_names() {
+    require_root();
+    require_programs(&["ip"]);
+    let net = Net::new("pfc").unwrap();
+    let admin = net.add_host("admin", 5).unwrap();
+    let cp1 = net.add_host("cp1", 11).unwrap();
+    let cp2 = net.add_host("cp2", 12).unwrap();
+    let cp3 = net.add_host("cp3", 13).unwrap();
+    let dir = tempdir();
+    let vip = net.addr(100).to_string();
+
+    // One cluster CA. cp1 and cp3 carry the VIP among their names; cp2's certificate was
+    // made without it (the classic misconfiguration: certSANs forgotten on one machine).
+    let pki = cpe_apiserver::Pki::generate(&[vip.clone(), cp1.addr.to_string()]).unwrap();
+    let pki_dir = dir.path().join("pki");
+    pki.write_to(&pki_dir).unwrap();
+    let ca = pki_dir.join("ca.crt");
+    let cp2_dir = write_cert(
+        &dir.path().join("cp2"),
+        &pki.issue_server(&["cp2".to_string(), cp2.addr.to_string()])
+            .unwrap(),
+    );
+    let cp3_dir = write_cert(
+        &dir.path().join("cp3"),
+        &pki.issue_server(&[vip.clone(), cp3.addr.to_string()])
+            .unwrap(),
+    );
+    let _a1 = apiserver(&cp1, dir.path(), &pki_dir, &ca, &[]);
+    let _a2 = apiserver(&cp2, dir.path(), &cp2_dir, &ca, &[]);
+    // cp3 is up but not ready: /readyz answers 503.
+    let _a3 = apiserver(&cp3, dir.path(), &cp3_dir, &ca, &["--not-ready"]);
+    // cp1 holds the VIP, as the VIP agent would.
+    cp1.exec("ip", &["addr", "add", &format!("{vip}/32"), "dev", "eth0"])
+        .unwrap();
+
+    let def = write(
+        dir.path(),
+        "vip.yaml",
+        &format!(
+            "cluster: pf\nendpoint:\n  host: {vip}\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {{name: cp1, address: {}}}\n    - {{name: cp2, address: {}}}\n    - {{name: cp3, address: {}}}\n",
+            cp1.addr, cp2.addr, cp3.addr
+        ),
+    );
+    let def = def.to_str().unwrap();
+    let client = |f: &str| pki_dir.join(f).display().to_string();
+    let (cert, key) = (client("client.crt"), client("client.key"));
+    let ca_s = ca.display().to_string();
+    let creds = ["--ca", &ca_s, "--cert", &cert, "--key", &key];
+    let (_, _, table) = cpe(&admin, &[&["check", "-f", def][..], &creds].concat());
+    println!("{table}");
+    let (code, r, out) = cpe(
+        &admin,
+        &[&["check", "-f", def, "-o", "json"][..], &creds].concat(),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&r, "endpoint", "endpoint.readyz"), "pass", "{out}");
+    assert_eq!(
+        status(&r, "endpoint", "endpoint.certificate"),
+        "pass",
+        "{out}"
+    );
+    assert_eq!(status(&r, "cp1", "machine.readyz"), "pass", "{out}");
+    assert_eq!(status(&r, "cp1", "machine.certificate"), "pass", "{out}");
+    assert_eq!(status(&r, "cp2", "machine.readyz"), "pass", "{out}");
+    let c = find(&r, "cp2", "machine.certificate");
+    assert_eq!(c["status"], "fail", "{out}");
+    let reason = c["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{vip} is not among its names")),
+        "{reason}"
+    );
+    assert!(reason.contains("cp2"), "lists the names it has: {reason}");
+    assert!(c["fix"].as_str().unwrap().contains("certSANs"), "{c}");
+    let c = find(&r, "cp3", "machine.readyz");
+    assert_eq!(c["status"], "fail", "{out}");
+    assert!(c["reason"].as_str().unwrap().contains("503"), "{c}");
+    assert_eq!(status(&r, "cp3", "machine.certificate"), "pass", "{out}");
+    assert_eq!(r["summary"]["failed"], 2, "{out}");
+
+    // Another cluster's CA: every certificate is reported as not signed by it.
+    let other = dir.path().join("other");
+    cpe_apiserver::Pki::generate(&["x.test"])
+        .unwrap()
+        .write_to(&other)
+        .unwrap();
+    let other_ca = other.join("ca.crt").display().to_string();
+    let (code, r, out) = cpe(
+        &admin,
+        &["check", "-f", def, "--ca", &other_ca, "-o", "json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let c = find(&r, "endpoint", "endpoint.certificate");
+    assert!(
+        c["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by the given CA"),
+        "{c}"
+    );
+
+    // The VIP is dropped (no holder): the endpoint no longer answers.
+    cp1.exec("ip", &["addr", "del", &format!("{vip}/32"), "dev", "eth0"])
+        .unwrap();
+    let (code, r, out) = cpe(
+        &admin,
+        &["check", "-f", def, "--timeout", "1s", "-o", "json"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(status(&r, "endpoint", "endpoint.readyz"), "fail", "{out}");
+    // The table form has the summary line.
+    let (_, _, out) = cpe(&admin, &["check", "-f", def, "--timeout", "1s"]);
+    assert!(out.contains("FAIL  10."), "{out}");
+    assert!(out.contains("failed"), "{out}");
+}
+
+#[test]
+fn local_vip_ipv6_neighbour_discovery() {
+    require_root();
+    require_programs(&["ip"]);
+    let net = Net::new("pf6").unwrap();
+    let cp1 = net.add_host("cp1", 11).unwrap();
+    let squatter = net.add_host("sq", 50).unwrap();
+    // A ULA subnet unique to this net (from its IPv4 /24), `nodad` so the addresses are
+    // usable at once rather than tentative for a second.
+    let o = net.addr(0).octets();
+    let p6 = format!("fd{:02x}:{:02x}{:02x}::", o[1], o[2], 6);
+    let (a1, vip) = (format!("{p6}11"), format!("{p6}100"));
+    cp1.exec(
+        "ip",
+        &["addr", "add", &format!("{a1}/64"), "dev", "eth0", "nodad"],
+    )
+    .unwrap();
+    let dir = tempdir();
+    let def = write(
+        dir.path(),
+        "vip6.yaml",
+        &format!(
+            "cluster: pf\nendpoint:\n  host: \"{vip}\"\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 1\n  machines:\n    - {{name: cp1, address: \"{a1}\"}}\nmode: virtual-ip\n"
+        ),
+    );
+    let def = def.to_str().unwrap();
+    let local = [
+        "preflight",
+        "-f",
+        def,
+        "--local",
+        "--node",
+        "cp1",
+        "-o",
+        "json",
+    ];
+    let (_, r, out) = cpe(&cp1, &local);
+    assert_eq!(status(&r, "cp1", "node.address"), "pass", "{out}");
+    assert_eq!(status(&r, "cp1", "vip.interface.subnet"), "pass", "{out}");
+    let c = find(&r, "cp1", "vip.dad");
+    assert_eq!(c["status"], "pass", "{out}");
+    assert!(c["title"].as_str().unwrap().contains("NDP"), "{c}");
+
+    // Another host holds the IPv6 VIP: it answers the neighbour solicitation.
+    squatter
+        .exec(
+            "ip",
+            &["addr", "add", &format!("{vip}/64"), "dev", "eth0", "nodad"],
+        )
+        .unwrap();
+    let (code, r, out) = cpe(&cp1, &local);
+    assert_eq!(code, 1, "{out}");
+    let c = find(&r, "cp1", "vip.dad");
+    assert_eq!(c["status"], "fail", "{out}");
+    let mac = squatter.mac().unwrap().to_ascii_lowercase();
+    assert!(
+        c["reason"].as_str().unwrap().contains(&mac),
+        "{mac} not in {c}"
+    );
 }

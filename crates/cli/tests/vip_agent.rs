@@ -170,6 +170,26 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     });
     eprintln!("deleted VIP restored after {back:?}");
 
+    // The link flaps: once it is back up, the VIP is there and announced again.
+    let garps = || {
+        std::fs::read_to_string(tcpdump.log_path())
+            .unwrap_or_default()
+            .matches(&garp)
+            .count()
+    };
+    std::thread::sleep(Duration::from_millis(1600)); // let the takeover burst finish
+    let before = garps();
+    a.exec("ip", &["link", "set", "eth0", "down"]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    a.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
+    wait_for(
+        "announcements after the link came back",
+        Duration::from_secs(3),
+        || garps() >= before + 2,
+    );
+    assert!(a.has_addr(vip).unwrap());
+    assert_eq!(status(&a)["role"], "holder");
+
     // The health check fails (connection refused on its port): the VIP goes.
     a.exec(
         "nft",
@@ -408,7 +428,7 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     );
     let log = std::fs::read_to_string(agent_c.log_path()).unwrap();
     assert!(
-        log.contains("HOLDER->WAITING (lease not renewed before its deadline"),
+        log.contains("HOLDER->SUSPENDED (lease not renewed before its deadline"),
         "{log}"
     );
     c.heal().unwrap();
@@ -436,4 +456,221 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     let (samples, both) = watcher.join().unwrap();
     assert!(samples > 10, "the watcher barely ran ({samples} samples)");
     assert!(both.is_empty(), "both machines held the VIP at {both:?}");
+}
+
+#[test]
+fn a_definition_file_drives_the_agent() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "ip", "curl"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vipdf").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let vip = net.addr(100);
+    // etcd also listens on this machine's API server port, standing in for the API server
+    // the definition's health check probes (`http://ADDR:6443/health`).
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        &format!("http://127.0.0.1:2379,http://{}:6443", a.addr),
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    let def = dir.path().join("endpoint.yaml");
+    std::fs::write(
+        &def,
+        format!(
+            "cluster: filetest\nmode: virtual-ip\nendpoint:\n  host: {vip}\n  port: 6443\n\
+             controlPlane:\n  replicas: 1\n  machines:\n    - {{name: a, address: {}/24}}\n\
+             healthCheck:\n  protocol: http\n  path: /health\n\
+             virtualIP:\n  interface: eth0\n  prefixLength: 24\n\
+             etcd:\n  endpoints: [http://127.0.0.1:2379]\n",
+            a.addr
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = ["vip", "-f", &def.to_string_lossy(), "--node", "a"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut agent = a
+        .spawn("cpe vip", &dir.path().join("agent.log"), CPE, &args)
+        .unwrap();
+    wait_for("the VIP on a", Duration::from_secs(10), || {
+        a.has_addr(vip).unwrap() || !agent.is_running()
+    });
+    assert!(agent.is_running(), "{}", agent.tail(20));
+    let s = status(&a);
+    assert_eq!(s["election"], "/cpe/vip/filetest");
+    assert_eq!(s["vip"], format!("{vip}/24"));
+    assert_eq!(
+        s["health"]["target"],
+        format!("http://{}:6443/health", a.addr)
+    );
+    assert_eq!(s["role"], "holder");
+    let healthz = a
+        .exec("curl", &["-sf", "http://127.0.0.1:9631/healthz"])
+        .unwrap();
+    assert_eq!(healthz, "ok\n");
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!a.has_addr(vip).unwrap());
+}
+
+#[test]
+fn an_ipv6_vip_is_added_without_dad_and_announced_with_na() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "ip", "tcpdump", "ping"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vip6").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let b = net.add_host("b", 12).unwrap();
+    // A ULA /64 derived from the net's IPv4 subnet, so parallel runs do not collide.
+    let o = net.addr(0).octets();
+    let prefix = format!("fd00:{:x}:{:x}", o[1], o[2]);
+    for (h, last) in [(&a, 11), (&b, 12)] {
+        h.exec(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{prefix}::{last}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )
+        .unwrap();
+    }
+    // As `ip` prints it (compressed).
+    let vip = format!("{prefix}::100")
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .to_string();
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        "http://127.0.0.1:2379",
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    let td_args: Vec<String> = ["-l", "-n", "-i", "eth0", "icmp6"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tcpdump = b
+        .spawn(
+            "tcpdump",
+            &dir.path().join("tcpdump.log"),
+            "tcpdump",
+            &td_args,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let args: Vec<String> = [
+        "vip",
+        "--vip",
+        &vip,
+        "--interface",
+        "eth0",
+        "--node",
+        "a",
+        "--etcd",
+        "http://127.0.0.1:2379",
+        "--health-url",
+        "http://127.0.0.1:2379/health",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut agent = a
+        .spawn("cpe vip", &dir.path().join("agent.log"), CPE, &args)
+        .unwrap();
+    let has6 = |h: &Host| {
+        h.exec("ip", &["-6", "addr", "show", "dev", "eth0"])
+            .unwrap()
+            .contains(&format!("{vip}/128"))
+    };
+    wait_for("the IPv6 VIP on a", Duration::from_secs(10), || {
+        has6(&a) || !agent.is_running()
+    });
+    assert!(has6(&a), "{}", agent.tail(30));
+    // Added with IFA_F_NODAD: usable at once, never "tentative".
+    let shown = a
+        .exec("ip", &["-6", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    let line = shown
+        .lines()
+        .find(|l| l.contains(&vip))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("nodad") && !line.contains("tentative"),
+        "{line}"
+    );
+    b.exec("ping", &["-6", "-c", "1", "-W", "2", &vip])
+        .expect("the peer reaches the IPv6 VIP");
+    let na = format!("{vip} > ff02::1: ICMP6, neighbor advertisement, tgt is {vip}");
+    wait_for(
+        "unsolicited NAs on the peer",
+        Duration::from_secs(3),
+        || {
+            std::fs::read_to_string(tcpdump.log_path())
+                .unwrap_or_default()
+                .matches(&na)
+                .count()
+                >= 2
+        },
+    );
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!has6(&a), "IPv6 VIP left behind");
+    agent.kill();
 }

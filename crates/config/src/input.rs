@@ -51,6 +51,9 @@ pub struct File {
     /// Field paths whose value had the wrong shape (`""` for the whole file). Validation
     /// does not also report them, or anything inside them, as missing.
     pub broken: std::collections::BTreeSet<String>,
+    /// Where the document starts: problems about a field missing with its whole section
+    /// point here, so that every problem from a file has a line and column.
+    pub pos: Option<Pos>,
     /// Cluster name (used in election keys and rendered artifacts).
     pub cluster: Option<S<String>>,
     pub endpoint: Option<EndpointIn>,
@@ -203,7 +206,10 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
             );
             return f;
         }
-        Node::Map(_) => root,
+        Node::Map(_) => {
+            f.pos = root.pos;
+            root
+        }
         other => {
             r.broken.insert(String::new());
             r.problems.push(

@@ -114,7 +114,11 @@ impl KonvoyFlags {
                         .next()
                         .and_then(|i| i.parse::<usize>().ok());
                     if let Some(i) = idx {
-                        p.rule = format!("(in --machine {}) {}", self.machines[i], p.rule);
+                        // Index among the well-formed `--machine` values, as `to_file` built them.
+                        let typed = self.machines.iter().filter(|m| m.contains('=')).nth(i);
+                        if let Some(m) = typed {
+                            p.rule = format!("(in --machine {m}) {}", p.rule);
+                        }
                     }
                 }
                 p.field = flag.to_string();
@@ -171,6 +175,16 @@ mod tests {
         assert_eq!(f.check().endpoint.unwrap().mode, Mode::VirtualIp);
         f.interface = Some(String::new());
         assert_eq!(f.check().endpoint.unwrap().mode, Mode::ExternalLb);
+    }
+
+    #[test]
+    fn machine_problems_quote_the_flag_they_came_from() {
+        let f = flags("lb.example.com", 1, &["oops", "CP1=10.0.0.11"]);
+        let got: Vec<String> = f.check().problems.iter().map(|p| p.render(None)).collect();
+        assert!(
+            got.contains(&"error: --machine = CP1: (in --machine CP1=10.0.0.11) must be a lowercase RFC 1123 name (a-z, 0-9, '-', '.')\n  hint: the machine's node name, e.g. cp1".to_string()),
+            "{got:#?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! [`Endpoint`]: the one resolved, validated model that every other part of cpe reads
 //! (`cpe lb`, `cpe vip`, `cpe preflight`, `cpe render`).
 //!
+//! # Entry points
+//!
+//! - [`load_file`] / [`load_str`]: for commands that need a valid definition (`cpe lb`,
+//!   `cpe vip`, `cpe preflight`): the [`Endpoint`] and its warnings, or every problem.
+//! - [`check_str`] / [`KonvoyFlags::check`]: for `cpe plan`: every problem, valid or not,
+//!   and the endpoint when there is no error.
+//!
 //! # Layout
 //!
 //! - [`tree`]: the YAML parsed (by serde-saphyr) into a tree of positioned nodes.

@@ -160,7 +160,8 @@ pub struct VirtualIp {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Etcd {
-    /// `http://` or `https://` client URLs.
+    /// `http://` or `https://` client URLs. Empty in VIP mode: every machine's
+    /// `https://ADDRESS:2379`.
     pub endpoints: Vec<String>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
@@ -204,8 +205,11 @@ pub struct Endpoint {
     pub health: HealthCheck,
     /// Present in VIP mode only.
     pub vip: Option<VirtualIp>,
-    /// etcd for the VIP election (and preflight); defaults to every machine's `:2379`
-    /// over https in VIP mode when not given.
+    /// etcd for the VIP election (and preflight). Always present in VIP mode: when the
+    /// file gives no `etcd.endpoints` the list is empty, meaning every machine's
+    /// `https://ADDRESS:2379` (`cpe vip` puts its own machine first); when it gives no
+    /// certificate files they are kubeadm's (`/etc/kubernetes/pki/etcd/ca.crt`,
+    /// `healthcheck-client.crt`, `healthcheck-client.key`). Outside VIP mode: as written.
     pub etcd: Option<Etcd>,
     /// Present in external-LB mode only.
     pub load_balancer: Option<LoadBalancer>,

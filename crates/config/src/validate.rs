@@ -25,7 +25,8 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// arithmetic honest).
 pub const MAX_REPLICAS: i64 = 1000;
 
-/// etcd's client port, used for the default election endpoints in VIP mode.
+/// etcd's client port: in VIP mode without `etcd.endpoints`, every machine's
+/// `https://ADDRESS:2379` is used (by `cpe vip`, its own machine first).
 pub const ETCD_CLIENT_PORT: u16 = 2379;
 /// kubeadm's etcd CA, the default for the VIP election's TLS.
 pub const KUBEADM_ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
@@ -47,12 +48,14 @@ pub struct Loaded {
 }
 
 /// Everything found in a definition, valid or not: what `cpe plan` prints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Checked {
     /// The resolved definition when there is no error.
     pub endpoint: Option<Endpoint>,
     /// Errors and warnings, in file order (problems without a position last).
     pub problems: Vec<Problem>,
+    /// `mode` was not written: it was inferred as Konvoy infers it.
+    pub mode_inferred: bool,
 }
 
 impl Checked {
@@ -194,8 +197,8 @@ pub fn load_str(text: &str) -> Result<Loaded, LoadError> {
 pub fn check_str(text: &str) -> Checked {
     match tree::parse(text) {
         Err(p) => Checked {
-            endpoint: None,
             problems: vec![p],
+            ..Default::default()
         },
         Ok(t) => check_tree(&t),
     }
@@ -229,6 +232,7 @@ pub fn check(f: &input::File) -> Checked {
     Checked {
         endpoint: endpoint.filter(|_| ok),
         problems,
+        mode_inferred: f.mode.is_none(),
     }
 }
 
@@ -483,7 +487,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None => {
             c.push(
                 Problem::error("endpoint.host", "", "is required")
-                    .at(ep.and_then(|e| e.pos))
+                    .at(ep.and_then(|e| e.pos).or(f.pos))
                     .hint("the load balancer's address or DNS name, the virtual IP, or the single machine's address"),
             );
             None
@@ -500,14 +504,20 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     let cp = f.control_plane.as_ref();
     let replicas_in = cp.and_then(|c| c.replicas.as_ref());
     let replicas: Option<u32> = match replicas_in {
-        None if f.is_broken("controlPlane.replicas") => None,
+        None if f.is_broken("controlPlane.replicas") || f.is_broken("controlPlane") => None,
+        // The brief calls replicas required; Konvoy's flag defaults to 3. A definition
+        // without it is accepted with Konvoy's default, and told to say so.
         None => {
             c.push(
-                Problem::error("controlPlane.replicas", "", "is required")
-                    .at(cp.and_then(|c| c.pos))
-                    .hint("the number of control-plane machines: 3, 5 or 7 (1 for a test cluster)"),
+                Problem::warning(
+                    "controlPlane.replicas",
+                    "",
+                    format!("is not given: {DEFAULT_REPLICAS} is assumed (Konvoy's --control-plane-replicas default)"),
+                )
+                .at(cp.and_then(|c| c.pos).or(f.pos))
+                .hint("write the number of control-plane machines: 3, 5 or 7 (1 for a test cluster)"),
             );
-            None
+            Some(DEFAULT_REPLICAS)
         }
         Some(s) if s.value < 1 => {
             c.push(
@@ -559,7 +569,9 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
             .hint("list every control-plane machine with its name and address; machines beyond the replicas are spares");
             p.pos = machines_in
                 .and_then(|m| m.pos)
-                .or(replicas_in.and_then(|r| r.pos));
+                .or(replicas_in.and_then(|r| r.pos))
+                .or(cp.and_then(|c| c.pos))
+                .or(f.pos);
             c.push(p);
         }
     }
@@ -677,7 +689,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None
     };
 
-    let etcd = check_etcd(c, f.etcd.as_ref(), mode, &machines);
+    let etcd = check_etcd(c, f.etcd.as_ref(), mode);
 
     let load_balancer = if mode == Some(Mode::ExternalLb) {
         check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
@@ -805,6 +817,9 @@ fn check_machines<'a>(
     port: u16,
 ) -> Vec<MachineAt<'a>> {
     let mut out: Vec<MachineAt<'a>> = Vec::new();
+    // Indexes into `out`, so that a 1 MiB file of machines is checked in linear time.
+    let mut by_name: std::collections::HashMap<String, usize> = Default::default();
+    let mut by_address: std::collections::HashMap<IpAddr, usize> = Default::default();
     for (i, m) in list.iter().enumerate() {
         let field = format!("controlPlane.machines[{i}]");
         let name = match &m.name {
@@ -866,7 +881,7 @@ fn check_machines<'a>(
 
         // Duplicates are reported on the later one, naming the earlier.
         if let (Some(n), Some(s)) = (&name, &m.name) {
-            if let Some(o) = out.iter().find(|o| &o.machine.name == n) {
+            if let Some(o) = by_name.get(n).map(|&k| &out[k]) {
                 c.push(
                     Problem::error(
                         format!("{field}.name"),
@@ -883,7 +898,7 @@ fn check_machines<'a>(
             }
         }
         if let (Some((ip, _)), Some(s)) = (&address, &m.address) {
-            if let Some(o) = out.iter().find(|o| &o.machine.address == ip) {
+            if let Some(o) = by_address.get(ip).map(|&k| &out[k]) {
                 c.push(
                     Problem::error(
                         format!("{field}.address"),
@@ -903,6 +918,8 @@ fn check_machines<'a>(
         if let (Some(name), Some((address, prefix_len)), Some(api_server_port)) =
             (name, address, api_server_port)
         {
+            by_name.entry(name.clone()).or_insert(out.len());
+            by_address.entry(address).or_insert(out.len());
             out.push(MachineAt {
                 index: i,
                 input: m,
@@ -1119,7 +1136,7 @@ fn check_vip(
         None => {
             c.push(
                 Problem::error("virtualIP.interface", "", "is required in virtual-ip mode")
-                    .at(vip_in.and_then(|v| v.pos))
+                    .at(vip_in.and_then(|v| v.pos).or(f.mode.as_ref().and_then(|m| m.pos)).or(f.pos))
                     .hint("the interface that carries the machines' addresses, e.g. eth0 (`ip -br addr`)"),
             );
             None
@@ -1210,12 +1227,7 @@ fn check_vip(
     })
 }
 
-fn check_etcd(
-    c: &mut Check,
-    e: Option<&input::EtcdIn>,
-    mode: Option<Mode>,
-    machines: &[MachineAt<'_>],
-) -> Option<Etcd> {
+fn check_etcd(c: &mut Check, e: Option<&input::EtcdIn>, mode: Option<Mode>) -> Option<Etcd> {
     if let Some(e) = e {
         c.pair("etcd", &e.cert_file, &e.key_file);
     }
@@ -1263,19 +1275,11 @@ fn check_etcd(
         });
     }
     // VIP mode: the election runs on the control plane's own (stacked) etcd by default,
-    // with kubeadm's health-check client certificate.
-    if endpoints.is_empty() && e.and_then(|e| e.endpoints.as_ref()).is_none() {
-        endpoints = machines
-            .iter()
-            .map(|m| {
-                format!(
-                    "https://{}",
-                    SocketAddr::new(m.machine.address, ETCD_CLIENT_PORT)
-                )
-            })
-            .collect();
-    }
-    if !files_given && endpoints.iter().any(|u| u.starts_with("https://")) {
+    // with kubeadm's health-check client certificate. The endpoints stay empty, meaning
+    // every machine's https://ADDRESS:2379: `cpe vip` puts its own machine's member first,
+    // which a list fixed here could not.
+    let https = endpoints.is_empty() || endpoints.iter().any(|u| u.starts_with("https://"));
+    if !files_given && https {
         ca_file = Some(PathBuf::from(KUBEADM_ETCD_CA));
         cert_file = Some(PathBuf::from(KUBEADM_ETCD_CERT));
         key_file = Some(PathBuf::from(KUBEADM_ETCD_KEY));

@@ -33,8 +33,10 @@ fn holds(text: &str) -> Result<(), TestCaseError> {
         prop_assert!(r.len() <= 1000, "too long: {}", r);
         prop_assert!(!p.field.is_empty(), "{:?}", p);
         prop_assert!(!p.rule.is_empty(), "{:?}", p);
-        if let Some(pos) = p.pos {
-            prop_assert!(pos.line >= 1 && pos.column >= 1, "{:?}", p);
+        // Every problem in a file points at its place; only whole-file ones may not.
+        match p.pos {
+            Some(pos) => prop_assert!(pos.line >= 1 && pos.column >= 1, "{:?}", p),
+            None => prop_assert!(p.field == "(file)", "no position: {:?}\n{}", p, text),
         }
     }
     if let Some(e) = &checked.endpoint {
@@ -124,6 +126,27 @@ proptest! {
 ;
         let c = check_str(&y);
         prop_assert_eq!(c.endpoint.is_some(), valid, "{}\n{:?}", y, c.problems);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Konvoy-style flags with any values: no panic, problems name a flag or a field.
+    #[test]
+    fn any_konvoy_flags_are_handled(
+        host in proptest::option::of(".{0,40}"),
+        port in any::<i64>(),
+        replicas in any::<i64>(),
+        interface in proptest::option::of(".{0,20}"),
+        machines in prop::collection::vec(".{0,30}", 0..8),
+    ) {
+        let c = cpe_config::KonvoyFlags { cluster: None, host, port, replicas, interface, machines }.check();
+        prop_assert_eq!(c.endpoint.is_some(), c.errors() == 0);
+        for p in &c.problems {
+            prop_assert!(!p.field.is_empty() && !p.rule.is_empty(), "{:?}", p);
+            prop_assert!(p.pos.is_none(), "{:?}", p);
+        }
     }
 }
 

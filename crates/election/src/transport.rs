@@ -149,13 +149,16 @@ impl Transport {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| chain(&e, url.tls))?;
         let status = resp.status();
         let bytes = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| chain(&e, url.tls))?
             .to_bytes();
         self.put_idle(idx, send);
         serde_json::from_slice::<Value>(&bytes).map_err(|_| {
@@ -214,6 +217,26 @@ impl Transport {
             handshake(TokioIo::new(tcp)).await
         }
     }
+}
+
+/// An error with its causes (`connection error: received fatal alert: CertificateRequired`),
+/// and a hint when TLS is involved: with TLS 1.3 a refused client certificate only shows
+/// up as a broken connection after the handshake.
+fn chain(e: &(dyn std::error::Error + 'static), tls: bool) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    if tls {
+        s.push_str(" (if etcd refused our client certificate: check --etcd-cert and --etcd-key)");
+    }
+    s
 }
 
 async fn handshake<T>(io: TokioIo<T>) -> Result<SendRequest<Full<Bytes>>, String>

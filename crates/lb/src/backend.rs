@@ -38,7 +38,9 @@ pub struct Backend {
     pub last_check_us: AtomicU64,
     /// Ends this backend's checks (removed, or the load balancer stopped).
     pub stop: CancellationToken,
-    /// Ends this backend's remaining connections (removed, and the drain timeout passed).
+    /// Ends this backend's remaining connections (removed, and the drain timeout passed;
+    /// or the load balancer's own drain timeout: a child of its hard stop, so a connection
+    /// waits on one token, not two).
     pub drain: CancellationToken,
 }
 
@@ -51,6 +53,7 @@ impl Backend {
         spec: BackendSpec,
         metrics: &Metrics,
         stop: CancellationToken,
+        drain: CancellationToken,
         now: Instant,
     ) -> Backend {
         let name = spec.to_string();
@@ -70,7 +73,7 @@ impl Backend {
             check_seconds: metrics.backend_check_seconds.get_or_create_owned(&label),
             last_check_us: AtomicU64::new(0),
             stop,
-            drain: CancellationToken::new(),
+            drain,
             spec,
             name,
         }

@@ -157,11 +157,7 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     // Accepted sockets inherit these on Linux: no per-connection system calls for them.
     socket.set_nodelay(true)?;
     socket.set_keepalive(true)?;
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10))
-        .with_retries(6);
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&ka);
+    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&forward::keepalive());
     socket.bind(addr)?;
     socket.listen(backlog)
 }
@@ -381,6 +377,7 @@ impl Shared {
             spec,
             &self.metrics,
             self.stop_checks.child_token(),
+            self.hard_stop.child_token(),
             Instant::now(),
         ));
         let s = self.clone();
@@ -542,8 +539,7 @@ impl Shared {
                     debug!(backend = %b.name, %peer, error = %e, "connection ended with an error");
                 }
             }
-            _ = b.drain.cancelled() => debug!(backend = %b.name, %peer, "closed: backend removed and drain timeout passed"),
-            _ = self.hard_stop.cancelled() => {}
+            _ = b.drain.cancelled() => debug!(backend = %b.name, %peer, "closed: drain timeout passed"),
         }
     }
 

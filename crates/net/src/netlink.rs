@@ -107,6 +107,25 @@ impl Netlink {
         })
     }
 
+    /// Whether interface `index` is up (`UP,LOWER_UP`) and its addresses: one link request
+    /// (not a dump of every link, which on a node with many pods is long) and one address
+    /// dump filtered to the interface.
+    pub async fn state(&self, index: u32) -> Result<(bool, Vec<(IpAddr, u8)>), NetError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let up = match links
+            .try_next()
+            .await
+            .map_err(|e| nl_err("read the link", e))?
+        {
+            Some(l) => {
+                let f = l.header.flags;
+                f.contains(LinkFlags::Up) && f.contains(LinkFlags::LowerUp)
+            }
+            None => false,
+        };
+        Ok((up, self.addresses(index).await?))
+    }
+
     /// Addresses on interface `index`.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>, NetError> {
         let mut s = self

@@ -87,8 +87,13 @@ pub fn port(spec: &PortSpec, bind: &Bind) -> Check {
             let fix = if holders.iter().any(|h| h.name.starts_with(spec.owner)) {
                 format!(
                     "{} already runs here: this machine is already part of a cluster; \
-                     `kubeadm reset` it or pick another machine",
-                    spec.owner
+                     `kubeadm reset` it or pick another machine{}",
+                    spec.owner,
+                    if spec.etcd {
+                        " (if this etcd is the cluster's external etcd, use --external-etcd)"
+                    } else {
+                        ""
+                    }
                 )
             } else if holders.iter().any(|h| h.name == "cpe") {
                 format!(
@@ -742,6 +747,18 @@ mod tests {
             },
         );
         assert!(c.fix.contains("kubeadm reset"), "{}", c.fix);
+
+        let c = port(
+            &OTHER_PORTS[1],
+            &Bind::InUse {
+                holders: vec![holder(8, "etcd")],
+            },
+        );
+        assert!(
+            c.fix.contains("kubeadm reset") && c.fix.contains("--external-etcd"),
+            "{}",
+            c.fix
+        );
 
         let c = port(
             &api,

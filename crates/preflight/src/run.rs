@@ -148,16 +148,12 @@ pub struct Remote {
 /// still free, and the endpoint itself ready to be taken.
 pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
     let mut report = Report::new("preflight", ep);
-    let mut set = JoinSet::new();
-    for (i, m) in ep.machines.iter().enumerate() {
-        let (m, t) = (m.clone(), opts.timeout);
-        set.spawn(async move { (i, probe::net::connect(m.api_server(), t).await) });
-    }
-    let mut seen: Vec<(usize, Connect)> = Vec::new();
-    while let Some(Ok(r)) = set.join_next().await {
-        seen.push(r);
-    }
-    seen.sort_by_key(|(i, _)| *i);
+    // The machines and the endpoint are probed at the same time: a run costs one timeout
+    // at most, however many targets do not answer.
+    let (seen, endpoint_checks) = tokio::join!(
+        machine_connects(ep, opts.timeout),
+        endpoint_remote(ep, opts.timeout)
+    );
     for (i, c) in seen {
         let m = &ep.machines[i];
         report.push(
@@ -165,19 +161,39 @@ pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
             vec![decide::reachable(m, &c), decide::api_port_unused(m, &c)],
         );
     }
+    if !endpoint_checks.is_empty() {
+        report.push(format!("endpoint {}", ep.url_authority()), endpoint_checks);
+    }
+    report
+}
 
-    let endpoint_checks = match ep.mode {
+async fn machine_connects(ep: &Endpoint, timeout: Duration) -> Vec<(usize, Connect)> {
+    let mut set = JoinSet::new();
+    for (i, m) in ep.machines.iter().enumerate() {
+        let m = m.clone();
+        set.spawn(async move { (i, probe::net::connect(m.api_server(), timeout).await) });
+    }
+    let mut seen: Vec<(usize, Connect)> = Vec::new();
+    while let Some(Ok(r)) = set.join_next().await {
+        seen.push(r);
+    }
+    seen.sort_by_key(|(i, _)| *i);
+    seen
+}
+
+async fn endpoint_remote(ep: &Endpoint, timeout: Duration) -> Vec<Check> {
+    match ep.mode {
         Mode::ExternalLb => {
             let resolved = match &ep.host {
                 Host::Ip(ip) => Ok(vec![*ip]),
-                Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
+                Host::Dns(n) => probe::net::resolve(n, ep.port, timeout).await,
             };
             let mut v = vec![decide::endpoint_resolves(&ep.host, &resolved)];
             if let Ok(addrs) = &resolved {
                 for ip in addrs {
                     let addr = SocketAddr::new(*ip, ep.port);
-                    let c = probe::net::connect(addr, opts.timeout).await;
-                    let is_cpe = c == Connect::Accepted && is_cpe_lb(ep, *ip, opts.timeout).await;
+                    let c = probe::net::connect(addr, timeout).await;
+                    let is_cpe = c == Connect::Accepted && is_cpe_lb(ep, *ip, timeout).await;
                     v.push(decide::lb_port(addr, &c, is_cpe));
                 }
             }
@@ -188,42 +204,41 @@ pub async fn remote(ep: &Endpoint, opts: &Remote) -> Report {
                 let addr = SocketAddr::new(vip.address, ep.port);
                 vec![decide::vip_unused(
                     addr,
-                    &probe::net::connect(addr, opts.timeout).await,
+                    &probe::net::connect(addr, timeout).await,
                 )]
             }
             None => Vec::new(),
         },
-        // The machine is the endpoint: its own checks above say it all.
+        // The machine is the endpoint: its own checks say it all.
         Mode::SingleNode => Vec::new(),
-    };
-    if !endpoint_checks.is_empty() {
-        report.push(format!("endpoint {}", ep.url_authority()), endpoint_checks);
     }
-    report
 }
 
-/// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`:
-/// asked at the LB's address on the admin port (when the admin listener is bound to the
-/// wildcard), or at the admin address itself when that is this machine's loopback.
+/// Is the listener at the endpoint a `cpe lb`? Its admin listener says so in `/status`.
+/// Where to ask: the configured admin address when it is a specific address; the LB's
+/// address on the admin port when it listens on the wildcard; a loopback admin address only
+/// when the LB is this very machine (it cannot be reached from anywhere else).
 async fn is_cpe_lb(ep: &Endpoint, lb_ip: IpAddr, timeout: Duration) -> bool {
     let Some(lb) = &ep.load_balancer else {
         return false;
     };
-    let mut candidates = vec![SocketAddr::new(lb_ip, lb.admin.port())];
-    if lb.admin.ip().is_loopback() && lb_ip.is_loopback() || !lb.admin.ip().is_unspecified() {
-        candidates.push(lb.admin);
-    }
-    candidates.dedup();
-    for a in candidates {
-        if let Http::Status { code: 200, body } =
-            probe::tls::request(a, None, "GET", "/status", None, timeout).await
-        {
-            if looks_like_cpe_lb(&body, ep.port) {
-                return true;
-            }
-        }
-    }
-    false
+    let admin = lb.admin;
+    let ask = if admin.ip().is_unspecified() {
+        Some(SocketAddr::new(lb_ip, admin.port()))
+    } else if admin.ip().is_loopback() {
+        let here = lb_ip.is_loopback()
+            || probe::iface::interfaces().is_ok_and(|i| i.with_addr(lb_ip).is_some());
+        here.then_some(admin)
+    } else {
+        Some(admin)
+    };
+    let Some(addr) = ask else {
+        return false;
+    };
+    matches!(
+        probe::tls::request(addr, None, "GET", "/status", None, timeout).await,
+        Http::Status { code: 200, body } if looks_like_cpe_lb(&body, ep.port)
+    )
 }
 
 /// `cpe lb`'s `/status` says `"kind": "lb"` and the address it listens on: it is a cpe
@@ -250,11 +265,6 @@ pub struct CheckOpts {
 /// server answers directly, and the certificates name the endpoint host.
 pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
     let mut report = Report::new("check", ep);
-    let host_text = match &ep.host {
-        Host::Ip(ip) => ip.to_string(),
-        Host::Dns(n) => n.clone(),
-    };
-    let path = ep.health.path.clone();
     // `/readyz` goes through cpe-health's prober, the one `cpe lb` uses. It does not verify
     // the certificate (no CA given to it): readiness is one check, the certificate another,
     // so a misnamed certificate shows up once, where it belongs.
@@ -267,71 +277,75 @@ pub async fn check(ep: &Endpoint, opts: &CheckOpts) -> Report {
     };
     let prober = cpe_health::Prober::from_config(&hc).map_err(|e| e.to_string());
 
-    // Through the endpoint.
-    let mut v = Vec::new();
-    let resolved = match &ep.host {
-        Host::Ip(ip) => Ok(vec![*ip]),
-        Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
-    };
-    match &resolved {
-        Ok(addrs) if !addrs.is_empty() => {
-            let addr = SocketAddr::new(addrs[0], ep.port);
-            let title = format!("{} answers {path}", ep.url_authority());
-            v.push(decide::readyz(
-                "endpoint.readyz",
-                title,
-                &path,
-                &readyz(&prober, addr).await,
-                ep.health.unauthorized,
-            ));
-            let cert = probe::tls::peer_cert(addr, &host_text, &opts.tls, opts.timeout).await;
-            v.push(decide::cert_names(
-                "endpoint.certificate",
-                addr,
-                &ep.host,
-                &cert,
-            ));
+    // The endpoint and every machine at once, each with its two checks at once: a run
+    // costs one timeout at most.
+    let endpoint = async {
+        let resolved = match &ep.host {
+            Host::Ip(ip) => Ok(vec![*ip]),
+            Host::Dns(n) => probe::net::resolve(n, ep.port, opts.timeout).await,
+        };
+        match &resolved {
+            Ok(addrs) if !addrs.is_empty() => {
+                let addr = SocketAddr::new(addrs[0], ep.port);
+                let title = format!("{} answers {}", ep.url_authority(), ep.health.path);
+                target_checks(ep, opts, &prober, addr, title, "endpoint").await
+            }
+            _ => vec![decide::endpoint_resolves(&ep.host, &resolved)],
         }
-        _ => v.push(decide::endpoint_resolves(&ep.host, &resolved)),
-    }
-    report.push(format!("endpoint {}", ep.url_authority()), v);
-
-    // Each machine directly.
-    let mut set = JoinSet::new();
-    for (i, m) in ep.machines.iter().enumerate() {
-        let (m, path, host_text, prober, files, t, e) = (
-            m.clone(),
-            path.clone(),
-            host_text.clone(),
-            prober.clone(),
-            opts.tls.clone(),
-            opts.timeout,
-            ep.clone(),
-        );
-        set.spawn(async move {
-            let addr = m.api_server();
-            let title = format!("{addr} answers {path}");
-            let r = decide::readyz(
-                "machine.readyz",
-                title,
-                &path,
-                &readyz(&prober, addr).await,
-                e.health.unauthorized,
-            );
-            let cert = probe::tls::peer_cert(addr, &host_text, &files, t).await;
-            let c = decide::cert_names("machine.certificate", addr, &e.host, &cert);
-            (i, vec![r, c])
-        });
-    }
-    let mut per: Vec<(usize, Vec<Check>)> = Vec::new();
-    while let Some(Ok(r)) = set.join_next().await {
-        per.push(r);
-    }
-    per.sort_by_key(|(i, _)| *i);
-    for (i, checks) in per {
+    };
+    let machines = async {
+        let mut set = JoinSet::new();
+        for (i, m) in ep.machines.iter().enumerate() {
+            let (ep, opts, prober, addr) =
+                (ep.clone(), opts.clone(), prober.clone(), m.api_server());
+            set.spawn(async move {
+                let title = format!("{addr} answers {}", ep.health.path);
+                let checks = target_checks(&ep, &opts, &prober, addr, title, "machine").await;
+                (i, checks)
+            });
+        }
+        let mut per: Vec<(usize, Vec<Check>)> = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            per.push(r);
+        }
+        per.sort_by_key(|(i, _)| *i);
+        per
+    };
+    let (endpoint, machines) = tokio::join!(endpoint, machines);
+    report.push(format!("endpoint {}", ep.url_authority()), endpoint);
+    for (i, checks) in machines {
         report.push(label(&ep.machines[i]), checks);
     }
     report
+}
+
+/// `/readyz` and the certificate at one address (`kind`: `endpoint` or `machine`).
+async fn target_checks(
+    ep: &Endpoint,
+    opts: &CheckOpts,
+    prober: &Result<cpe_health::Prober, String>,
+    addr: SocketAddr,
+    title: String,
+    kind: &str,
+) -> Vec<Check> {
+    let host_text = match &ep.host {
+        Host::Ip(ip) => ip.to_string(),
+        Host::Dns(n) => n.clone(),
+    };
+    let (r, cert) = tokio::join!(
+        readyz(prober, addr),
+        probe::tls::peer_cert(addr, &host_text, &opts.tls, opts.timeout)
+    );
+    vec![
+        decide::readyz(
+            &format!("{kind}.readyz"),
+            title,
+            &ep.health.path,
+            &r,
+            ep.health.unauthorized,
+        ),
+        decide::cert_names(&format!("{kind}.certificate"), addr, &ep.host, &cert),
+    ]
 }
 
 async fn readyz(prober: &Result<cpe_health::Prober, String>, addr: SocketAddr) -> Http {

@@ -13,7 +13,7 @@
 use crate::machine::{Action, Config, Input, Machine, Role, Transition};
 use crate::metrics::Metrics;
 use crate::status::{Snapshot, StatusCell};
-use cpe_election::{Client, KeepAlive, LeaderKey};
+use cpe_election::{Client, KeepAlive};
 use cpe_health::{Event as HealthEvent, Health, Prober, Rules, State as HealthState};
 use cpe_net::{Announcer, Interface, Netlink};
 use std::future::Future;
@@ -142,7 +142,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         tx: None,
         keepalive: None,
         campaign: None,
-        leader_key: None,
         revokes: Vec::new(),
         address_added: false,
         holder_seen: None,
@@ -165,9 +164,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 /// What the tasks report.
 enum Event {
     Machine(Input),
-    Elected(LeaderKey),
+    /// The campaign with this lease won (revoking the lease is how we resign).
+    Elected(i64),
     HealthDetail(String),
-    Leader(Result<Option<String>, String>),
+    /// Who leads (node name and lease), asked at the instant given.
+    Leader(Result<Option<(String, i64)>, String>, Instant),
     Renewal(Duration),
 }
 
@@ -184,7 +185,6 @@ struct Driver {
     keepalive: Option<(i64, JoinHandle<()>)>,
     /// The campaign in flight; aborting it closes its connection and etcd cancels it.
     campaign: Option<JoinHandle<()>>,
-    leader_key: Option<LeaderKey>,
     /// Revocations in flight; awaited (bounded) before exit.
     revokes: Vec<JoinHandle<()>>,
     /// Whether this process put the address on the interface and has not removed it.
@@ -203,6 +203,7 @@ impl Driver {
             tokio::spawn(health_loop(self.settings.health.clone(), tx.clone())),
             tokio::spawn(interface_loop(
                 self.nl.clone(),
+                self.iface.index,
                 self.settings.interface.clone(),
                 self.settings.vip,
                 tx.clone(),
@@ -225,14 +226,19 @@ impl Driver {
                 }
                 ev = rx.recv() => match ev {
                     Some(Event::Machine(i)) => i,
-                    Some(Event::Elected(key)) => {
-                        let lease = key.lease;
-                        self.leader_key = Some(key);
+                    Some(Event::Elected(lease)) => {
                         self.campaign = None;
                         Input::Elected { lease }
                     }
                     Some(Event::HealthDetail(d)) => { self.health_detail = d; self.publish(); continue }
-                    Some(Event::Leader(l)) => { self.holder_seen = Some(l); self.publish(); continue }
+                    Some(Event::Leader(l, sent_at)) => {
+                        let lease = match &l {
+                            Ok(v) => v.as_ref().map(|(_, id)| *id),
+                            Err(_) => { self.holder_seen = Some(l.map(|_| None)); self.publish(); continue }
+                        };
+                        self.holder_seen = Some(l.map(|v| v.map(|(name, _)| name)));
+                        Input::LeaderSeen { lease, sent_at }
+                    }
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
                     None => Input::Shutdown,
                 },
@@ -285,7 +291,8 @@ impl Driver {
         self.last_transition_wall = Some((t.clone(), wall));
         self.metrics.transition(t.to.as_str(), t.reason.label());
         self.metrics.holder.set((t.to == Role::Holder) as i64);
-        let level_warn = matches!(t.to, Role::Waiting) && t.from >= Role::Acquiring;
+        let level_warn = matches!(t.to, Role::Waiting | Role::Suspended)
+            && matches!(t.from, Role::Suspended | Role::Acquiring | Role::Holder);
         if level_warn {
             tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
                 "{}->{} ({})", t.from, t.to, t.reason);
@@ -344,7 +351,7 @@ impl Driver {
                     };
                     let ev = tokio::select! {
                         r = etcd.campaign(&name, lease, &node) => match r {
-                            Ok(key) => Event::Elected(key),
+                            Ok(key) => Event::Elected(key.lease),
                             Err(e) => Event::Machine(Input::CampaignFailed { lease, error: e.to_string() }),
                         },
                         _ = watch => Event::Machine(Input::CampaignFailed {
@@ -410,7 +417,6 @@ impl Driver {
                         t.abort();
                     }
                 }
-                self.leader_key = None;
                 let etcd = self.settings.etcd.clone();
                 self.revokes.push(tokio::spawn(async move {
                     if let Err(e) = etcd.revoke(id).await {
@@ -555,38 +561,46 @@ async fn health_loop(hc: HealthCheck, tx: mpsc::UnboundedSender<Event>) {
 }
 
 /// Polls the interface every 200 ms: is it up, is the VIP on it.
-async fn interface_loop(nl: Netlink, name: String, vip: IpAddr, tx: mpsc::UnboundedSender<Event>) {
+async fn interface_loop(
+    nl: Netlink,
+    index: u32,
+    name: String,
+    vip: IpAddr,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     let mut last_up = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match nl.interface(&name).await {
-            Ok(i) => {
-                if last_up != Some(i.up) {
-                    last_up = Some(i.up);
-                    tracing::info!(interface = %name, up = i.up, "link state");
-                    if tx.send(Event::Machine(Input::Link { up: i.up })).is_err() {
+        match nl.state(index).await {
+            Ok((up, addrs)) => {
+                if last_up != Some(up) {
+                    last_up = Some(up);
+                    tracing::info!(interface = %name, up, "link state");
+                    if tx.send(Event::Machine(Input::Link { up })).is_err() {
                         return;
                     }
                 }
-                let present = i.addrs.iter().any(|(a, _)| *a == vip);
+                let present = addrs.iter().any(|(a, _)| *a == vip);
                 if tx.send(Event::Machine(Input::Address { present })).is_err() {
                     return;
                 }
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!(interface = %name, "{e}"),
         }
     }
 }
 
-/// Asks etcd who leads every 300 ms, for `/status` only (the machine does not use it).
+/// Asks etcd who leads every 300 ms: for `/status`, and so that a holder whose election
+/// key disappeared (etcd names someone else) drops at once.
 async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event>) {
     loop {
+        let sent_at = Instant::now();
         let r = etcd
             .leader(&name)
             .await
-            .map(|l| l.map(|l| l.value))
+            .map(|l| l.map(|l| (l.value, l.lease)))
             .map_err(|e| e.to_string());
-        if tx.send(Event::Leader(r)).is_err() {
+        if tx.send(Event::Leader(r, sent_at)).is_err() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

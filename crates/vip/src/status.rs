@@ -102,17 +102,21 @@ impl Snapshot {
 
 /// The latest snapshot, shared between the driver and the admin handler.
 #[derive(Clone)]
-pub struct StatusCell(Arc<Mutex<Snapshot>>);
+pub struct StatusCell(Arc<Mutex<(Snapshot, std::time::Instant)>>);
 
 impl StatusCell {
     pub fn new(s: Snapshot) -> Self {
-        StatusCell(Arc::new(Mutex::new(s)))
+        StatusCell(Arc::new(Mutex::new((s, std::time::Instant::now()))))
     }
     pub fn get(&self) -> Snapshot {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
     pub fn set(&self, s: Snapshot) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (s, std::time::Instant::now());
+    }
+    /// How long since the driver last published.
+    pub fn age(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1.elapsed()
     }
 }
 
@@ -123,6 +127,15 @@ pub fn handler(status: StatusCell, metrics: Arc<Metrics>) -> cpe_admin::Handler 
             serde_json::to_string_pretty(&status.get().to_json()).unwrap_or_default() + "\n",
         )),
         "/metrics" => Some(cpe_admin::Response::metrics(metrics.encode())),
+        // Liveness: the driver publishes on every 50 ms tick; a loop stuck for 5 s is dead.
+        "/healthz" => Some(match status.age() {
+            a if a < Duration::from_secs(5) => cpe_admin::Response::text("ok\n".into()),
+            a => cpe_admin::Response {
+                status: 503,
+                content_type: "text/plain; charset=utf-8",
+                body: format!("the agent loop has not run for {a:?}\n"),
+            },
+        }),
         _ => None,
     })
 }
@@ -253,9 +266,9 @@ mod tests {
     #[test]
     fn rfc3339_known_instants() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_795_392_000_123); // 2026-11-22
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_305_600_123); // 2026-11-22
         assert_eq!(rfc3339(t), "2026-11-22T00:00:00.123Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        let t = UNIX_EPOCH + Duration::from_secs(951_786_061); // 2000-02-29 01:01:01
         assert_eq!(rfc3339(t), "2000-02-29T01:01:01.000Z");
     }
 

@@ -27,6 +27,7 @@ pub struct Args {
     /// Timeout of each connect and request (e.g. 500ms, 2s).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     timeout: Duration,
+    /// A table per machine, or one JSON document (checks, summary, exit code).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
 }

@@ -280,8 +280,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         out.clear();
     }
     let mut tick = tokio::time::interval(Duration::from_millis(20));
+    // Ctrl-C ends the demo early, with the summary (and the temporary directory removed).
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let elapsed = loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut interrupted => {
+                let now = t0.elapsed();
+                out.event(now, "interrupted: stopping traffic early");
+                break now;
+            }
+        }
         let now = t0.elapsed();
 
         // What the load balancer thinks, polled every 20 ms: the detection times come from here.
@@ -552,6 +561,15 @@ fn snapshot(
         ok: t.ok,
         failed: t.failures.len() as u64,
         in_flight_on_killed: in_flight.len() as u64,
+        last_failure: t.failures.last().map(|f| {
+            format!(
+                "{:.2}s {} on {}: {}",
+                f.ended.as_secs_f64(),
+                f.kind.as_str(),
+                f.backend.as_deref().unwrap_or("(unknown backend)"),
+                f.error
+            )
+        }),
         retried: t.retried,
         watch_events: t.watch_events,
         watch_backend: t.watch_backend.clone(),

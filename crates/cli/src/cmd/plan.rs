@@ -94,8 +94,8 @@ impl Source {
             Some(path) => match cpe_config::read_file(path) {
                 Ok(text) => cpe_config::check_str(&text),
                 Err(e) => Checked {
-                    endpoint: None,
                     problems: e.problems(),
+                    ..Default::default()
                 },
             },
             None => KonvoyFlags {
@@ -176,7 +176,7 @@ fn text_report(label: &str, c: &Checked) -> String {
     match &c.endpoint {
         Some(e) => {
             s.push_str(&format!("{label}: valid\n"));
-            s.push_str(&summary_text(e));
+            s.push_str(&summary_text(e, c.mode_inferred));
         }
         None => s.push_str(&format!("{label}: invalid\n")),
     }
@@ -190,14 +190,22 @@ fn text_report(label: &str, c: &Checked) -> String {
     s
 }
 
-fn summary_text(e: &Endpoint) -> String {
+fn summary_text(e: &Endpoint, inferred: bool) -> String {
     let mut s = String::new();
     let mode_note = match e.mode {
         Mode::ExternalLb => "an L4 load balancer in front of every machine that answers",
         Mode::VirtualIp => "one healthy machine holds the virtual IP; not a load balancer",
         Mode::SingleNode => "the one machine is the endpoint; not for production",
     };
-    s.push_str(&format!("  mode       {} ({mode_note})\n", e.mode));
+    s.push_str(&format!("  mode       {}: {mode_note}\n", e.mode));
+    if inferred {
+        let why = match e.mode {
+            Mode::VirtualIp => "a virtual IP interface is given",
+            Mode::SingleNode => "1 replica and no virtual IP interface",
+            Mode::ExternalLb => "no virtual IP interface and more than 1 replica",
+        };
+        s.push_str(&format!("             (inferred: {why})\n"));
+    }
     s.push_str(&format!("  endpoint   {}\n", e.url_authority()));
     s.push_str(&format!(
         "  replicas   {}: tolerates {}, quorum {}, {}\n",
@@ -224,20 +232,23 @@ fn summary_text(e: &Endpoint) -> String {
         ));
     }
     let h = &e.health;
-    s.push_str(
-        &format!(
-        "  health     {:?} {} every {}, timeout {}, up after {} passes, down after {} failures\n",
-        h.protocol,
-        h.path,
+    let protocol = match h.protocol {
+        cpe_config::Protocol::Https => "https",
+        cpe_config::Protocol::Http => "http",
+        cpe_config::Protocol::Tcp => "tcp",
+    };
+    let path = if h.protocol == cpe_config::Protocol::Tcp {
+        String::new()
+    } else {
+        format!(" {}", h.path)
+    };
+    s.push_str(&format!(
+        "  health     {protocol}{path} every {}, timeout {}, up after {} passes, down after {} failures\n",
         cpe_config::duration::format(h.interval),
         cpe_config::duration::format(h.timeout),
         h.rise,
         h.fall
-    )
-        .replace("Https", "https")
-        .replace("Http ", "http ")
-        .replace("Tcp", "tcp"),
-    );
+    ));
     if let Some(v) = &e.vip {
         s.push_str(&format!(
             "  vip        {}/{} on {}, lease {}, election {}\n",
@@ -251,6 +262,8 @@ fn summary_text(e: &Endpoint) -> String {
     if let Some(etcd) = &e.etcd {
         if !etcd.endpoints.is_empty() {
             s.push_str(&format!("  etcd       {}\n", etcd.endpoints.join(", ")));
+        } else if e.mode == Mode::VirtualIp {
+            s.push_str("  etcd       every machine's https://ADDRESS:2379, its own first\n");
         }
     }
     if let Some(lb) = &e.load_balancer {
@@ -282,6 +295,7 @@ fn json_report(label: &str, c: &Checked) -> serde_json::Value {
     let summary = c.endpoint.as_ref().map(|e| {
         serde_json::json!({
             "mode": e.mode,
+            "modeInferred": c.mode_inferred,
             "endpoint": e.url_authority(),
             "host": e.host,
             "port": e.port,

@@ -35,9 +35,10 @@ pub struct Args {
     /// Timeout of each connect and request (e.g. 500ms, 2s).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     timeout: Duration,
-    /// How long the ARP probe for the VIP waits for an answer (--local, VIP mode).
+    /// How long the ARP/NDP probe for the VIP waits for an answer (--local, VIP mode).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     dad_wait: Duration,
+    /// A table per machine, or one JSON document (checks, summary, exit code).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
 }

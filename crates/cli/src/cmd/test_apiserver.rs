@@ -23,7 +23,8 @@ pub struct Args {
     #[arg(long, default_value = "standin")]
     name: String,
     /// Directory with ca.crt, server.crt, server.key; generated there (CA, server and client
-    /// certificates) when server.crt is missing.
+    /// certificates) when server.crt is missing. Stand-ins started together on one
+    /// directory share one CA (give every one's address with --san).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["cert", "plain_http"])]
     tls_dir: Option<PathBuf>,
     /// Names for a generated server certificate (DNS names or IPs; repeatable). Default:
@@ -57,6 +58,9 @@ pub struct Args {
     /// Serve plain HTTP (HTTP/1.1 and h2c) instead of TLS.
     #[arg(long)]
     plain_http: bool,
+    /// Only make sure --tls-dir holds a PKI (generated when missing), then exit.
+    #[arg(long, requires = "tls_dir")]
+    pki_only: bool,
     /// Start with /readyz answering 503 (SIGUSR1 or `POST /debug/ready true` makes it ready).
     #[arg(long)]
     not_ready: bool,
@@ -86,9 +90,17 @@ fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
                 }
             }
             let pki = Pki::generate(&names).context("--san")?;
-            pki.write_to(dir)
-                .with_context(|| format!("--tls-dir {}", dir.display()))?;
-            tracing::info!(dir = %dir.display(), names = ?names, "generated a test PKI");
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("--tls-dir {}", dir.display()))?;
+            }
+            // Atomic: stand-ins started together on one directory share one CA.
+            if pki
+                .write_new(dir)
+                .with_context(|| format!("--tls-dir {}", dir.display()))?
+            {
+                tracing::info!(dir = %dir.display(), names = ?names, "generated a test PKI");
+            }
         }
         let files =
             TlsFiles::from_dir(dir).with_context(|| format!("--tls-dir {}", dir.display()))?;
@@ -115,6 +127,9 @@ fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tls = tls_settings(&args)?;
+    if args.pki_only {
+        return Ok(ExitCode::SUCCESS);
+    }
     let plain = tls.is_none();
     let mut config = Config::new(args.listen, args.name.clone(), tls);
     config.shutdown_delay = args.shutdown_delay;

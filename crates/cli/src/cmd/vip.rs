@@ -49,6 +49,7 @@ pub struct Args {
     /// Client certificate and key for the health URL (API servers without anonymous access).
     #[arg(long, value_name = "FILE", requires = "health_key")]
     health_cert: Option<PathBuf>,
+    /// Key of --health-cert.
     #[arg(long, value_name = "FILE", requires = "health_cert")]
     health_key: Option<PathBuf>,
     /// Health probe interval (default 250ms, or the definition's).
@@ -64,7 +65,7 @@ pub struct Args {
     /// etcd election name (key prefix). Default: the definition's, or /cpe/vip/<VIP>.
     #[arg(long, value_name = "NAME")]
     election: Option<String>,
-    /// Admin listener (/status, /metrics). Default 127.0.0.1:9631 or the definition's.
+    /// Admin listener (/status, /metrics, /healthz). Default 127.0.0.1:9631 or the definition's.
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<SocketAddr>,
     /// How long the takeover probe waits for a foreign host answering for the VIP.
@@ -181,7 +182,18 @@ fn resolve(a: &Args, def: Option<&Endpoint>) -> Result<Plan, String> {
                 .map(|x| x.endpoints.clone())
                 .filter(|l| !l.is_empty())
             {
-                Some(l) => l,
+                // This machine's own member first: the nearest, and the one that shares
+                // this machine's fate.
+                Some(mut l) => {
+                    let own = |u: &String| {
+                        cpe_election::EndpointUrl::parse(u)
+                            .ok()
+                            .and_then(|u| u.host.parse::<IpAddr>().ok())
+                            == Some(machine.address)
+                    };
+                    l.sort_by_key(|u| !own(u));
+                    l
+                }
                 // Default: every machine's member, this machine's own first.
                 None => std::iter::once(machine)
                     .chain(e.machines.iter().filter(|m| m.name != machine.name))
@@ -578,7 +590,7 @@ mod tests {
         );
     }
 
-    const DEF: &str = "cluster: prod\nendpoint:\n  host: 10.77.0.100\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  machines:\n    - {name: cp1, address: 10.77.0.11}\n    - {name: cp2, address: 10.77.0.12}\n    - {name: cp3, address: 10.77.0.13}\n";
+    const DEF: &str = "cluster: prod\nendpoint:\n  host: 10.77.0.100\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.77.0.11}\n    - {name: cp2, address: 10.77.0.12}\n    - {name: cp3, address: 10.77.0.13}\n";
 
     #[test]
     fn a_definition_resolves_node_etcd_and_health() {
@@ -588,6 +600,11 @@ mod tests {
         assert_eq!(p.prefix_len, 32);
         assert_eq!(p.interface, "eth0");
         assert_eq!(p.election, "/cpe/vip/prod");
+        // kubeadm's etcd certificates by default (the config crate's rule).
+        assert_eq!(
+            p.etcd_ca.as_deref(),
+            Some(std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt"))
+        );
         assert_eq!(
             p.etcd,
             vec![

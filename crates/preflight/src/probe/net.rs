@@ -26,16 +26,39 @@ pub fn classify(e: &std::io::Error) -> Connect {
 }
 
 /// The addresses `host` resolves to (the system resolver: /etc/hosts, then DNS).
+///
+/// `getaddrinfo` cannot be cancelled, so it runs on a detached thread: when it outlasts the
+/// timeout the check reports that, and the process can still exit at once (a blocking task
+/// of the runtime would hold the runtime's shutdown until the resolver gives up).
 pub async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<IpAddr>, String> {
-    let host = host.trim_end_matches('.');
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+    use std::net::ToSocketAddrs;
+    let host = host.trim_end_matches('.').to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let r = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|it| it.map(|a| a.ip()).collect::<Vec<_>>())
+                .map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return Err(format!("cannot start the resolver thread: {e}"));
+    }
+    match tokio::time::timeout(timeout, rx).await {
         Err(_) => Err(format!("no answer from the resolver within {timeout:?}")),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(it)) => {
-            let mut v: Vec<IpAddr> = it.map(|a| a.ip()).collect();
-            v.dedup();
-            Ok(v)
-        }
+        Ok(Err(_)) => Err("the resolver thread ended without an answer".into()),
+        // One entry per address, in the resolver's order (it lists one per socket type).
+        Ok(Ok(r)) => r.map(|v| {
+            let mut out: Vec<IpAddr> = Vec::new();
+            for a in v {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+            out
+        }),
     }
 }
 

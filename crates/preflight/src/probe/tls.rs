@@ -198,9 +198,9 @@ where
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| Http::Other(format!("HTTP handshake: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    // The connection's own error says why an exchange failed (a TLS alert sent after the
+    // handshake, when the server refuses the client certificate under TLS 1.3).
+    let conn_task = tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -211,10 +211,26 @@ where
     let req = req
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| Http::Other(e.to_string()))?;
-    let resp = send
-        .send_request(req)
-        .await
-        .map_err(|e| Http::Other(format!("no HTTP answer: {e}")))?;
+    let resp = match send.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let conn_err = match tokio::time::timeout(Duration::from_millis(500), conn_task).await {
+                Ok(Ok(Err(ce))) => Some(ce),
+                _ => None,
+            };
+            let tls = conn_err
+                .as_ref()
+                .and_then(|ce| rustls_cause(ce))
+                .or_else(|| rustls_cause(&e));
+            return Err(match tls {
+                Some(t) => Http::Tls(format!("the server ended the session: {t}")),
+                None => Http::Other(format!(
+                    "no HTTP answer: {}",
+                    conn_err.map(|c| c.to_string()).unwrap_or(e.to_string())
+                )),
+            });
+        }
+    };
     let code = resp.status().as_u16();
     // Health and status answers are small; a cap keeps a confused server from making
     // preflight buffer without end.
@@ -224,6 +240,25 @@ where
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
     Ok(Http::Status { code, body })
+}
+
+/// The rustls error somewhere in an error's chain (hyper wraps io errors that wrap it).
+fn rustls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<rustls::Error>() {
+            return Some(r.to_string());
+        }
+        if let Some(r) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r.to_string());
+        }
+        cur = c.source();
+    }
+    None
 }
 
 /// Connects to `addr` with `sni`, takes the certificate it presents, and checks it: the

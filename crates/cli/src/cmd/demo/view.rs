@@ -57,6 +57,7 @@ pub struct Snapshot {
     pub ok: u64,
     pub failed: u64,
     pub in_flight_on_killed: u64,
+    pub last_failure: Option<String>,
     pub retried: u64,
     pub watch_events: u64,
     pub watch_backend: Option<String>,
@@ -113,6 +114,9 @@ pub fn frame(s: &Snapshot) -> String {
         "  requests ok {}   failed {} ({} in flight on a killed server)   retried {}",
         s.ok, s.failed, s.in_flight_on_killed, s.retried
     );
+    if let Some(f) = &s.last_failure {
+        let _ = writeln!(o, "  last failure  {f}");
+    }
     let _ = writeln!(
         o,
         "  watch    {} events, now on {}",
@@ -261,6 +265,7 @@ mod tests {
             ok: 12,
             failed: 0,
             in_flight_on_killed: 0,
+            last_failure: None,
             retried: 0,
             watch_events: 5,
             watch_backend: Some("cp1".into()),
