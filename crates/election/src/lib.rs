@@ -17,6 +17,8 @@
 //!   returns as soon as the previous leader's key is deleted (a resign, or a revoked or
 //!   expired lease). Dropping the future closes its connection; etcd then cancels the
 //!   campaign and deletes the candidate's key.
+//! - Leadership transfer (`move_leader`) must be sent to the current raft leader, so it
+//!   and `status_at` go to one named member, without failover.
 //! - A keep-alive answered with TTL 0 means the lease no longer exists ([`KeepAlive::Gone`]).
 //! - Every call has a per-member timeout; a transport failure or an "unavailable" answer
 //!   moves on to the next member. [`Client::failures`] counts such failures so that a caller
@@ -86,6 +88,27 @@ pub struct Leader {
     pub value: String,
     pub lease: i64,
     pub create_revision: i64,
+}
+
+/// A member of the etcd cluster (`/v3/cluster/member/list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    /// Empty while the member has not started (added but not yet joined).
+    pub name: String,
+    pub client_urls: Vec<String>,
+}
+
+/// One member's view (`/v3/maintenance/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The member that answered.
+    pub member_id: u64,
+    /// The raft leader it knows (0: none).
+    pub leader: u64,
+    pub raft_index: u64,
+    /// Alarms and errors the member reports (e.g. `NOSPACE`); empty when healthy.
+    pub errors: Vec<String>,
 }
 
 /// An etcd v3 client for leases and elections, with failover across members.
@@ -256,6 +279,96 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `POST /v3/cluster/member/list` (any member).
+    pub async fn members(&self) -> Result<Vec<Member>, Error> {
+        let v = self
+            .unary("member list", "/v3/cluster/member/list", json!({}))
+            .await?;
+        let list = v
+            .get("members")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| protocol("member list", &v))?;
+        list.iter()
+            .map(|m| {
+                Ok(Member {
+                    id: uint(m, "ID").ok_or_else(|| protocol("member list", &v))?,
+                    name: m
+                        .get("name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    client_urls: m
+                        .get("clientURLs")
+                        .and_then(|u| u.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// `POST /v3/maintenance/status` on the member at `url` (a client URL), on its own
+    /// connection, within the client's per-member timeout.
+    pub async fn status_at(&self, url: &str) -> Result<MemberStatus, Error> {
+        let v = self
+            .at(url, "member status", "/v3/maintenance/status", json!({}))
+            .await?;
+        let header = v
+            .get("header")
+            .ok_or_else(|| protocol("member status", &v))?;
+        Ok(MemberStatus {
+            member_id: uint(header, "member_id").ok_or_else(|| protocol("member status", &v))?,
+            leader: uint(&v, "leader").unwrap_or(0),
+            raft_index: uint(&v, "raftIndex").unwrap_or(0),
+            errors: v
+                .get("errors")
+                .and_then(|e| e.as_array())
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    e.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.to_string())
+                })
+                .collect(),
+        })
+    }
+
+    /// `POST /v3/maintenance/transfer-leadership` (gRPC `Maintenance.MoveLeader`) with
+    /// `targetID`, sent to the current leader at `leader_url`: any other member answers
+    /// `etcdserver: not leader`. Returns once etcd has handed over (the target leads) or
+    /// failed to; etcd bounds it by its own election timeout.
+    pub async fn move_leader(&self, leader_url: &str, target: u64) -> Result<(), Error> {
+        self.at(
+            leader_url,
+            "move leader",
+            "/v3/maintenance/transfer-leadership",
+            json!({ "targetID": target.to_string() }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn at(
+        &self,
+        url: &str,
+        call: &'static str,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, Error> {
+        let url = EndpointUrl::parse(url).map_err(TransportError::Url)?;
+        let v = self
+            .transport
+            .post_at(&url, path, body.to_string(), self.timeout)
+            .await
+            .map_err(Error::Unreachable)?;
+        check(call, v)
+    }
+}
+
 /// Turns a gateway error object into [`Error::Etcd`].
 fn check(call: &'static str, v: Value) -> Result<Value, Error> {
     if let Some(err) = v.get("error") {
@@ -290,6 +403,15 @@ fn int(v: &Value, field: &str) -> Option<i64> {
     }
 }
 
+/// uint64 fields (member ids) come as JSON strings.
+fn uint(v: &Value, field: &str) -> Option<u64> {
+    match v.get(field)? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
 fn bytes(v: &Value, field: &str) -> Option<Vec<u8>> {
     B64.decode(v.get(field)?.as_str()?).ok()
 }
@@ -305,6 +427,14 @@ mod tests {
         assert_eq!(int(&v, "TTL"), Some(2));
         assert_eq!(int(&v, "x"), None);
         assert_eq!(int(&v, "missing"), None);
+    }
+
+    #[test]
+    fn member_ids_are_uint64_strings() {
+        let v = json!({"ID": "17641897284381542677", "n": 5, "neg": "-1"});
+        assert_eq!(uint(&v, "ID"), Some(17641897284381542677));
+        assert_eq!(uint(&v, "n"), Some(5));
+        assert_eq!(uint(&v, "neg"), None);
     }
 
     #[test]

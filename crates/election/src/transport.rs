@@ -138,12 +138,45 @@ impl Transport {
         Err(reasons.join("; "))
     }
 
+    /// Posts `body` to `path` on one given member (which need not be among the configured
+    /// endpoints: e.g. a client URL from the member list), on a fresh connection, bounded
+    /// by `timeout` (connect included). No failover: the call is about that member.
+    pub async fn post_at(
+        &self,
+        url: &EndpointUrl,
+        path: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let attempt = async {
+            let send = self.connect_url(url).await?;
+            self.exchange(send, url, path, body).await.map(|(v, _)| v)
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r.map_err(|e| format!("{url}: {e}")),
+            Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
+        }
+    }
+
     async fn attempt(&self, idx: usize, path: &str, body: String) -> Result<Value, String> {
-        let mut send = match self.take_idle(idx) {
+        let send = match self.take_idle(idx) {
             Some(s) => s,
             None => self.connect(idx).await?,
         };
         let url = &self.inner.urls[idx];
+        let (v, send) = self.exchange(send, url, path, body).await?;
+        self.put_idle(idx, send);
+        Ok(v)
+    }
+
+    /// One request on an open connection; gives the connection back for reuse.
+    async fn exchange(
+        &self,
+        mut send: SendRequest<Full<Bytes>>,
+        url: &EndpointUrl,
+        path: &str,
+        body: String,
+    ) -> Result<(Value, SendRequest<Full<Bytes>>), String> {
         let req = hyper::Request::post(path)
             .header("host", url.authority())
             .header("content-type", "application/json")
@@ -160,14 +193,14 @@ impl Transport {
             .await
             .map_err(|e| chain(&e, url.tls))?
             .to_bytes();
-        self.put_idle(idx, send);
-        serde_json::from_slice::<Value>(&bytes).map_err(|_| {
+        let v = serde_json::from_slice::<Value>(&bytes).map_err(|_| {
             let text = String::from_utf8_lossy(&bytes);
             format!(
                 "HTTP {status}: {} (is this etcd's client URL?)",
                 text.trim().chars().take(120).collect::<String>()
             )
-        })
+        })?;
+        Ok((v, send))
     }
 
     fn take_idle(&self, idx: usize) -> Option<SendRequest<Full<Bytes>>> {
@@ -192,7 +225,10 @@ impl Transport {
     }
 
     async fn connect(&self, idx: usize) -> Result<SendRequest<Full<Bytes>>, String> {
-        let url = &self.inner.urls[idx];
+        self.connect_url(&self.inner.urls[idx]).await
+    }
+
+    async fn connect_url(&self, url: &EndpointUrl) -> Result<SendRequest<Full<Bytes>>, String> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.authority()))
             .await
             .map_err(|_| format!("connect: no answer within {CONNECT_TIMEOUT:?}"))?
