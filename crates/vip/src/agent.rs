@@ -9,6 +9,11 @@
 //! interface, the VIP inside the interface's subnet, TLS files, the admin port. A VIP left
 //! on the interface by an earlier run is removed (this process holds no lease yet). On
 //! every way out — SIGTERM, an error — the address is removed before returning.
+//!
+//! While holding, a separate task keeps etcd's raft leader off this machine (right after
+//! acquiring, then every 5 s; `--etcd-move-leader off` disables it): the decision is
+//! [`crate::etcd_leader::decide`]; the task only reports, so a slow or failing etcd
+//! never delays the VIP.
 
 use crate::machine::{Action, Config, Input, Machine, Role, Transition};
 use crate::metrics::Metrics;
@@ -38,6 +43,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// How long the takeover probe waits for a foreign host to answer.
     pub probe_wait: Duration,
+    /// While holding, hand etcd leadership to another member if this machine's leads.
+    pub etcd_move_leader: bool,
 }
 
 /// What "healthy" means for this node.
@@ -140,6 +147,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         metrics,
         status,
         tx: None,
+        holding_tx: tokio::sync::watch::channel(false).0,
         keepalive: None,
         campaign: None,
         revokes: Vec::new(),
@@ -170,6 +178,11 @@ enum Event {
     /// Who leads (node name and lease), asked at the instant given.
     Leader(Result<Option<(String, i64)>, String>, Instant),
     Renewal(Duration),
+    /// The outcome of a leadership check while holding; `moved` when a transfer was done.
+    EtcdLeader {
+        detail: String,
+        moved: bool,
+    },
 }
 
 struct Driver {
@@ -181,6 +194,8 @@ struct Driver {
     metrics: Arc<Metrics>,
     status: StatusCell,
     tx: Option<mpsc::UnboundedSender<Event>>,
+    /// Whether this node holds the VIP, for the etcd-leader task.
+    holding_tx: tokio::sync::watch::Sender<bool>,
     /// The keep-alive loop and the lease it renews.
     keepalive: Option<(i64, JoinHandle<()>)>,
     /// The campaign in flight; aborting it closes its connection and etcd cancels it.
@@ -199,7 +214,7 @@ impl Driver {
     async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.tx = Some(tx.clone());
-        let background = [
+        let mut background = vec![
             tokio::spawn(health_loop(self.settings.health.clone(), tx.clone())),
             tokio::spawn(interface_loop(
                 self.nl.clone(),
@@ -214,6 +229,13 @@ impl Driver {
                 tx.clone(),
             )),
         ];
+        if self.settings.etcd_move_leader {
+            background.push(tokio::spawn(etcd_leader_loop(
+                self.settings.etcd.clone(),
+                self.holding_tx.subscribe(),
+                tx.clone(),
+            )));
+        }
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,6 +262,16 @@ impl Driver {
                         Input::LeaderSeen { lease, sent_at }
                     }
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
+                    Some(Event::EtcdLeader { detail, moved }) => {
+                        let mut snap = self.status.get();
+                        if moved {
+                            self.metrics.etcd_leader_moves.inc();
+                            snap.etcd_leader_moves += 1;
+                        }
+                        snap.etcd_leader = Some(detail);
+                        self.status.set(snap);
+                        continue
+                    }
                     None => Input::Shutdown,
                 },
                 _ = tick.tick() => Input::Tick,
@@ -280,6 +312,9 @@ impl Driver {
             }
         }
         self.sync_keepalive();
+        let holding = self.address_added && self.machine.role() == Role::Holder;
+        self.holding_tx
+            .send_if_modified(|h| std::mem::replace(h, holding) != holding);
         self.revokes.retain(|t| !t.is_finished());
         self.publish();
         exit
@@ -604,5 +639,148 @@ async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event
             return;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// While this node holds the VIP: right after it starts holding, then every 5 s, checks
+/// which etcd member leads and, if it is this machine's, hands leadership to another
+/// started, healthy member. Each check is bounded (3 s); it only reports back.
+async fn etcd_leader_loop(
+    etcd: Client,
+    mut holding: tokio::sync::watch::Receiver<bool>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    const EVERY: Duration = Duration::from_secs(5);
+    const BOUND: Duration = Duration::from_secs(3);
+    loop {
+        while !*holding.borrow_and_update() {
+            if holding.changed().await.is_err() {
+                return;
+            }
+        }
+        let (detail, moved) = match tokio::time::timeout(BOUND, move_etcd_leader_once(&etcd)).await
+        {
+            Ok(Ok((d, moved))) => {
+                if moved {
+                    tracing::info!("{d}");
+                } else {
+                    tracing::debug!("{d}");
+                }
+                (d, moved)
+            }
+            Ok(Err(e)) => {
+                let d = format!("cannot check the etcd leader: {e}");
+                tracing::warn!("{d}");
+                (d, false)
+            }
+            Err(_) => {
+                let d = format!("etcd leader check: no result within {BOUND:?}");
+                tracing::warn!("{d}");
+                (d, false)
+            }
+        };
+        if tx.send(Event::EtcdLeader { detail, moved }).is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            r = holding.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// One check: member list, every started member's status (in parallel), the decision,
+/// and the transfer if needed. Returns the sentence to log and whether it moved.
+async fn move_etcd_leader_once(etcd: &Client) -> Result<(String, bool), String> {
+    use crate::etcd_leader::{decide, Decision, MemberView};
+    let members = etcd.members().await.map_err(|e| e.to_string())?;
+    let mut set = tokio::task::JoinSet::new();
+    for (i, m) in members.iter().enumerate() {
+        if let Some(url) = m.client_urls.first().cloned() {
+            let etcd = etcd.clone();
+            set.spawn(async move { (i, etcd.status_at(&url).await) });
+        }
+    }
+    let mut statuses = vec![None; members.len()];
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, Ok(s))) = r {
+            statuses[i] = Some(s);
+        }
+    }
+    // The leader most members name (they agree unless an election is under way).
+    let mut votes: Vec<(u64, usize)> = Vec::new();
+    for s in statuses.iter().flatten().filter(|s| s.leader != 0) {
+        match votes.iter_mut().find(|(l, _)| *l == s.leader) {
+            Some((_, n)) => *n += 1,
+            None => votes.push((s.leader, 1)),
+        }
+    }
+    let leader = votes.iter().max_by_key(|(_, n)| *n).map_or(0, |(l, _)| *l);
+    let views: Vec<MemberView> = members
+        .iter()
+        .zip(&statuses)
+        .map(|(m, s)| MemberView {
+            id: m.id,
+            name: m.name.clone(),
+            local: m.client_urls.iter().any(|u| is_local(u)),
+            started: !m.name.is_empty() && !m.client_urls.is_empty(),
+            healthy: s
+                .as_ref()
+                .is_some_and(|s| s.errors.is_empty() && s.leader == leader && s.member_id == m.id),
+            raft_index: s.as_ref().map_or(0, |s| s.raft_index),
+        })
+        .collect();
+    let name = |id: u64| {
+        views
+            .iter()
+            .find(|v| v.id == id)
+            .map_or_else(|| "?".to_string(), |v| v.name.clone())
+    };
+    match decide(leader, &views) {
+        Decision::NoLeader => Ok(("etcd has no leader now (an election is running)".into(), false)),
+        Decision::LeaderElsewhere => Ok((
+            format!("etcd leader {} ({leader:x}) is not on this machine", name(leader)),
+            false,
+        )),
+        Decision::NoTarget => Ok((
+            format!(
+                "etcd leader {} ({leader:x}) is on this machine, but no other member is started and healthy to take over",
+                name(leader)
+            ),
+            false,
+        )),
+        Decision::Move { from, to } => {
+            let url = members
+                .iter()
+                .find(|m| m.id == from)
+                .and_then(|m| m.client_urls.first())
+                .ok_or("the leader has no client URL")?;
+            etcd.move_leader(url, to).await.map_err(|e| {
+                format!("moving etcd leadership from {} ({from:x}) to {} ({to:x}): {e}", name(from), name(to))
+            })?;
+            Ok((
+                format!(
+                    "moved etcd leadership from {} ({from:x}) to {} ({to:x}): the VIP holder's machine no longer leads etcd",
+                    name(from),
+                    name(to)
+                ),
+                true,
+            ))
+        }
+    }
+}
+
+/// Whether a client URL's host is an address of this machine (its network namespace):
+/// binding to it succeeds only then. Loopback and names are not counted, as they say
+/// nothing about which machine a member runs on.
+fn is_local(url: &str) -> bool {
+    let Ok(u) = cpe_election::EndpointUrl::parse(url) else {
+        return false;
+    };
+    match u.host.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
+            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+        }
+        _ => false,
     }
 }

@@ -6,12 +6,14 @@
 //!
 //! - [`machine`]: the decisions, pure; every rule of the issue is a test there.
 //! - [`agent`]: the driver (clock, sockets, etcd, health probes, the interface poll).
+//! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
 //! - [`metrics`] serves `/metrics`.
 //!
 //! It does not parse flags or files: the CLI resolves them into [`agent::Settings`].
 
 pub mod agent;
+pub mod etcd_leader;
 pub mod machine;
 pub mod metrics;
 pub mod status;

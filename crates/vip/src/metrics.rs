@@ -17,6 +17,8 @@ pub struct Metrics {
     pub announcements: Counter,
     /// Round trip of successful lease renewals.
     pub renewal: Histogram,
+    /// etcd leadership transfers away from this machine while holding.
+    pub etcd_leader_moves: Counter,
     transitions: Family<Vec<(String, String)>, Counter>,
     total: Counter,
 }
@@ -29,6 +31,12 @@ impl Metrics {
         let announcements = Counter::default();
         let renewal = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let transitions = Family::<Vec<(String, String)>, Counter>::default();
+        let etcd_leader_moves = Counter::default();
+        registry.register(
+            "etcd_leader_moves",
+            "etcd leadership handed from this machine's member to another while holding the VIP",
+            etcd_leader_moves.clone(),
+        );
         registry.register("holder", "1 while this node holds the VIP", holder.clone());
         registry.register(
             "healthy",
@@ -56,6 +64,7 @@ impl Metrics {
             healthy,
             announcements,
             renewal,
+            etcd_leader_moves,
             transitions,
             total: Counter::default(),
         }
@@ -99,6 +108,7 @@ mod tests {
         m.holder.set(1);
         m.transition("holder", "acquired");
         m.renewal.observe(0.002);
+        m.etcd_leader_moves.inc();
         let text = m.encode();
         assert!(text.contains("cpe_vip_holder 1"), "{text}");
         assert!(
@@ -109,6 +119,7 @@ mod tests {
             text.contains("cpe_vip_lease_renewal_seconds_count 1"),
             "{text}"
         );
+        assert!(text.contains("cpe_vip_etcd_leader_moves_total 1"), "{text}");
         assert_eq!(m.transitions_total(), 1);
     }
 }

@@ -32,6 +32,9 @@ pub struct Snapshot {
     pub waiting_for: Option<String>,
     pub foreign_mac: Option<String>,
     pub transitions: u64,
+    /// etcd leadership transfers done by this agent, and the last check's outcome.
+    pub etcd_leader_moves: u64,
+    pub etcd_leader: Option<String>,
 }
 
 impl Snapshot {
@@ -55,6 +58,8 @@ impl Snapshot {
             waiting_for: None,
             foreign_mac: None,
             transitions: 0,
+            etcd_leader_moves: 0,
+            etcd_leader: None,
         }
     }
 
@@ -96,6 +101,8 @@ impl Snapshot {
             "waiting_for": self.waiting_for,
             "foreign_mac": self.foreign_mac,
             "etcd_endpoints": self.etcd_endpoints,
+            "etcd_leader_moves": self.etcd_leader_moves,
+            "etcd_leader": self.etcd_leader,
         })
     }
 }

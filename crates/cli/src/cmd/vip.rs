@@ -71,9 +71,22 @@ pub struct Args {
     /// How long the takeover probe waits for a foreign host answering for the VIP.
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "50ms")]
     probe_wait: Duration,
+    /// While holding the VIP, hand etcd's raft leadership to another member when this
+    /// machine's member leads, so that losing this machine costs a lease TTL, not an etcd
+    /// election plus a TTL.
+    #[arg(long, value_name = "on|off", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
+    etcd_move_leader: bool,
     /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
     #[arg(long, hide = true)]
     guard: bool,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: must be `on` or `off`")),
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -373,6 +386,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         admin: Some(plan.admin),
         probe_wait: args.probe_wait,
+        etcd_move_leader: args.etcd_move_leader,
     };
     let guard = spawn_guard(&plan);
     let result = cpe_vip::run(settings, shutdown_signal()).await;
@@ -480,6 +494,44 @@ mod tests {
         T::try_parse_from(std::iter::once("cpe").chain(s.iter().copied()))
             .unwrap()
             .a
+    }
+
+    #[test]
+    fn etcd_move_leader_is_on_by_default_and_switchable() {
+        let base = [
+            "--vip",
+            "10.77.0.100/24",
+            "--interface",
+            "eth0",
+            "--node",
+            "n1",
+        ];
+        assert!(args(&base).etcd_move_leader);
+        let off: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--etcd-move-leader", "off"])
+            .collect();
+        assert!(!args(&off).etcd_move_leader);
+        let on: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--etcd-move-leader", "on"])
+            .collect();
+        assert!(args(&on).etcd_move_leader);
+        let bad: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--etcd-move-leader", "maybe"])
+            .collect();
+        let e = T::try_parse_from(std::iter::once("cpe").chain(bad.iter().copied()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--etcd-move-leader") && e.contains("maybe") && e.contains("`on` or `off`"),
+            "{e}"
+        );
     }
 
     #[test]
