@@ -9,8 +9,9 @@
 //! tight timings: the VIP settles on a healthy machine other than the one hit (within 20 s),
 //! two machines never hold it at once (interfaces), only the new holder claims it in the ARP
 //! the client receives, the client's neighbour entry follows the new holder, a planned
-//! handover (SIGTERM) fails no request, and a machine whose link comes back does not take
-//! the VIP back. The measured outage of each scenario is printed (`--nocapture`); the
+//! handover (SIGTERM) fails no request, a machine whose link comes back does not take
+//! the VIP back, and the holder whose link is cut was not the etcd leader (the agent hands
+//! etcd leadership away while it holds). The measured outage of each scenario is printed (`--nocapture`); the
 //! figures against keepalived come from `bench/vip.sh`.
 //!
 //! Without root it fails with a message saying so; it is never skipped.
@@ -73,6 +74,14 @@ fn check(o: &Outcome) -> Vec<String> {
             o.failed, o.failures
         ));
     }
+    // The holder hands etcd leadership away (--etcd-move-leader, on by default), so a
+    // lost holder never takes the etcd leader with it (which would add an election).
+    if o.scenario == Scenario::LinkCut && o.holder_led_etcd == Some(true) {
+        bad.push(format!(
+            "{name}: the VIP holder {} was also the etcd leader when its link was cut",
+            o.from
+        ));
+    }
     if o.scenario == Scenario::LinkCut && o.changes_after_restore != Some(0) {
         bad.push(format!(
             "{name}: the VIP moved {:?} times after the link came back (flapping)",
@@ -91,6 +100,7 @@ fn vip_failover_scenarios() {
         AgentKind::Cpe {
             bin: cpe(),
             lease_ttl: "2s".into(),
+            extra: vec![],
         },
     )
     .expect("testbed up: three machines with etcd, stand-in API server and cpe vip, one holder");

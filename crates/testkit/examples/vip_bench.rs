@@ -3,7 +3,10 @@
 //! worst), failed requests, and whether two holders were ever seen. `bench/vip.sh` calls it.
 //!
 //! Usage: vip_bench --cpe PATH [--agents cpe,keepalived] [--runs N] [--scenarios a,b,..]
-//!                  [--lease-ttl 2s] [--api cpe|python] [--json FILE]
+//!                  [--lease-ttl 2s] [--api cpe|python] [--json FILE] [--cpe-arg ARG]...
+//!
+//! `--cpe-arg` (repeatable) appends an argument to every `cpe vip`, e.g.
+//! `--cpe-arg --etcd-move-leader --cpe-arg off`.
 
 use anyhow::{bail, Context, Result};
 use cpe_testkit::vip::{AgentKind, ApiKind, Outcome, Scenario, Testbed};
@@ -18,6 +21,7 @@ fn main() -> Result<()> {
     let mut lease_ttl = "2s".to_string();
     let mut api = "cpe".to_string();
     let mut json: Option<PathBuf> = None;
+    let mut cpe_args: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -37,6 +41,7 @@ fn main() -> Result<()> {
             "--lease-ttl" => lease_ttl = val()?,
             "--api" => api = val()?,
             "--json" => json = Some(val()?.into()),
+            "--cpe-arg" => cpe_args.push(val()?),
             _ => bail!("unknown argument {a:?} (see the doc comment of examples/vip_bench.rs)"),
         }
     }
@@ -53,6 +58,7 @@ fn main() -> Result<()> {
             "cpe" => AgentKind::Cpe {
                 bin: cpe.clone(),
                 lease_ttl: lease_ttl.clone(),
+                extra: cpe_args.clone(),
             },
             "keepalived" => AgentKind::Keepalived,
             other => bail!("--agents: {other:?} is not cpe or keepalived"),

@@ -34,8 +34,13 @@ pub enum ApiKind {
 /// Which VIP agent runs on each machine.
 #[derive(Debug, Clone)]
 pub enum AgentKind {
-    /// `cpe vip` from this binary, with this lease TTL (e.g. "2s").
-    Cpe { bin: PathBuf, lease_ttl: String },
+    /// `cpe vip` from this binary, with this lease TTL (e.g. "2s") and extra arguments
+    /// (e.g. `--etcd-move-leader off`).
+    Cpe {
+        bin: PathBuf,
+        lease_ttl: String,
+        extra: Vec<String>,
+    },
     /// keepalived (VRRP) with a `vrrp_script` on the local /readyz; see [`keepalived_conf`].
     Keepalived,
 }
@@ -551,8 +556,12 @@ impl Testbed {
         let name = m.host.name.clone();
         let log = self.log(&format!("agent-{name}"));
         let child = match &self.agent {
-            AgentKind::Cpe { bin, lease_ttl } => {
-                let args: Vec<String> = vec![
+            AgentKind::Cpe {
+                bin,
+                lease_ttl,
+                extra,
+            } => {
+                let mut args: Vec<String> = vec![
                     "vip".into(),
                     "--vip".into(),
                     format!("{vip}/24"),
@@ -569,6 +578,7 @@ impl Testbed {
                     "--admin".into(),
                     format!("127.0.0.1:{ADMIN_PORT}"),
                 ];
+                args.extend(extra.iter().cloned());
                 m.host.spawn(&format!("cpe vip {name}"), &log, bin, &args)?
             }
             AgentKind::Keepalived => {

@@ -11,7 +11,7 @@
 //! every way out — SIGTERM, an error — the address is removed before returning.
 //!
 //! While holding, a separate task keeps etcd's raft leader off this machine (right after
-//! acquiring, then every 5 s; `--etcd-move-leader off` disables it): the decision is
+//! acquiring, then every 2 s; `--etcd-move-leader off` disables it): the decision is
 //! [`crate::etcd_leader::decide`]; the task only reports, so a slow or failing etcd
 //! never delays the VIP.
 
@@ -642,7 +642,7 @@ async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event
     }
 }
 
-/// While this node holds the VIP: right after it starts holding, then every 5 s, checks
+/// While this node holds the VIP: right after it starts holding, then every 2 s, checks
 /// which etcd member leads and, if it is this machine's, hands leadership to another
 /// started, healthy member. Each check is bounded (3 s); it only reports back.
 async fn etcd_leader_loop(
@@ -650,7 +650,7 @@ async fn etcd_leader_loop(
     mut holding: tokio::sync::watch::Receiver<bool>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    const EVERY: Duration = Duration::from_secs(5);
+    const EVERY: Duration = Duration::from_secs(2);
     const BOUND: Duration = Duration::from_secs(3);
     loop {
         while !*holding.borrow_and_update() {
