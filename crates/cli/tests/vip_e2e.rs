@@ -76,13 +76,14 @@ fn check(o: &Outcome) -> Vec<String> {
     }
     // The holder hands etcd leadership away (--etcd-move-leader, on by default), so a
     // lost holder never takes the etcd leader with it (which would add an election).
-    if o.scenario == Scenario::LinkCut && o.holder_led_etcd == Some(true) {
+    let link_cut = matches!(o.scenario, Scenario::LinkCut | Scenario::LinkCutEtcdLeader);
+    if link_cut && o.holder_led_etcd == Some(true) {
         bad.push(format!(
             "{name}: the VIP holder {} was also the etcd leader when its link was cut",
             o.from
         ));
     }
-    if o.scenario == Scenario::LinkCut && o.changes_after_restore != Some(0) {
+    if link_cut && o.changes_after_restore != Some(0) {
         bad.push(format!(
             "{name}: the VIP moved {:?} times after the link came back (flapping)",
             o.changes_after_restore

@@ -287,6 +287,33 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// Makes member `i` the leader (`etcdctl move-leader`, sent to the current leader).
+    pub fn move_leader_to(&mut self, i: usize) -> Result<()> {
+        let l = self.leader()?;
+        if l == i {
+            return Ok(());
+        }
+        let status = {
+            let mut c = self.members[i].host.command("etcdctl");
+            c.env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.members[i].client_url()))
+                .args(["--dial-timeout=1s", "--command-timeout=2s"])
+                .args(["endpoint", "status", "-w", "json"]);
+            String::from_utf8_lossy(&c.output()?.stdout).into_owned()
+        };
+        let v: serde_json::Value = serde_json::from_str(status.trim())?;
+        let target = v[0]["Status"]["header"]["member_id"]
+            .as_u64()
+            .context("member status without its id")?;
+        let mut c = self.members[l].host.command("etcdctl");
+        c.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.members[l].client_url()))
+            .args(["--dial-timeout=1s", "--command-timeout=5s"])
+            .args(["move-leader", &format!("{target:x}")]);
+        crate::net::run(c).context("etcdctl move-leader")?;
+        Ok(())
+    }
+
     /// Removes member `i` from the cluster (`etcdctl member remove`) and stops it.
     pub fn remove(&mut self, i: usize) -> Result<()> {
         let name = self.members[i].name.clone();

@@ -63,6 +63,10 @@ pub enum Scenario {
     Readyz503,
     /// The holder's switch port goes down; after the VIP moved it comes back up.
     LinkCut,
+    /// As `LinkCut`, but the etcd leader is first moved onto the holder's member
+    /// (`etcdctl move-leader`) and the cut comes 4 s later: the worst case for stacked
+    /// etcd, unless the agent hands leadership away in the meantime (`cpe vip` does).
+    LinkCutEtcdLeader,
     /// The holder's agent is SIGKILLed.
     AgentSigkill,
     /// The holder's agent gets SIGTERM (planned handover).
@@ -77,10 +81,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::ApiserverKilled,
         Scenario::Readyz503,
         Scenario::LinkCut,
+        Scenario::LinkCutEtcdLeader,
         Scenario::AgentSigkill,
         Scenario::AgentSigterm,
         Scenario::Partition,
@@ -93,6 +98,7 @@ impl Scenario {
             Scenario::ApiserverKilled => "apiserver-killed",
             Scenario::Readyz503 => "readyz-503",
             Scenario::LinkCut => "link-cut",
+            Scenario::LinkCutEtcdLeader => "link-cut-etcd-leader",
             Scenario::AgentSigkill => "agent-sigkill",
             Scenario::AgentSigterm => "agent-sigterm",
             Scenario::Partition => "partition",
@@ -775,6 +781,17 @@ impl Testbed {
     pub fn run(&mut self, s: Scenario) -> Result<Outcome> {
         let holder = self.wait_stable(Duration::from_secs(60))?;
         let from = self.machines[holder].host.name.clone();
+        if s == Scenario::LinkCutEtcdLeader {
+            let idx = self
+                .etcd
+                .index_of(&self.machines[holder].host)
+                .context("the holder has no etcd member")?;
+            self.etcd.move_leader_to(idx)?;
+            eprintln!(
+                "[vip] etcd leadership moved onto the holder {from}; cutting its link in 4 s"
+            );
+            std::thread::sleep(Duration::from_secs(4));
+        }
         let holder_led_etcd = self
             .etcd
             .leader()
@@ -790,7 +807,7 @@ impl Testbed {
                 }
             }
             Scenario::Readyz503 => self.make_unready(holder)?,
-            Scenario::LinkCut => {
+            Scenario::LinkCut | Scenario::LinkCutEtcdLeader => {
                 self.machines[holder].host.link_down()?;
                 self.machines[holder].link_cut = true;
             }
@@ -851,7 +868,7 @@ impl Testbed {
         let stayed_orphaned = s == Scenario::AgentSigkill && settled_idx == Some(holder);
         let mut changes_after_restore = None;
         let mut restore_outage = None;
-        if s == Scenario::LinkCut {
+        if matches!(s, Scenario::LinkCut | Scenario::LinkCutEtcdLeader) {
             self.machines[holder].host.link_up()?;
             self.machines[holder].link_cut = false;
             let t_up = self.now();
