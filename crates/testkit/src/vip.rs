@@ -64,7 +64,7 @@ pub enum Scenario {
     /// The holder's switch port goes down; after the VIP moved it comes back up.
     LinkCut,
     /// As `LinkCut`, but the etcd leader is first moved onto the holder's member
-    /// (`etcdctl move-leader`) and the cut comes 4 s later: the worst case for stacked
+    /// (`etcdctl move-leader`) and the cut comes 6 s later: the worst case for stacked
     /// etcd, unless the agent hands leadership away in the meantime (`cpe vip` does).
     LinkCutEtcdLeader,
     /// The holder's agent is SIGKILLed.
@@ -788,9 +788,9 @@ impl Testbed {
                 .context("the holder has no etcd member")?;
             self.etcd.move_leader_to(idx)?;
             eprintln!(
-                "[vip] etcd leadership moved onto the holder {from}; cutting its link in 4 s"
+                "[vip] etcd leadership moved onto the holder {from}; cutting its link in 6 s"
             );
-            std::thread::sleep(Duration::from_secs(4));
+            std::thread::sleep(Duration::from_secs(6));
         }
         let holder_led_etcd = self
             .etcd

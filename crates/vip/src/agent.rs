@@ -652,13 +652,27 @@ async fn etcd_leader_loop(
 ) {
     const EVERY: Duration = Duration::from_secs(2);
     const BOUND: Duration = Duration::from_secs(3);
+    // The last leader seen on another machine (see `decide`).
+    let mut previous: Option<u64> = None;
+    // Our member was seen leading at the last check (moved at this one).
+    let mut seen_leading = false;
+    let mut first = true;
     loop {
-        while !*holding.borrow_and_update() {
-            if holding.changed().await.is_err() {
-                return;
+        if !*holding.borrow_and_update() {
+            // A new holding period starts with the next check.
+            first = true;
+            seen_leading = false;
+            while !*holding.borrow_and_update() {
+                if holding.changed().await.is_err() {
+                    return;
+                }
             }
         }
-        let (detail, moved) = match tokio::time::timeout(BOUND, move_etcd_leader_once(&etcd)).await
+        let (detail, moved) = match tokio::time::timeout(
+            BOUND,
+            move_etcd_leader_once(&etcd, &mut previous, &mut seen_leading, first),
+        )
+        .await
         {
             Ok(Ok((d, moved))) => {
                 if moved {
@@ -679,6 +693,7 @@ async fn etcd_leader_loop(
                 (d, false)
             }
         };
+        first = false;
         if tx.send(Event::EtcdLeader { detail, moved }).is_err() {
             return;
         }
@@ -691,7 +706,13 @@ async fn etcd_leader_loop(
 
 /// One check: member list, every started member's status (in parallel), the decision,
 /// and the transfer if needed. Returns the sentence to log and whether it moved.
-async fn move_etcd_leader_once(etcd: &Client) -> Result<(String, bool), String> {
+async fn move_etcd_leader_once(
+    etcd: &Client,
+    previous: &mut Option<u64>,
+    seen_leading: &mut bool,
+    first: bool,
+) -> Result<(String, bool), String> {
+    let was_leading = std::mem::replace(seen_leading, false);
     use crate::etcd_leader::{decide, Decision, MemberView};
     let members = etcd.members().await.map_err(|e| e.to_string())?;
     let mut set = tokio::task::JoinSet::new();
@@ -736,12 +757,15 @@ async fn move_etcd_leader_once(etcd: &Client) -> Result<(String, bool), String> 
             .find(|v| v.id == id)
             .map_or_else(|| "?".to_string(), |v| v.name.clone())
     };
-    match decide(leader, &views) {
+    match decide(leader, &views, *previous) {
         Decision::NoLeader => Ok(("etcd has no leader now (an election is running)".into(), false)),
-        Decision::LeaderElsewhere => Ok((
-            format!("etcd leader {} ({leader:x}) is not on this machine", name(leader)),
-            false,
-        )),
+        Decision::LeaderElsewhere => {
+            *previous = Some(leader);
+            Ok((
+                format!("etcd leader {} ({leader:x}) is not on this machine", name(leader)),
+                false,
+            ))
+        }
         Decision::NoTarget => Ok((
             format!(
                 "etcd leader {} ({leader:x}) is on this machine, but no other member is started and healthy to take over",
@@ -749,6 +773,19 @@ async fn move_etcd_leader_once(etcd: &Client) -> Result<(String, bool), String> 
             ),
             false,
         )),
+        // Leadership came to us while we held the VIP: someone (an operator, Cluster API
+        // before removing a member) may have moved it here on purpose and still be
+        // waiting to see it land; leave it one more period before moving it on.
+        Decision::Move { from, .. } if !first && !was_leading => {
+            *seen_leading = true;
+            Ok((
+                format!(
+                    "etcd leader {} ({from:x}) is on this machine since the last check: moving it at the next one",
+                    name(from)
+                ),
+                false,
+            ))
+        }
         Decision::Move { from, to } => {
             let url = members
                 .iter()

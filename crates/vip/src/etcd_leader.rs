@@ -34,17 +34,25 @@ pub enum Decision {
     Move { from: u64, to: u64 },
 }
 
-/// `leader` is the raft leader the members report (0: none).
-pub fn decide(leader: u64, members: &[MemberView]) -> Decision {
+/// `leader` is the raft leader the members report (0: none). `previous` is the last leader
+/// seen on another machine: it is not chosen while another target exists, because it most
+/// likely just handed leadership to us on purpose (an operator or Cluster API moving it
+/// off a member about to be removed); moving it back would undo that and race the removal.
+pub fn decide(leader: u64, members: &[MemberView], previous: Option<u64>) -> Decision {
     if leader == 0 {
         return Decision::NoLeader;
     }
     if !members.iter().any(|m| m.id == leader && m.local) {
         return Decision::LeaderElsewhere;
     }
-    members
+    let targets: Vec<&MemberView> = members
         .iter()
         .filter(|m| m.id != leader && !m.local && m.started && m.healthy)
+        .collect();
+    let fresh = targets.iter().any(|m| Some(m.id) != previous);
+    targets
+        .into_iter()
+        .filter(|m| !fresh || Some(m.id) != previous)
         // Most up to date first; the lowest id breaks ties, so the choice is stable.
         .max_by_key(|m| (m.raft_index, std::cmp::Reverse(m.id)))
         .map_or(Decision::NoTarget, |m| Decision::Move {
@@ -75,7 +83,7 @@ mod tests {
             m(2, false, true, true, 8),
             m(3, false, true, true, 9),
         ];
-        assert_eq!(decide(1, &ms), Decision::Move { from: 1, to: 3 });
+        assert_eq!(decide(1, &ms, None), Decision::Move { from: 1, to: 3 });
     }
 
     #[test]
@@ -85,7 +93,7 @@ mod tests {
             m(1, true, true, true, 5),
             m(4, false, true, true, 5),
         ];
-        assert_eq!(decide(1, &ms), Decision::Move { from: 1, to: 4 });
+        assert_eq!(decide(1, &ms, None), Decision::Move { from: 1, to: 4 });
     }
 
     #[test]
@@ -95,15 +103,15 @@ mod tests {
             m(2, false, true, true, 9),
             m(3, false, true, true, 9),
         ];
-        assert_eq!(decide(2, &ms), Decision::LeaderElsewhere);
+        assert_eq!(decide(2, &ms, None), Decision::LeaderElsewhere);
         // A leader id not in the list (a member just added) is not ours either.
-        assert_eq!(decide(42, &ms), Decision::LeaderElsewhere);
+        assert_eq!(decide(42, &ms, None), Decision::LeaderElsewhere);
     }
 
     #[test]
     fn no_leader_means_an_election_is_running() {
         let ms = [m(1, true, true, true, 9), m(2, false, true, true, 9)];
-        assert_eq!(decide(0, &ms), Decision::NoLeader);
+        assert_eq!(decide(0, &ms, None), Decision::NoLeader);
     }
 
     #[test]
@@ -114,16 +122,33 @@ mod tests {
             m(3, false, true, false, 99), // status failed or alarm
             m(4, true, true, true, 99),   // also on this machine
         ];
-        assert_eq!(decide(1, &ms), Decision::NoTarget);
+        assert_eq!(decide(1, &ms, None), Decision::NoTarget);
         // One healthy peer is enough.
         let mut ms = ms.to_vec();
         ms.push(m(5, false, true, true, 1));
-        assert_eq!(decide(1, &ms), Decision::Move { from: 1, to: 5 });
+        assert_eq!(decide(1, &ms, None), Decision::Move { from: 1, to: 5 });
+    }
+
+    #[test]
+    fn not_back_to_the_member_that_just_handed_leadership_to_us() {
+        // 3 led before (highest index: it was the leader); it moved leadership to us.
+        let ms = [
+            m(1, true, true, true, 9),
+            m(2, false, true, true, 8),
+            m(3, false, true, true, 9),
+        ];
+        assert_eq!(decide(1, &ms, Some(3)), Decision::Move { from: 1, to: 2 });
+        // Unless it is the only place to go.
+        let ms = [m(1, true, true, true, 9), m(3, false, true, true, 9)];
+        assert_eq!(decide(1, &ms, Some(3)), Decision::Move { from: 1, to: 3 });
     }
 
     #[test]
     fn a_single_member_cluster_has_nowhere_to_go() {
-        assert_eq!(decide(1, &[m(1, true, true, true, 3)]), Decision::NoTarget);
-        assert_eq!(decide(1, &[]), Decision::LeaderElsewhere);
+        assert_eq!(
+            decide(1, &[m(1, true, true, true, 3)], None),
+            Decision::NoTarget
+        );
+        assert_eq!(decide(1, &[], None), Decision::LeaderElsewhere);
     }
 }
