@@ -42,7 +42,7 @@ enum Command {
     /// Run the L4 load balancer in front of the control-plane machines.
     Lb(cmd::lb::Args),
     /// Run the built-in virtual IP agent on a control-plane machine.
-    Vip(cmd::vip::Args),
+    Vip(Box<cmd::vip::Args>),
     /// Show what a running `cpe lb` or `cpe vip` is doing.
     Status(cmd::status::Args),
     /// A local three-node control plane with the endpoint in front and failures injected.
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         Command::Preflight(a) => cmd::block_on(cmd::preflight::run(a)),
         Command::Check(a) => cmd::block_on(cmd::check::run(a)),
         Command::Lb(a) => cmd::block_on(cmd::lb::run(a)),
-        Command::Vip(a) => cmd::block_on(cmd::vip::run(a)),
+        Command::Vip(a) => cmd::block_on(cmd::vip::run(*a)),
         Command::Status(a) => cmd::block_on(cmd::status::run(a)),
         Command::Demo(a) => cmd::block_on(cmd::demo::run(a)),
         Command::TestApiserver(a) => cmd::block_on(cmd::test_apiserver::run(a)),

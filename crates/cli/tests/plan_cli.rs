@@ -76,7 +76,11 @@ fn plan_summarises_a_valid_definition() {
 fn a_written_mode_is_not_called_inferred() {
     let r = run(&["plan", "-f", &example("external-lb-3.yaml")]);
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("  mode       external-lb: "), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("  mode       external-lb: "),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("(inferred"), "{}", r.stdout);
 }
 

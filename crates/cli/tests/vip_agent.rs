@@ -428,7 +428,7 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     );
     let log = std::fs::read_to_string(agent_c.log_path()).unwrap();
     assert!(
-        log.contains("HOLDER->WAITING (lease not renewed before its deadline"),
+        log.contains("HOLDER->SUSPENDED (lease not renewed before its deadline"),
         "{log}"
     );
     c.heal().unwrap();
@@ -538,4 +538,139 @@ fn a_definition_file_drives_the_agent() {
         !agent.is_running()
     });
     assert!(!a.has_addr(vip).unwrap());
+}
+
+#[test]
+fn an_ipv6_vip_is_added_without_dad_and_announced_with_na() {
+    require_root();
+    require_programs(&["etcd", "etcdctl", "ip", "tcpdump", "ping"]);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::new("vip6").unwrap();
+    let a = net.add_host("a", 11).unwrap();
+    let b = net.add_host("b", 12).unwrap();
+    // A ULA /64 derived from the net's IPv4 subnet, so parallel runs do not collide.
+    let o = net.addr(0).octets();
+    let prefix = format!("fd00:{:x}:{:x}", o[1], o[2]);
+    for (h, last) in [(&a, 11), (&b, 12)] {
+        h.exec(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{prefix}::{last}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )
+        .unwrap();
+    }
+    // As `ip` prints it (compressed).
+    let vip = format!("{prefix}::100")
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .to_string();
+    let etcd_args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &dir.path().join("etcd").to_string_lossy(),
+        "--listen-client-urls",
+        "http://127.0.0.1:2379",
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _etcd = a
+        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        a.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    let td_args: Vec<String> = ["-l", "-n", "-i", "eth0", "icmp6"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tcpdump = b
+        .spawn(
+            "tcpdump",
+            &dir.path().join("tcpdump.log"),
+            "tcpdump",
+            &td_args,
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let args: Vec<String> = [
+        "vip",
+        "--vip",
+        &vip,
+        "--interface",
+        "eth0",
+        "--node",
+        "a",
+        "--etcd",
+        "http://127.0.0.1:2379",
+        "--health-url",
+        "http://127.0.0.1:2379/health",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut agent = a
+        .spawn("cpe vip", &dir.path().join("agent.log"), CPE, &args)
+        .unwrap();
+    let has6 = |h: &Host| {
+        h.exec("ip", &["-6", "addr", "show", "dev", "eth0"])
+            .unwrap()
+            .contains(&format!("{vip}/128"))
+    };
+    wait_for("the IPv6 VIP on a", Duration::from_secs(10), || {
+        has6(&a) || !agent.is_running()
+    });
+    assert!(has6(&a), "{}", agent.tail(30));
+    // Added with IFA_F_NODAD: usable at once, never "tentative".
+    let shown = a
+        .exec("ip", &["-6", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    let line = shown
+        .lines()
+        .find(|l| l.contains(&vip))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("nodad") && !line.contains("tentative"),
+        "{line}"
+    );
+    b.exec("ping", &["-6", "-c", "1", "-W", "2", &vip])
+        .expect("the peer reaches the IPv6 VIP");
+    let na = format!("{vip} > ff02::1: ICMP6, neighbor advertisement, tgt is {vip}");
+    wait_for(
+        "unsolicited NAs on the peer",
+        Duration::from_secs(3),
+        || {
+            std::fs::read_to_string(tcpdump.log_path())
+                .unwrap_or_default()
+                .matches(&na)
+                .count()
+                >= 2
+        },
+    );
+    sigterm(&agent);
+    wait_for("cpe vip to exit", Duration::from_secs(5), || {
+        !agent.is_running()
+    });
+    assert!(!has6(&a), "IPv6 VIP left behind");
+    agent.kill();
 }

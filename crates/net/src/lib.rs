@@ -53,17 +53,15 @@ pub struct Announcer {
 
 impl Announcer {
     pub fn new(ifindex: u32, mac: Mac, ip: IpAddr) -> Result<Self, NetError> {
-        let (ethertype, frames) = match ip {
-            IpAddr::V4(v4) => (
-                packet::ETH_P_ARP,
-                vec![
-                    packet::gratuitous_arp(mac, v4, ArpOp::Request),
-                    packet::gratuitous_arp(mac, v4, ArpOp::Reply),
-                ],
-            ),
-            IpAddr::V6(v6) => (packet::ETH_P_IPV6, vec![packet::unsolicited_na(mac, v6)]),
+        let frames = match ip {
+            IpAddr::V4(v4) => vec![
+                packet::gratuitous_arp(mac, v4, ArpOp::Request),
+                packet::gratuitous_arp(mac, v4, ArpOp::Reply),
+            ],
+            IpAddr::V6(v6) => vec![packet::unsolicited_na(mac, v6)],
         };
-        let sock = raw::PacketSocket::open(ifindex, ethertype).map_err(|source| NetError::Os {
+        // Send-only: protocol 0, so the kernel queues nothing for it to read.
+        let sock = raw::PacketSocket::open(ifindex, 0).map_err(|source| NetError::Os {
             op: "open a raw socket for announcements",
             source,
         })?;

@@ -24,6 +24,8 @@ impl std::fmt::Debug for PacketSocket {
 
 impl PacketSocket {
     /// Opens and binds the socket (needs `CAP_NET_RAW`). Must run inside a tokio runtime.
+    /// `ethertype` selects what [`PacketSocket::recv`] gets; 0 receives nothing, for a
+    /// socket that only sends (the kernel then queues no copy of every ARP on the segment).
     pub fn open(ifindex: u32, ethertype: u16) -> io::Result<Self> {
         let proto = ethertype.to_be();
         // SAFETY: plain socket(2) call with constant arguments; the result is checked

@@ -125,13 +125,33 @@ fn main() -> Result<()> {
                 max,
                 format!("{failed}/{reqs}"),
                 slowest,
-                if doubles == 0 {
-                    "no".to_string()
-                } else {
-                    format!("YES {doubles}/{}", os.len())
+                match (doubles, doubles_repair) {
+                    (0, 0) => "no".to_string(),
+                    (0, r) => format!("repair {r}/{}", os.len()),
+                    (d, _) => format!("YES {d}/{}", os.len()),
                 },
                 format!("{neigh}/{}", os.len()),
                 format!("{healthy}/{}", os.len()),
+            );
+            let per_run: Vec<String> = os
+                .iter()
+                .map(|o| {
+                    let v = o
+                        .outage
+                        .map(|d| format!("{:.2}", d.as_secs_f64()))
+                        .unwrap_or("-".into());
+                    if o.holder_led_etcd == Some(true) {
+                        format!("{v}*")
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            println!(
+                "{:<20} {:<10} outage per run (* = the holder was also the etcd leader): {}",
+                "",
+                agent,
+                per_run.join(" ")
             );
             if s == Scenario::LinkCut {
                 let ch: Vec<String> = os

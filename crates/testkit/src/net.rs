@@ -53,6 +53,7 @@ impl Net {
         let prefix = format!("{tag}-{pid}-{n}");
         // 10.100.0.0 - 10.199.255.0: away from the 10.77/16 of the docs' examples.
         let subnet = [10, 100 + (pid % 100) as u8, (n % 256) as u8];
+        sweep_stale(tag);
         let switch = format!("{prefix}-sw");
         let net = Net {
             prefix,
@@ -300,6 +301,48 @@ impl Host {
     /// The path of this host's namespace file, for `setns(2)`.
     pub fn ns_path(&self) -> std::path::PathBuf {
         Path::new("/run/netns").join(&self.ns)
+    }
+}
+
+/// Deletes what an earlier run with the same `tag` left behind when it was killed before
+/// its Drop guards ran (SIGKILL, SIGTERM, a CI timeout): namespaces named `<tag>-<pid>-*`
+/// whose creating process `pid` no longer exists. Processes still running inside them are
+/// SIGKILLed first (`ip netns pids`). Namespaces of live processes are never touched.
+pub fn sweep_stale(tag: &str) {
+    let Ok(list) = run({
+        let mut c = Command::new("ip");
+        c.args(["netns", "list"]);
+        c
+    }) else {
+        return;
+    };
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = ns.strip_prefix(&format!("{tag}-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = run({
+            let mut c = Command::new("ip");
+            c.args(["netns", "pids", ns]);
+            c
+        }) {
+            for p in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = ip(&["netns", "delete", ns]);
+        eprintln!("testkit: deleted {ns}, left by an earlier run (pid {pid}) that is gone");
     }
 }
 

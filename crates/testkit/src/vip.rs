@@ -116,6 +116,9 @@ pub struct Outcome {
     pub scenario: Scenario,
     /// The holder when the failure was injected.
     pub from: String,
+    /// Whether the holder's etcd member was the etcd leader then (losing both at once costs
+    /// an etcd election on top of the lease TTL). None if it could not be told.
+    pub holder_led_etcd: Option<bool>,
     /// The holders once it settled (before repair). One, on a healthy machine, is the goal.
     pub settled_holders: Vec<String>,
     /// Whether the settled holder is a machine the failure did not hit (or, after an
@@ -167,7 +170,7 @@ impl Outcome {
             "{:<10} {:<20} from {} to {:?}: takeover {}, outage {}, failed {}/{}, slowest {:.3}s, two holders: {}, neighbour follows: {}",
             self.agent,
             self.scenario.name(),
-            self.from,
+            if self.holder_led_etcd == Some(true) { format!("{} (etcd leader)", self.from) } else { self.from.clone() },
             self.settled_holders,
             s(self.takeover),
             s(self.outage),
@@ -199,6 +202,7 @@ impl Outcome {
             "agent": self.agent,
             "scenario": self.scenario.name(),
             "from": self.from,
+            "holder_led_etcd": self.holder_led_etcd,
             "settled": self.settled_holders,
             "settled_on_healthy": self.settled_on_healthy,
             "stayed_orphaned": self.stayed_orphaned,
@@ -206,6 +210,7 @@ impl Outcome {
             "outage_s": self.outage.map(|d| d.as_secs_f64()),
             "requests": self.requests,
             "failed": self.failed,
+            "failures": self.failures,
             "slowest_s": self.slowest.as_secs_f64(),
             "two_holders": !self.doubles.is_empty(),
             "two_holders_during_repair": !self.doubles_repair.is_empty(),
@@ -760,6 +765,11 @@ impl Testbed {
     pub fn run(&mut self, s: Scenario) -> Result<Outcome> {
         let holder = self.wait_stable(Duration::from_secs(60))?;
         let from = self.machines[holder].host.name.clone();
+        let holder_led_etcd = self
+            .etcd
+            .leader()
+            .ok()
+            .map(|l| self.etcd.members[l].host.name == from);
         std::thread::sleep(Duration::from_millis(300));
         let t_fault = self.now();
         let mut hit = vec![holder];
@@ -925,6 +935,7 @@ impl Testbed {
             agent: self.agent.name(),
             scenario: s,
             from,
+            holder_led_etcd,
             settled_holders,
             settled_on_healthy,
             stayed_orphaned,
@@ -968,7 +979,7 @@ impl Testbed {
                 .is_some_and(|c| c.is_running())
     }
 
-    /// Replaces machine `i`: stops its agent (SIGTERM) and API server, removes its etcd
+    /// Replaces machine `i`: stops its agent and then its API server (SIGTERM), removes its etcd
     /// member, deletes the host, then adds a new host with a new address, etcd member, API
     /// server and agent, and waits for a steady state.
     fn replace(&mut self, i: usize) -> Result<()> {
@@ -976,8 +987,10 @@ impl Testbed {
         if let Some(mut a) = self.machines[i].agent.take() {
             a.terminate(Duration::from_secs(10));
         }
+        // Drained, as the kubelet stops a static pod: /readyz 503 for the shutdown delay
+        // while requests are still served, then the listener closes.
         if let Some(mut a) = self.machines[i].api.take() {
-            a.kill();
+            a.terminate(Duration::from_secs(10));
         }
         let idx = self
             .etcd
@@ -1060,31 +1073,6 @@ pub fn parse_arp_claim(line: &str, vip: &str) -> Option<(String, f64)> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arp_claims_are_replies_and_gratuitous_requests_for_the_vip_only() {
-        let vip = "10.1.2.100";
-        let reply = "1700000000.250000 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.100 is-at aa:bb:cc:00:00:02, length 28";
-        let garp = "1700000000.5 AA:BB:CC:00:00:03 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.100, length 28";
-        let ask = "1700000000.6 11:22:33:44:55:66 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.50, length 28";
-        let other = "1700000000.7 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.11 is-at aa:bb:cc:00:00:02, length 28";
-        assert_eq!(
-            parse_arp_claim(reply, vip),
-            Some(("aa:bb:cc:00:00:02".into(), 1700000000.25))
-        );
-        assert_eq!(
-            parse_arp_claim(garp, vip),
-            Some(("aa:bb:cc:00:00:03".into(), 1700000000.5))
-        );
-        assert_eq!(parse_arp_claim(ask, vip), None);
-        assert_eq!(parse_arp_claim(other, vip), None);
-        assert_eq!(parse_arp_claim("tcpdump: listening on eth0", vip), None);
-    }
-}
-
 /// The keepalived configuration used as the peer: VRRP with `advert_int 1`, priorities
 /// 200/150/100 (preemption on, keepalived's default, as in the kubeadm HA recipe), and a
 /// `vrrp_script` that curls the local /readyz every second, `fall 2`, `rise 2`, no weight (a
@@ -1125,4 +1113,29 @@ vrrp_instance VI_1 {{
 }}
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_claims_are_replies_and_gratuitous_requests_for_the_vip_only() {
+        let vip = "10.1.2.100";
+        let reply = "1700000000.250000 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.100 is-at aa:bb:cc:00:00:02, length 28";
+        let garp = "1700000000.5 AA:BB:CC:00:00:03 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.100, length 28";
+        let ask = "1700000000.6 11:22:33:44:55:66 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 10.1.2.100 tell 10.1.2.50, length 28";
+        let other = "1700000000.7 aa:bb:cc:00:00:02 > 11:22:33:44:55:66, ethertype ARP (0x0806), length 42: Reply 10.1.2.11 is-at aa:bb:cc:00:00:02, length 28";
+        assert_eq!(
+            parse_arp_claim(reply, vip),
+            Some(("aa:bb:cc:00:00:02".into(), 1700000000.25))
+        );
+        assert_eq!(
+            parse_arp_claim(garp, vip),
+            Some(("aa:bb:cc:00:00:03".into(), 1700000000.5))
+        );
+        assert_eq!(parse_arp_claim(ask, vip), None);
+        assert_eq!(parse_arp_claim(other, vip), None);
+        assert_eq!(parse_arp_claim("tcpdump: listening on eth0", vip), None);
+    }
 }

@@ -13,7 +13,7 @@
 use crate::machine::{Action, Config, Input, Machine, Role, Transition};
 use crate::metrics::Metrics;
 use crate::status::{Snapshot, StatusCell};
-use cpe_election::{Client, KeepAlive, LeaderKey};
+use cpe_election::{Client, KeepAlive};
 use cpe_health::{Event as HealthEvent, Health, Prober, Rules, State as HealthState};
 use cpe_net::{Announcer, Interface, Netlink};
 use std::future::Future;
@@ -142,7 +142,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         tx: None,
         keepalive: None,
         campaign: None,
-        leader_key: None,
         revokes: Vec::new(),
         address_added: false,
         holder_seen: None,
@@ -165,7 +164,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 /// What the tasks report.
 enum Event {
     Machine(Input),
-    Elected(LeaderKey),
+    /// The campaign with this lease won (revoking the lease is how we resign).
+    Elected(i64),
     HealthDetail(String),
     /// Who leads (node name and lease), asked at the instant given.
     Leader(Result<Option<(String, i64)>, String>, Instant),
@@ -185,7 +185,6 @@ struct Driver {
     keepalive: Option<(i64, JoinHandle<()>)>,
     /// The campaign in flight; aborting it closes its connection and etcd cancels it.
     campaign: Option<JoinHandle<()>>,
-    leader_key: Option<LeaderKey>,
     /// Revocations in flight; awaited (bounded) before exit.
     revokes: Vec<JoinHandle<()>>,
     /// Whether this process put the address on the interface and has not removed it.
@@ -227,9 +226,7 @@ impl Driver {
                 }
                 ev = rx.recv() => match ev {
                     Some(Event::Machine(i)) => i,
-                    Some(Event::Elected(key)) => {
-                        let lease = key.lease;
-                        self.leader_key = Some(key);
+                    Some(Event::Elected(lease)) => {
                         self.campaign = None;
                         Input::Elected { lease }
                     }
@@ -294,7 +291,8 @@ impl Driver {
         self.last_transition_wall = Some((t.clone(), wall));
         self.metrics.transition(t.to.as_str(), t.reason.label());
         self.metrics.holder.set((t.to == Role::Holder) as i64);
-        let level_warn = matches!(t.to, Role::Waiting) && t.from >= Role::Acquiring;
+        let level_warn = matches!(t.to, Role::Waiting | Role::Suspended)
+            && matches!(t.from, Role::Suspended | Role::Acquiring | Role::Holder);
         if level_warn {
             tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
                 "{}->{} ({})", t.from, t.to, t.reason);
@@ -353,7 +351,7 @@ impl Driver {
                     };
                     let ev = tokio::select! {
                         r = etcd.campaign(&name, lease, &node) => match r {
-                            Ok(key) => Event::Elected(key),
+                            Ok(key) => Event::Elected(key.lease),
                             Err(e) => Event::Machine(Input::CampaignFailed { lease, error: e.to_string() }),
                         },
                         _ = watch => Event::Machine(Input::CampaignFailed {
@@ -419,7 +417,6 @@ impl Driver {
                         t.abort();
                     }
                 }
-                self.leader_key = None;
                 let etcd = self.settings.etcd.clone();
                 self.revokes.push(tokio::spawn(async move {
                     if let Err(e) = etcd.revoke(id).await {

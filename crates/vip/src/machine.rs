@@ -65,6 +65,10 @@ pub enum Role {
     Waiting,
     /// Healthy, lease held, campaign in flight: elected as soon as the holder goes.
     Candidate,
+    /// Was holder; the lease deadline passed without a renewal, so the VIP is dropped, but
+    /// the lease (and with it the election key) is kept: if a renewal succeeds after all
+    /// (etcd was electing a leader), this node still leads and takes the VIP back at once.
+    Suspended,
     /// Elected; probing that no foreign host answers for the address before adding it.
     Acquiring,
     /// Holds the VIP: address on the interface, announced.
@@ -78,6 +82,7 @@ impl Role {
         match self {
             Role::Waiting => "waiting",
             Role::Candidate => "candidate",
+            Role::Suspended => "suspended",
             Role::Acquiring => "acquiring",
             Role::Holder => "holder",
             Role::Stopped => "stopped",
@@ -109,6 +114,8 @@ pub enum Reason {
     ForeignHolder(String),
     /// Elected, but the lease or health was no longer good enough to take the address.
     ElectedTooLate,
+    /// A renewal succeeded after the deadline had passed: still elected, take the VIP back.
+    Resumed,
     /// A campaign request failed (an etcd member went away): a fresh lease, a new campaign.
     CampaignFailed,
     /// etcd names another leader while this node holds: our key is gone.
@@ -134,6 +141,9 @@ impl fmt::Display for Reason {
             Reason::ElectedTooLate => {
                 f.write_str("elected, but the lease or health check had already lapsed")
             }
+            Reason::Resumed => f.write_str(
+                "the lease was renewed after all (etcd answered again): still elected, taking the address back",
+            ),
             Reason::CampaignFailed => {
                 f.write_str("campaign failed: starting over with a fresh lease")
             }
@@ -157,6 +167,7 @@ impl Reason {
             Reason::LeaseGone => "lease_gone",
             Reason::ForeignHolder(_) => "foreign_holder",
             Reason::ElectedTooLate => "elected_too_late",
+            Reason::Resumed => "resumed",
             Reason::CampaignFailed => "campaign_failed",
             Reason::LeaderElsewhere => "leader_elsewhere",
             Reason::Shutdown => "shutdown",
@@ -350,7 +361,7 @@ impl Machine {
                 self.healthy = ok;
                 if !ok {
                     match self.role {
-                        Role::Holder | Role::Acquiring => {
+                        Role::Holder | Role::Acquiring | Role::Suspended => {
                             self.drop_all(now, Reason::HealthFailed, &mut out)
                         }
                         Role::Candidate => self.leave_election(now, Reason::HealthFailed, &mut out),
@@ -396,7 +407,7 @@ impl Machine {
             Input::LeaseGone { id } => {
                 if self.lease.is_some_and(|l| l.id == id) {
                     match self.role {
-                        Role::Holder | Role::Acquiring => {
+                        Role::Holder | Role::Acquiring | Role::Suspended => {
                             self.drop_all(now, Reason::LeaseGone, &mut out)
                         }
                         Role::Candidate => self.leave_election(now, Reason::LeaseGone, &mut out),
@@ -445,7 +456,7 @@ impl Machine {
                 // is gone and someone else may be elected: drop now.
                 let ours = self.lease.map(|l| l.id);
                 let asked_after = self.elected_at.is_some_and(|e| sent_at > e);
-                if matches!(self.role, Role::Holder | Role::Acquiring)
+                if matches!(self.role, Role::Holder | Role::Acquiring | Role::Suspended)
                     && asked_after
                     && lease != ours
                 {
@@ -491,7 +502,7 @@ impl Machine {
             Input::Shutdown => {
                 let from = self.role;
                 match self.role {
-                    Role::Holder | Role::Acquiring => {
+                    Role::Holder | Role::Acquiring | Role::Suspended => {
                         self.drop_all(now, Reason::Shutdown, &mut out)
                     }
                     Role::Candidate => self.leave_election(now, Reason::Shutdown, &mut out),
@@ -527,6 +538,13 @@ impl Machine {
                     out.actions.push(Action::GrantLease);
                 }
             }
+            Role::Suspended if self.healthy => {
+                if self.lease.is_some_and(|l| now < l.deadline) {
+                    self.waiting_for = None;
+                    self.set_role(now, Role::Acquiring, Reason::Resumed, out);
+                    out.actions.push(Action::Probe);
+                }
+            }
             Role::Candidate if !self.campaigning && may_try => {
                 if let Some(l) = self.lease {
                     self.campaigning = true;
@@ -558,7 +576,23 @@ impl Machine {
             return;
         }
         match self.role {
-            Role::Holder | Role::Acquiring => self.drop_all(now, Reason::LeaseDeadline, out),
+            // Already dropped; waiting for etcd to say whether the lease lives.
+            Role::Suspended => return,
+            Role::Holder | Role::Acquiring => {
+                // The address goes now, in the fixed order; the lease is kept (nobody can
+                // be elected while it lives, and a late renewal proves we still lead).
+                if self.role == Role::Holder {
+                    out.actions.push(Action::StopAnnouncing);
+                    out.actions.push(Action::RemoveAddress);
+                }
+                self.next_announce = None;
+                self.holder_since = None;
+                self.set_role(now, Role::Suspended, Reason::LeaseDeadline, out);
+                self.waiting_for = Some(
+                    "lease not renewed in time: VIP dropped, lease kept until etcd answers".into(),
+                );
+                return;
+            }
             Role::Candidate => self.leave_election(now, Reason::LeaseDeadline, out),
             _ => {
                 out.actions.push(Action::RevokeLease { id: l.id });
@@ -688,6 +722,10 @@ mod tests {
             let o = self.at(n, Input::ProbeDone { foreign_mac: None });
             assert_eq!(o.actions, vec![AddAddress, Announce]);
             assert_eq!(self.m.role(), Role::Holder);
+        }
+        /// Marks the node unhealthy without the input's consequences (for a state check).
+        fn healthy_off(&mut self) {
+            self.m.healthy = false;
         }
         fn renew(&mut self, sent: u64, received: u64) -> Output {
             let sent_at = self.t(sent);
@@ -854,12 +892,89 @@ mod tests {
         assert!(!h.at(1999, Input::Tick).actions.contains(&RemoveAddress));
         assert_eq!(h.m.role(), Role::Holder);
         let o = h.at(2000, Input::Tick);
-        assert_eq!(o.actions, DROP.to_vec());
-        assert_eq!(o.transition.unwrap().reason, Reason::LeaseDeadline);
-        assert!(h.m.lease().is_none());
-        // It tries again after a back-off (etcd may be back).
-        assert!(h.at(2100, Input::Tick).actions.is_empty());
-        assert_eq!(h.at(2200, Input::Tick).actions, vec![GrantLease]);
+        // The address goes in the fixed order; the lease is kept (not revoked).
+        assert_eq!(o.actions, vec![StopAnnouncing, RemoveAddress]);
+        let t = o.transition.unwrap();
+        assert_eq!(
+            (t.from, t.to, t.reason),
+            (Role::Holder, Role::Suspended, Reason::LeaseDeadline)
+        );
+        assert!(h.m.lease().is_some());
+        // Nothing more while etcd stays silent: no announcing, no re-adding, no campaign.
+        for n in [2100, 3000, 9000] {
+            assert!(h.at(n, Input::Tick).actions.is_empty());
+        }
+        assert!(h
+            .at(9100, Input::Address { present: false })
+            .actions
+            .is_empty());
+    }
+
+    #[test]
+    fn a_suspended_holder_takes_the_vip_back_when_a_renewal_succeeds() {
+        let mut h = H::new();
+        h.holder(0); // deadline 1500
+        h.at(1500, Input::Tick);
+        assert_eq!(h.m.role(), Role::Suspended);
+        // etcd answers again (a new etcd leader extended the lease): still elected.
+        let o = h.renew(2600, 2620);
+        assert_eq!(o.actions, vec![Probe]);
+        assert_eq!(o.transition.unwrap().reason, Reason::Resumed);
+        let o = h.at(2680, Input::ProbeDone { foreign_mac: None });
+        assert_eq!(o.actions, vec![AddAddress, Announce]);
+        assert_eq!(h.m.role(), Role::Holder);
+        // A renewal sent long ago (before the deadline) but answered late does not count
+        // more than its send time: deadline 1000 + 1500 = 2500 < now.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        assert!(h.renew(1000, 2600).actions.is_empty());
+        assert_eq!(h.m.role(), Role::Suspended);
+    }
+
+    #[test]
+    fn a_suspended_holder_gives_the_lease_up_when_etcd_or_health_say_so() {
+        // etcd: the lease is gone -> a fresh one.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        let o = h.at(2600, Input::LeaseGone { id: 7 });
+        assert_eq!(o.actions, vec![RevokeLease { id: 7 }, GrantLease]);
+        assert_eq!(o.transition.unwrap().reason, Reason::LeaseGone);
+        // etcd names another leader -> revoke, and (healthy) a fresh lease.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        let sent_at = h.t(2500);
+        let o = h.at(
+            2600,
+            Input::LeaderSeen {
+                lease: Some(9),
+                sent_at,
+            },
+        );
+        assert_eq!(o.actions, vec![RevokeLease { id: 7 }, GrantLease]);
+        // Health fails -> revoke; shutdown -> revoke, exit.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        assert_eq!(
+            h.at(2000, Input::Health(false)).actions,
+            vec![RevokeLease { id: 7 }]
+        );
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        assert_eq!(
+            h.at(2000, Input::Shutdown).actions,
+            vec![RevokeLease { id: 7 }, Exit]
+        );
+        // Unhealthy while suspended never resumes.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(1500, Input::Tick);
+        h.healthy_off();
+        assert!(!h.renew(2600, 2620).actions.contains(&Probe));
     }
 
     #[test]
@@ -886,12 +1001,14 @@ mod tests {
     }
 
     #[test]
-    fn a_renewal_arriving_after_the_deadline_does_not_revive_the_holder() {
+    fn a_renewal_arriving_after_the_deadline_drops_first_then_resumes() {
         let mut h = H::new();
         h.holder(0); // deadline 1500
+                     // Sent at 1000 (before the deadline), answered at 1600: the address goes at the
+                     // deadline check, then the renewal proves the lease alive until 2500: probe again.
         let o = h.renew(1000, 1600);
-        assert_eq!(&o.actions[..3], &DROP);
-        assert_ne!(h.m.role(), Role::Holder);
+        assert_eq!(o.actions, vec![StopAnnouncing, RemoveAddress, Probe]);
+        assert_eq!(h.m.role(), Role::Acquiring);
     }
 
     #[test]
@@ -911,13 +1028,15 @@ mod tests {
         let o = h.at(1600, Input::Elected { lease: 7 });
         assert!(!o.actions.contains(&Probe) && !o.actions.contains(&AddAddress));
         assert_eq!(h.m.role(), Role::Waiting);
-        // The probe answer arrives after the deadline: nothing is added either.
+        // The probe answer arrives after the deadline: nothing is added; the node is
+        // suspended (lease kept) until etcd answers.
         let mut h = H::new();
         h.candidate(0);
         h.at(100, Input::Elected { lease: 7 });
         let o = h.at(1500, Input::ProbeDone { foreign_mac: None });
-        assert_eq!(o.actions, vec![RevokeLease { id: 7 }]);
+        assert!(o.actions.is_empty(), "{:?}", o.actions);
         assert_eq!(o.transition.unwrap().reason, Reason::LeaseDeadline);
+        assert_eq!(h.m.role(), Role::Suspended);
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub struct Args {
     /// Client certificate and key for the health URL (API servers without anonymous access).
     #[arg(long, value_name = "FILE", requires = "health_key")]
     health_cert: Option<PathBuf>,
+    /// Key of --health-cert.
     #[arg(long, value_name = "FILE", requires = "health_cert")]
     health_key: Option<PathBuf>,
     /// Health probe interval (default 250ms, or the definition's).
@@ -64,7 +65,7 @@ pub struct Args {
     /// etcd election name (key prefix). Default: the definition's, or /cpe/vip/<VIP>.
     #[arg(long, value_name = "NAME")]
     election: Option<String>,
-    /// Admin listener (/status, /metrics). Default 127.0.0.1:9631 or the definition's.
+    /// Admin listener (/status, /metrics, /healthz). Default 127.0.0.1:9631 or the definition's.
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<SocketAddr>,
     /// How long the takeover probe waits for a foreign host answering for the VIP.
