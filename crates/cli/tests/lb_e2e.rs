@@ -220,7 +220,7 @@ async fn three_standins_stop_one_kill_one_no_failed_request() {
     stop.store(true, Ordering::Relaxed);
     client.await.unwrap();
 
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     let failed: Vec<_> = log.iter().filter(|(_, r)| r.is_err()).collect();
     let ok_after_kill = log
         .iter()

@@ -176,7 +176,7 @@ async fn fails_over_to_the_next_member_and_reports_unreachable() {
     ));
     assert_eq!(c.failures(), 1);
 
-    let only_dead = client_for(&[dead.clone()]);
+    let only_dead = client_for(std::slice::from_ref(&dead));
     let e = only_dead.grant(Duration::from_secs(2)).await.unwrap_err();
     let msg = e.to_string();
     assert!(

@@ -24,5 +24,5 @@ pub mod probe;
 pub mod state;
 
 pub use probe::TlsFiles;
-pub use probe::{Failure, Observation, Outcome, ProbeError, Prober};
+pub use probe::{Failure, NoVerification, Observation, Outcome, ProbeError, Prober};
 pub use state::{Cause, Event, Health, Rules, State, Step, Transition};

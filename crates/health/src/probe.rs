@@ -453,7 +453,7 @@ fn client_config(tls: &TlsFiles) -> Result<ClientConfig, ProbeError> {
         }
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+            .with_custom_certificate_verifier(NoVerification::new(provider)),
     };
     let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
@@ -512,9 +512,16 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 }
 
 /// Accepts any server certificate (no CA given), but still checks the handshake
-/// signatures, so the TLS session itself is sound.
+/// signatures, so the peer holds the key of the certificate it showed. The one such
+/// verifier in cpe: the probes, `cpe preflight`/`cpe check` and the test clients use it.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub struct NoVerification(Arc<CryptoProvider>);
+
+impl NoVerification {
+    pub fn new(provider: Arc<CryptoProvider>) -> Arc<Self> {
+        Arc::new(NoVerification(provider))
+    }
+}
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(

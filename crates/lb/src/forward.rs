@@ -177,7 +177,10 @@ fn poll_dir(
             // 2a. Bulk: socket -> pipe.
             ready!(from.poll_read_ready(cx))?;
             match from.try_io(Interest::READABLE, || p.from_socket(from)) {
-                Ok(0) => return Poll::Ready(Ok(end_of_stream(to, d))),
+                Ok(0) => {
+                    end_of_stream(to, d);
+                    return Poll::Ready(Ok(()));
+                }
                 Ok(n) => {
                     d.in_pipe = n;
                     d.total += n as u64;
@@ -212,7 +215,8 @@ fn poll_dir(
         match got {
             Ok(0) => {
                 d.buf = None;
-                return Poll::Ready(Ok(end_of_stream(to, d)));
+                end_of_stream(to, d);
+                return Poll::Ready(Ok(()));
             }
             Ok(n) => d.total += n as u64,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.buf = None,

@@ -61,10 +61,12 @@ use tracing::{debug, error, info, warn};
 /// Why the load balancer could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum LbError {
-    #[error("cannot listen on {addr}: {source}{}", in_use_hint(.source, *.addr))]
-    Listen { addr: SocketAddr, source: io::Error },
-    #[error("cannot listen for admin requests on {addr}: {source}{}", in_use_hint(.source, *.addr))]
-    Admin { addr: SocketAddr, source: io::Error },
+    // The I/O error is in the message, not a `source`: the CLI prints the cause chain,
+    // which would repeat it.
+    #[error("cannot listen on {addr}: {error}{}", in_use_hint(.error, *.addr))]
+    Listen { addr: SocketAddr, error: io::Error },
+    #[error("cannot listen for admin requests on {addr}: {error}{}", in_use_hint(.error, *.addr))]
+    Admin { addr: SocketAddr, error: io::Error },
     #[error(transparent)]
     Health(#[from] ProbeError),
     #[error("no backends: give at least one (control-plane machines in the file, or --backend)")]
@@ -177,17 +179,17 @@ impl Lb {
         }
         let prober = Prober::from_config(&config.health)?;
         let backlog = config.max_connections.clamp(128, 65535) as u32;
-        let listener = bind_listener(config.listen, backlog).map_err(|source| LbError::Listen {
+        let listener = bind_listener(config.listen, backlog).map_err(|error| LbError::Listen {
             addr: config.listen,
-            source,
+            error,
         })?;
-        let listen = listener.local_addr().map_err(|source| LbError::Listen {
+        let listen = listener.local_addr().map_err(|error| LbError::Listen {
             addr: config.listen,
-            source,
+            error,
         })?;
         let admin = match config.admin {
             Some(a) => {
-                Some(bind_listener(a, 128).map_err(|source| LbError::Admin { addr: a, source })?)
+                Some(bind_listener(a, 128).map_err(|error| LbError::Admin { addr: a, error })?)
             }
             None => None,
         };

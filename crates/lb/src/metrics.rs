@@ -64,6 +64,12 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabel, Counter>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();

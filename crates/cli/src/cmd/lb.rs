@@ -200,12 +200,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cpe_lb::forward::set_splice(false);
     }
     cpe_lb::raise_fd_limit(config.max_connections);
-    let lb = Lb::bind(config).await.context("cpe lb cannot start")?;
-    let handle = lb.handle();
-    // Signals are installed before serving: a SIGHUP right after start reloads instead of
-    // killing the process.
+    // Signals are installed before binding and the first round of checks: a SIGTERM or
+    // SIGHUP that arrives while starting is queued and handled, never the default action
+    // (which would kill the process without draining).
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let lb = Lb::bind(config).await.context("cpe lb cannot start")?;
+    let handle = lb.handle();
     let reloader = tokio::spawn(async move {
         while hup.recv().await.is_some() {
             reload(&args, &handle);
