@@ -51,9 +51,26 @@ impl Response {
 /// Maps a request path (without query) to a response; `None` is 404.
 pub type Handler = Arc<dyn Fn(&str) -> Option<Response> + Send + Sync>;
 
+/// Maps a `POST` (path, body) to a response; `None` is 404. For operator actions such as
+/// maintenance: the admin listener is on loopback by default and has no auth.
+pub type Actions = Arc<dyn Fn(&str, &str) -> Option<Response> + Send + Sync>;
+
+/// The largest `POST` body an action accepts.
+const MAX_ACTION_BODY: usize = 1024;
+
 /// Serves admin requests on `listener` until `shutdown` completes. Each connection gets
-/// its own task; a slow client cannot hold up the others.
+/// its own task; a slow client cannot hold up the others. `GET` only.
 pub async fn serve(listener: TcpListener, handler: Handler, shutdown: impl Future<Output = ()>) {
+    serve_with_actions(listener, handler, None, shutdown).await
+}
+
+/// As [`serve`], and `POST` requests go to `actions`.
+pub async fn serve_with_actions(
+    listener: TcpListener,
+    handler: Handler,
+    actions: Option<Actions>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
@@ -68,22 +85,41 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: impl Futur
             },
         };
         let handler = handler.clone();
+        let actions = actions.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handler = handler.clone();
+                let actions = actions.clone();
                 async move {
-                    let r = if req.method() == hyper::Method::GET {
-                        handler(req.uri().path()).unwrap_or(Response {
-                            status: 404,
-                            content_type: "text/plain",
-                            body: format!("no such path: {}\n", req.uri().path()),
-                        })
-                    } else {
-                        Response {
+                    let path = req.uri().path().to_string();
+                    let not_found = || Response {
+                        status: 404,
+                        content_type: "text/plain",
+                        body: format!("no such path: {path}\n"),
+                    };
+                    let r = match (req.method().clone(), actions) {
+                        (hyper::Method::GET, _) => handler(&path).unwrap_or_else(not_found),
+                        (hyper::Method::POST, Some(actions)) => {
+                            match http_body_util::Limited::new(req.into_body(), MAX_ACTION_BODY)
+                                .collect()
+                                .await
+                            {
+                                Ok(b) => {
+                                    let body = String::from_utf8_lossy(&b.to_bytes()).into_owned();
+                                    actions(&path, body.trim()).unwrap_or_else(not_found)
+                                }
+                                Err(_) => Response {
+                                    status: 413,
+                                    content_type: "text/plain",
+                                    body: format!("body larger than {MAX_ACTION_BODY} bytes\n"),
+                                },
+                            }
+                        }
+                        _ => Response {
                             status: 405,
                             content_type: "text/plain",
-                            body: "GET only\n".into(),
-                        }
+                            body: "method not allowed\n".into(),
+                        },
                     };
                     HttpResponse::builder()
                         .status(r.status)
@@ -114,6 +150,26 @@ pub enum ClientError {
 
 /// `GET path` on an admin listener; returns the body of a 200 answer.
 pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, ClientError> {
+    request(addr, hyper::Method::GET, path, "", timeout).await
+}
+
+/// `POST path` with `body` on an admin listener; returns the body of a 200 answer.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ClientError> {
+    request(addr, hyper::Method::POST, path, body, timeout).await
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<String, ClientError> {
     let work = async {
         let stream = TcpStream::connect(addr)
             .await
@@ -122,9 +178,11 @@ pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Stri
             .await
             .map_err(|e| ClientError::Http(addr, e.to_string()))?;
         tokio::spawn(conn);
-        let req = Request::get(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", addr.to_string())
-            .body(http_body_util::Empty::<Bytes>::new())
+            .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| ClientError::Http(addr, e.to_string()))?;
         let resp = send
             .send_request(req)
@@ -180,5 +238,39 @@ mod tests {
         );
         tx.send(()).unwrap();
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn posts_go_to_actions_only_when_given() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let handler: Handler = Arc::new(|_| None);
+        let actions: Actions =
+            Arc::new(|p, b| (p == "/echo").then(|| Response::text(format!("{p} {b}"))));
+        let server = tokio::spawn(serve_with_actions(
+            l,
+            handler,
+            Some(actions),
+            std::future::pending(),
+        ));
+        let t = Duration::from_secs(2);
+        assert_eq!(post(addr, "/echo", " on\n", t).await.unwrap(), "/echo on");
+        let big = "x".repeat(MAX_ACTION_BODY + 1);
+        let err = post(addr, "/echo", &big, t).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 413, .. }),
+            "{err}"
+        );
+        server.abort();
+
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(serve(l, Arc::new(|_| None), std::future::pending()));
+        let err = post(addr, "/echo", "on", t).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 405, .. }),
+            "{err}"
+        );
+        server.abort();
     }
 }

@@ -6,7 +6,9 @@
 //!   killed while a client sends requests on new connections: no failed request, except
 //!   at most one in flight on the killed server at the instant it died;
 //! - `etcdctl watch` through `cpe lb -f` against a real etcd keeps streaming while the
-//!   backends change through SIGHUP reloads, including an invalid file.
+//!   backends change through SIGHUP reloads, including an invalid file;
+//! - an operator puts a backend in maintenance with `cpe status --maintenance` and takes
+//!   it out again: no new connection goes to it meanwhile.
 //!
 //! Loopback only: no namespaces, so no root needed. Timings are printed, not asserted
 //! tightly (two shared cores).
@@ -260,6 +262,97 @@ async fn three_standins_stop_one_kill_one_no_failed_request() {
         .terminate(Duration::from_secs(10))
         .expect("cpe lb did not exit");
     assert!(st.success(), "cpe lb exit: {st:?}\n{}", lb.tail(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_set_by_the_operator_takes_a_backend_out_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("pki");
+    let addrs = [free_addr("127.0.0.1"), free_addr("127.0.0.1")];
+    let _s1 = apiserver("s1", addrs[0], &tls, dir.path());
+    let _s2 = apiserver("s2", addrs[1], &tls, dir.path());
+    let listen = free_addr("127.0.0.1");
+    let admin = free_addr("127.0.0.1");
+    let mut c = cpe();
+    c.args([
+        "lb",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
+    ]);
+    for a in &addrs {
+        c.args(["--backend", &a.to_string()]);
+    }
+    let _lb = Child::spawn("lb", c, &dir.path().join("lb.log")).unwrap();
+    wait_port(admin, "cpe lb admin");
+    for a in &addrs {
+        wait_state(admin, *a, |s| s == "up", "every backend up").await;
+    }
+    let status_cmd = |arg: String| {
+        cpe()
+            .args([
+                "status",
+                "--admin",
+                &admin.to_string(),
+                "--maintenance",
+                &arg,
+            ])
+            .output()
+            .unwrap()
+    };
+
+    let out = status_cmd(format!("{}=on", addrs[0]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("maintenance on"));
+    assert_eq!(state_in(&status(admin).await, addrs[0]), "maintenance");
+
+    // New connections go only to s2 while s1 is in maintenance, checks notwithstanding.
+    let ca = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    let target = Target {
+        addr: listen,
+        tls: Some((
+            cpe_apiserver::tls::client_config(&ca, None, &[b"http/1.1"]).unwrap(),
+            cpe_apiserver::tls::server_name("127.0.0.1").unwrap(),
+        )),
+        timeout: Duration::from_secs(5),
+    };
+    for _ in 0..20 {
+        let r = client::get(&target, "/debug/whoami")
+            .await
+            .expect("request through the LB");
+        assert_eq!(
+            r.backend.as_deref(),
+            Some("s2"),
+            "a new connection went to s1 in maintenance"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await; // a few probe rounds: still out
+    assert_eq!(state_in(&status(admin).await, addrs[0]), "maintenance");
+
+    let out = status_cmd(format!("{}=off", addrs[0]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_state(admin, addrs[0], |s| s == "up", "s1 back after maintenance").await;
+
+    // Bad input: a value that is not on/off is a usage error; an unknown backend is named.
+    let out = status_cmd(format!("{}=maybe", addrs[0]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BACKEND=on"));
+    let out = status_cmd("10.9.9.9:6443=on".into());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("10.9.9.9:6443"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_definition(path: &Path, listen: SocketAddr, admin: SocketAddr, machines: &[SocketAddr]) {

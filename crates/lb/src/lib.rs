@@ -280,9 +280,39 @@ impl Lb {
                 )),
                 _ => None,
             });
-            tokio::spawn(cpe_admin::serve(
+            // POST /maintenance/<backend> with `on` or `off`: the operator's maintenance.
+            let h = LbHandle {
+                shared: shared.clone(),
+            };
+            let actions: cpe_admin::Actions = Arc::new(move |path, body| {
+                let backend = path.strip_prefix("/maintenance/")?;
+                let on = match body {
+                    "on" => true,
+                    "off" => false,
+                    other => {
+                        return Some(cpe_admin::Response {
+                            status: 400,
+                            content_type: "text/plain",
+                            body: format!("body `{other}`: write `on` or `off`\n"),
+                        })
+                    }
+                };
+                Some(match h.set_maintenance(backend, on) {
+                    Ok(()) => cpe_admin::Response::text(format!(
+                        "{backend}: maintenance {}\n",
+                        if on { "on" } else { "off" }
+                    )),
+                    Err(e) => cpe_admin::Response {
+                        status: 404,
+                        content_type: "text/plain",
+                        body: format!("{e}\n"),
+                    },
+                })
+            });
+            tokio::spawn(cpe_admin::serve_with_actions(
                 l,
                 handler,
+                Some(actions),
                 admin_stop.clone().cancelled_owned(),
             ))
         });

@@ -16,6 +16,11 @@ pub struct Args {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Put a `cpe lb` backend in maintenance (no new connections, checks ignored; its
+    /// connections continue) or take it out: `--maintenance 10.0.0.11:6443=on|off`.
+    /// Talks to `--admin` (default 127.0.0.1:9630).
+    #[arg(long, value_name = "BACKEND=on|off")]
+    maintenance: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -25,6 +30,34 @@ enum Output {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(m) = &args.maintenance {
+        let Some((backend, on)) = m
+            .rsplit_once('=')
+            .filter(|(b, v)| !b.is_empty() && (*v == "on" || *v == "off"))
+        else {
+            eprintln!(
+                "error: --maintenance {m}: write BACKEND=on or BACKEND=off, e.g. 10.0.0.11:6443=on"
+            );
+            return Ok(ExitCode::from(2));
+        };
+        let admin = match args.admin.as_slice() {
+            [] => cpe_config::DEFAULT_LB_ADMIN.parse()?,
+            [one] => *one,
+            _ => {
+                eprintln!("error: --maintenance takes one --admin (the cpe lb to change)");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let body = cpe_admin::post(
+            admin,
+            &format!("/maintenance/{backend}"),
+            on,
+            Duration::from_secs(3),
+        )
+        .await?;
+        print!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let explicit = !args.admin.is_empty();
     let admins = if explicit {
         args.admin.clone()
