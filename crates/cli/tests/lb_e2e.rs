@@ -105,6 +105,46 @@ fn apiserver(name: &str, addr: SocketAddr, tls: &Path, logs: &Path) -> Child {
     child
 }
 
+/// An HTTPS client target for the endpoint at `listen`, verifying with the stand-ins' CA.
+fn tls_target(listen: SocketAddr, tls: &Path) -> Target {
+    let ca = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
+    Target {
+        addr: listen,
+        tls: Some((
+            cpe_apiserver::tls::client_config(&ca, None, &[b"http/1.1"]).unwrap(),
+            cpe_apiserver::tls::server_name("127.0.0.1").unwrap(),
+        )),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// Starts `cpe lb --listen --admin` on free loopback ports in front of `backends`
+/// (certificates verified with `ca` when given); returns it with its two addresses.
+fn start_lb(
+    backends: &[SocketAddr],
+    ca: Option<&Path>,
+    logs: &Path,
+) -> (Child, SocketAddr, SocketAddr) {
+    let listen = free_addr("127.0.0.1");
+    let admin = free_addr("127.0.0.1");
+    let mut c = cpe();
+    c.args([
+        "lb",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
+    ]);
+    for a in backends {
+        c.args(["--backend", &a.to_string()]);
+    }
+    if let Some(ca) = ca {
+        c.arg("--ca-file").arg(ca);
+    }
+    let lb = Child::spawn("lb", c, &logs.join("lb.log")).unwrap();
+    (lb, listen, admin)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_standins_stop_one_kill_one_no_failed_request() {
     cpe_testkit::require_programs(&["kubectl"]);
@@ -120,21 +160,7 @@ async fn three_standins_stop_one_kill_one_no_failed_request() {
     let mut s2 = apiserver("s2", addrs[1], &tls, dir.path());
     let _s3 = apiserver("s3", addrs[2], &tls, dir.path());
 
-    let listen = free_addr("127.0.0.1");
-    let admin = free_addr("127.0.0.1");
-    let mut c = cpe();
-    c.args([
-        "lb",
-        "--listen",
-        &listen.to_string(),
-        "--admin",
-        &admin.to_string(),
-    ]);
-    for a in &addrs {
-        c.args(["--backend", &a.to_string()]);
-    }
-    c.arg("--ca-file").arg(tls.join("ca.crt"));
-    let mut lb = Child::spawn("lb", c, &dir.path().join("lb.log")).unwrap();
+    let (mut lb, listen, admin) = start_lb(&addrs, Some(&tls.join("ca.crt")), dir.path());
     wait_port(admin, "cpe lb admin");
     for a in &addrs {
         wait_state(admin, *a, |s| s == "up", "every backend up").await;
@@ -177,15 +203,7 @@ async fn three_standins_stop_one_kill_one_no_failed_request() {
     assert_eq!(table.matches(" UP ").count(), 3, "{table}");
 
     // A client sending requests on new connections the whole time.
-    let ca = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
-    let target = Target {
-        addr: listen,
-        tls: Some((
-            cpe_apiserver::tls::client_config(&ca, None, &[b"http/1.1"]).unwrap(),
-            cpe_apiserver::tls::server_name("127.0.0.1").unwrap(),
-        )),
-        timeout: Duration::from_secs(5),
-    };
+    let target = tls_target(listen, &tls);
     let stop = Arc::new(AtomicBool::new(false));
     let log: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
     let client = {
@@ -271,20 +289,7 @@ async fn maintenance_set_by_the_operator_takes_a_backend_out_and_back() {
     let addrs = [free_addr("127.0.0.1"), free_addr("127.0.0.1")];
     let _s1 = apiserver("s1", addrs[0], &tls, dir.path());
     let _s2 = apiserver("s2", addrs[1], &tls, dir.path());
-    let listen = free_addr("127.0.0.1");
-    let admin = free_addr("127.0.0.1");
-    let mut c = cpe();
-    c.args([
-        "lb",
-        "--listen",
-        &listen.to_string(),
-        "--admin",
-        &admin.to_string(),
-    ]);
-    for a in &addrs {
-        c.args(["--backend", &a.to_string()]);
-    }
-    let _lb = Child::spawn("lb", c, &dir.path().join("lb.log")).unwrap();
+    let (_lb, listen, admin) = start_lb(&addrs, None, dir.path());
     wait_port(admin, "cpe lb admin");
     for a in &addrs {
         wait_state(admin, *a, |s| s == "up", "every backend up").await;
@@ -312,15 +317,7 @@ async fn maintenance_set_by_the_operator_takes_a_backend_out_and_back() {
     assert_eq!(state_in(&status(admin).await, addrs[0]), "maintenance");
 
     // New connections go only to s2 while s1 is in maintenance, checks notwithstanding.
-    let ca = std::fs::read_to_string(tls.join("ca.crt")).unwrap();
-    let target = Target {
-        addr: listen,
-        tls: Some((
-            cpe_apiserver::tls::client_config(&ca, None, &[b"http/1.1"]).unwrap(),
-            cpe_apiserver::tls::server_name("127.0.0.1").unwrap(),
-        )),
-        timeout: Duration::from_secs(5),
-    };
+    let target = tls_target(listen, &tls);
     for _ in 0..20 {
         let r = client::get(&target, "/debug/whoami")
             .await
