@@ -25,14 +25,20 @@ async fn a_killed_backend_costs_no_new_connection_and_leaves_rotation() {
     .await;
 
     let addr = lb.addr;
+    // One request at a time on a new connection each. The one in flight on b1 at the
+    // instant it dies may fail (a crash loses what it was doing); every other one must be
+    // answered: a connect refused by the dead backend is retried on another one.
     let client = tokio::spawn(async move {
         let mut seen = std::collections::BTreeMap::new();
+        let mut failed = Vec::new();
         for _ in 0..300 {
-            let name = once(addr).await.expect("a new connection failed");
-            *seen.entry(name).or_insert(0) += 1;
+            match once(addr).await {
+                Ok(name) => *seen.entry(name).or_insert(0) += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        seen
+        (seen, failed)
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     bs[1].kill.cancel();
@@ -42,13 +48,17 @@ async fn a_killed_backend_costs_no_new_connection_and_leaves_rotation() {
     })
     .await;
     let out_after = killed_at.elapsed();
-    let seen = client.await.unwrap();
+    let (seen, failed) = client.await.unwrap();
+    assert!(
+        failed.len() <= 1,
+        "only the request in flight on the killed backend may fail: {failed:?}"
+    );
     assert!(
         seen.contains_key("b0") && seen.contains_key("b2"),
         "{seen:?}"
     );
     assert!(out_after < Duration::from_secs(2), "{out_after:?}");
-    eprintln!("killed backend out of rotation after {out_after:?}; answers by backend: {seen:?}");
+    eprintln!("killed backend out of rotation after {out_after:?}; answers by backend: {seen:?}; failed: {failed:?}");
     lb.stop.cancel();
     lb.task.await.unwrap();
 }
