@@ -48,18 +48,28 @@ pub struct Check {
 }
 
 impl Check {
+    fn new(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        status: Status,
+        reason: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Check {
+            id: id.into(),
+            title: title.into(),
+            status,
+            reason: reason.into(),
+            fix: fix.into(),
+        }
+    }
+
     pub fn pass(
         id: impl Into<String>,
         title: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Check {
-            id: id.into(),
-            title: title.into(),
-            status: Status::Pass,
-            reason: reason.into(),
-            fix: String::new(),
-        }
+        Check::new(id, title, Status::Pass, reason, "")
     }
 
     pub fn warn(
@@ -68,13 +78,7 @@ impl Check {
         reason: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            id: id.into(),
-            title: title.into(),
-            status: Status::Warn,
-            reason: reason.into(),
-            fix: fix.into(),
-        }
+        Check::new(id, title, Status::Warn, reason, fix)
     }
 
     pub fn fail(
@@ -83,13 +87,7 @@ impl Check {
         reason: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            id: id.into(),
-            title: title.into(),
-            status: Status::Fail,
-            reason: reason.into(),
-            fix: fix.into(),
-        }
+        Check::new(id, title, Status::Fail, reason, fix)
     }
 }
 
