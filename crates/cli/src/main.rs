@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Render(a) => cmd::render::run(a),
         Command::Preflight(a) => cmd::block_on(cmd::preflight::run(a)),
         Command::Check(a) => cmd::block_on(cmd::check::run(a)),
-        Command::Lb(a) => cmd::block_on(cmd::lb::run(a)),
+        Command::Lb(a) => cmd::block_on_current_thread(cmd::lb::run(a)),
         Command::Vip(a) => cmd::block_on(cmd::vip::run(*a)),
         Command::Status(a) => cmd::block_on(cmd::status::run(a)),
         Command::Demo(a) => cmd::block_on(cmd::demo::run(a)),

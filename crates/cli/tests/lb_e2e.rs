@@ -145,6 +145,9 @@ fn start_lb(
     (lb, listen, admin)
 }
 
+/// When each request ended and what it got.
+type RequestLog = Vec<(Instant, Result<String, String>)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_standins_stop_one_kill_one_no_failed_request() {
     cpe_testkit::require_programs(&["kubectl"]);
@@ -205,7 +208,7 @@ async fn three_standins_stop_one_kill_one_no_failed_request() {
     // A client sending requests on new connections the whole time.
     let target = tls_target(listen, &tls);
     let stop = Arc::new(AtomicBool::new(false));
-    let log: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
+    let log: Arc<Mutex<RequestLog>> = Arc::default();
     let client = {
         let (stop, log) = (stop.clone(), log.clone());
         tokio::spawn(async move {

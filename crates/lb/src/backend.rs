@@ -6,13 +6,14 @@
 use crate::config::BackendSpec;
 use crate::metrics::{BackendLabel, Metrics};
 use crate::select::View;
+use arc_swap::ArcSwapOption;
 use cpe_health::{Health, State};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -21,8 +22,9 @@ pub struct Backend {
     /// `spec` as displayed; the label in metrics and logs.
     pub name: String,
     /// Resolved by the checker for names; fixed for IP literals. `None` until a name
-    /// resolves: such a backend is never picked.
-    addr: Mutex<Option<SocketAddr>>,
+    /// resolves: such a backend is never picked. Read on every new connection by every
+    /// worker: swapped, not locked.
+    addr: ArcSwapOption<SocketAddr>,
     /// Mirror of `health.state()` (index into `State::ALL`), for lock-free selection.
     state: AtomicU8,
     tcp_alive: AtomicBool,
@@ -63,7 +65,7 @@ impl Backend {
         let health = Health::new(name.clone(), now);
         metrics.set_state(&name, health.state());
         Backend {
-            addr: Mutex::new(spec.literal()),
+            addr: ArcSwapOption::from_pointee(spec.literal()),
             state: AtomicU8::new(state_index(health.state())),
             tcp_alive: AtomicBool::new(false),
             health: Mutex::new(health),
@@ -80,11 +82,13 @@ impl Backend {
     }
 
     pub fn addr(&self) -> Option<SocketAddr> {
-        *self.addr.lock().unwrap_or_else(|e| e.into_inner())
+        self.addr.load().as_deref().copied()
     }
 
     pub fn set_addr(&self, a: SocketAddr) {
-        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
+        if self.addr() != Some(a) {
+            self.addr.store(Some(Arc::new(a)));
+        }
     }
 
     pub fn state(&self) -> State {

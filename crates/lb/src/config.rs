@@ -85,6 +85,14 @@ pub struct LbConfig {
     pub connect_timeout: Duration,
     pub health: HealthCheck,
     pub backends: Vec<BackendSpec>,
+    /// Threads accepting and forwarding, each with its own event loop and its own
+    /// listening socket (`SO_REUSEPORT`). Default: one per CPU.
+    pub workers: usize,
+}
+
+/// One worker per CPU the process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl LbConfig {
@@ -99,6 +107,7 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: HealthCheck::default(),
             backends,
+            workers: default_workers(),
         }
     }
 
@@ -129,6 +138,7 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: ep.health.clone(),
             backends,
+            workers: default_workers(),
         })
     }
 }

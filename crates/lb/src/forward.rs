@@ -63,16 +63,18 @@ pub async fn both_ways(client: &TcpStream, backend: &TcpStream) -> io::Result<Mo
     let mut up = Dir::default();
     let mut down = Dir::default();
     std::future::poll_fn(|cx| {
-        if !up.done {
+        if !up.eof {
             if let Poll::Ready(Err(e)) = poll_dir(cx, client, backend, &mut up) {
                 return Poll::Ready(Err(e));
             }
         }
-        if !down.done {
+        if !down.eof {
             if let Poll::Ready(Err(e)) = poll_dir(cx, backend, client, &mut down) {
                 return Poll::Ready(Err(e));
             }
         }
+        pass_half_close(&mut up, backend, &down);
+        pass_half_close(&mut down, client, &up);
         if up.done && down.done {
             Poll::Ready(Ok(()))
         } else {
@@ -84,6 +86,19 @@ pub async fn both_ways(client: &TcpStream, backend: &TcpStream) -> io::Result<Mo
         to_backend: up.total,
         to_client: down.total,
     })
+}
+
+/// End of stream read in direction `d`: tell the other side with `shutdown(SHUT_WR)`,
+/// unless the opposite direction has ended too: the connection is then over, and
+/// closing both sockets sends the FINs anyway (one system call less).
+fn pass_half_close(d: &mut Dir, to: &TcpStream, other: &Dir) {
+    if !d.eof || d.done {
+        return;
+    }
+    if !other.eof {
+        let _ = SockRef::from(to).shutdown(Shutdown::Write);
+    }
+    d.done = true;
 }
 
 /// Use `splice(2)` for bulk flows (Linux). A switch for benchmarks and for kernels where
@@ -116,6 +131,10 @@ struct Dir {
     /// The last splice was small: leave bulk mode once the pipe is empty.
     #[cfg(target_os = "linux")]
     leave_pipe: bool,
+    /// The bytes in `buf` are the last: the peer closed after them.
+    last: bool,
+    /// End of stream read; the half-close is passed on by [`pass_half_close`].
+    eof: bool,
     done: bool,
     total: u64,
 }
@@ -131,7 +150,17 @@ fn poll_dir(
         if let Some(b) = &d.buf {
             if d.pos < b.len() {
                 ready!(to.poll_write_ready(cx))?;
-                match to.try_write(&b[d.pos..]) {
+                let sent = if d.last {
+                    // The sender closed after these bytes: hold them back (MSG_MORE) so
+                    // that they leave in one segment with the FIN that follows.
+                    to.try_io(Interest::WRITABLE, || {
+                        SockRef::from(to)
+                            .send_with_flags(&b[d.pos..], libc::MSG_MORE | libc::MSG_NOSIGNAL)
+                    })
+                } else {
+                    to.try_write(&b[d.pos..])
+                };
+                match sent {
                     Ok(n) => d.pos += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -178,7 +207,7 @@ fn poll_dir(
             ready!(from.poll_read_ready(cx))?;
             match from.try_io(Interest::READABLE, || p.from_socket(from)) {
                 Ok(0) => {
-                    end_of_stream(to, d);
+                    end_of_stream(d);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(n) => {
@@ -194,6 +223,7 @@ fn poll_dir(
         }
         // 2b. Read into a buffer taken now (capacity only, never zeroed).
         ready!(from.poll_read_ready(cx))?;
+        let closing = peer_closed(cx, from);
         let b = d.buf.get_or_insert_with(|| Vec::with_capacity(BUF));
         b.clear();
         d.pos = 0;
@@ -215,10 +245,13 @@ fn poll_dir(
         match got {
             Ok(0) => {
                 d.buf = None;
-                end_of_stream(to, d);
+                end_of_stream(d);
                 return Poll::Ready(Ok(()));
             }
-            Ok(n) => d.total += n as u64,
+            Ok(n) => {
+                d.total += n as u64;
+                d.last = closing && n < BUF;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.buf = None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Poll::Ready(Err(e)),
@@ -226,11 +259,19 @@ fn poll_dir(
     }
 }
 
-/// End of stream from one side: pass the half-close on. The peer may already be gone
-/// (ENOTCONN): nothing left to tell it.
-fn end_of_stream(to: &TcpStream, d: &mut Dir) {
-    let _ = SockRef::from(to).shutdown(Shutdown::Write);
-    d.done = true;
+/// Has the peer's FIN arrived (epoll said `EPOLLRDHUP` with the data)? Then a short read
+/// has taken the last bytes. Asked only when the socket is known readable, so the
+/// readiness future answers at once from the flags tokio already holds (no system call,
+/// no waiter registered).
+fn peer_closed(cx: &mut Context<'_>, s: &TcpStream) -> bool {
+    let ready = std::pin::pin!(s.ready(Interest::READABLE));
+    matches!(std::future::Future::poll(ready, cx), Poll::Ready(Ok(r)) if r.is_read_closed())
+}
+
+/// End of stream from one side: nothing more to read; [`pass_half_close`] tells the
+/// other side.
+fn end_of_stream(d: &mut Dir) {
+    d.eof = true;
 }
 
 #[cfg(target_os = "linux")]
@@ -327,6 +368,64 @@ mod tests {
             spliced_bytes() > 0,
             "1 MiB in one direction never switched to splice"
         );
+    }
+
+    /// HTTP/1.1 with `Connection: close`: the backend answers and closes at once. The
+    /// answer leaves with the FIN (MSG_MORE, then the half-close) and must arrive whole,
+    /// followed by end of stream, while the client is still open.
+    #[tokio::test]
+    async fn an_answer_followed_by_the_backends_close_arrives_whole_then_eof() {
+        let (mut client, a) = pair().await;
+        let (b, mut backend) = pair().await;
+        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut req = [0u8; 18];
+        backend.read_exact(&mut req).await.unwrap();
+        let answer: Vec<u8> = (0..3000).map(|i| (i % 253) as u8).collect();
+        backend.write_all(&answer).await.unwrap();
+        drop(backend);
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("the answer was held back")
+            .unwrap();
+        assert_eq!(got, answer);
+        drop(client);
+        let moved = tokio::time::timeout(Duration::from_secs(5), fwd)
+            .await
+            .expect("forwarder hung after both sides closed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.to_client, 3000);
+    }
+
+    /// The client half-closes first; the backend then answers and closes. Both directions
+    /// have ended, so no shutdown is sent: dropping the sockets (as the connection task
+    /// does) must still deliver the answer and the end of stream.
+    #[tokio::test]
+    async fn when_both_sides_have_closed_dropping_the_sockets_delivers_the_rest() {
+        let (mut client, a) = pair().await;
+        let (b, mut backend) = pair().await;
+        let fwd = tokio::spawn(async move {
+            let r = both_ways(&a, &b).await;
+            drop((a, b));
+            r
+        });
+        client.write_all(b"request").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut req = Vec::new();
+        backend.read_to_end(&mut req).await.unwrap();
+        assert_eq!(req, b"request");
+        backend.write_all(b"last words").await.unwrap();
+        drop(backend);
+        let moved = fwd.await.unwrap().unwrap();
+        assert_eq!((moved.to_backend, moved.to_client), (7, 10));
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("the last bytes were not delivered")
+            .unwrap();
+        assert_eq!(got, b"last words");
     }
 
     #[tokio::test]

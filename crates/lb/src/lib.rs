@@ -51,8 +51,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,6 +74,10 @@ pub enum LbError {
     NoConnections,
     #[error("no backend named {0}")]
     NoSuchBackend(String),
+    #[error("workers must be at least 1")]
+    NoWorkers,
+    #[error("cannot start worker {worker}: {error}")]
+    Worker { worker: usize, error: io::Error },
 }
 
 fn in_use_hint(e: &io::Error, addr: SocketAddr) -> String {
@@ -118,8 +121,9 @@ struct Shared {
     /// The definition the load balancer runs on now (for reload diffs).
     config: Mutex<LbConfig>,
     metrics: metrics::Metrics,
-    /// Connection limit: a permit per client connection, `try_acquire` at accept.
-    limit: Arc<Semaphore>,
+    /// Client connections open now, against `max_connections` (see [`Slot`]).
+    open: AtomicUsize,
+    max_connections: usize,
     /// Rotates ties in least-connections.
     next: AtomicUsize,
     /// No backend up, some TCP-alive: logged loudly on each change.
@@ -138,8 +142,8 @@ struct Shared {
 /// A bound, checked load balancer, ready to [`run`](Lb::run).
 pub struct Lb {
     shared: Arc<Shared>,
-    /// Taken by `run` (an `Option` because `Lb` has a `Drop`).
-    listener: Option<TcpListener>,
+    /// One listening socket per worker (all on the same address), taken by `run`.
+    listeners: Vec<std::net::TcpListener>,
     admin: Option<TcpListener>,
 }
 
@@ -149,19 +153,65 @@ pub struct LbHandle {
     shared: Arc<Shared>,
 }
 
-fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
+/// A listening socket with the options accepted sockets inherit.
+fn listen_socket(
+    addr: SocketAddr,
+    reuse_port: bool,
+    backlog: u32,
+) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // A restarted cpe must not wait out TIME_WAIT from its previous life.
-    socket.set_reuseaddr(true)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     // Accepted sockets inherit these on Linux: no per-connection system calls for them.
-    socket.set_nodelay(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.set_keepalive(true)?;
-    let _ = socket2::SockRef::from(&socket).set_tcp_keepalive(&forward::keepalive());
-    socket.bind(addr)?;
-    socket.listen(backlog)
+    let _ = socket.set_tcp_keepalive(&forward::keepalive());
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog as i32)?;
+    Ok(socket.into())
+}
+
+/// `count` listening sockets on `addr`, one per worker. With more than one they share
+/// the port through `SO_REUSEPORT` and the kernel spreads new connections over them, so
+/// each worker accepts on its own socket with no lock and no thundering herd.
+///
+/// `SO_REUSEPORT` would also let us join a port that another process (of the same user)
+/// already listens on with the same option, silently splitting its traffic. So the port
+/// is first taken by a plain socket: if anything listens there, that bind fails with
+/// "address in use", as a single listener would. It also turns port 0 into the real port.
+fn bind_listeners(
+    addr: SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![listen_socket(addr, false, backlog)?]);
+    }
+    let addr = {
+        let probe = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+        probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?
+    };
+    (0..count)
+        .map(|_| listen_socket(addr, true, backlog))
+        .collect()
+}
+
+fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::from_std(listen_socket(addr, false, backlog)?)
 }
 
 impl Lb {
@@ -178,12 +228,18 @@ impl Lb {
             return Err(LbError::NoConnections);
         }
         let prober = Prober::from_config(&config.health)?;
+        if config.workers == 0 {
+            return Err(LbError::NoWorkers);
+        }
         let backlog = config.max_connections.clamp(128, 65535) as u32;
-        let listener = bind_listener(config.listen, backlog).map_err(|error| LbError::Listen {
-            addr: config.listen,
-            error,
-        })?;
-        let listen = listener.local_addr().map_err(|error| LbError::Listen {
+        let listeners =
+            bind_listeners(config.listen, backlog, config.workers).map_err(|error| {
+                LbError::Listen {
+                    addr: config.listen,
+                    error,
+                }
+            })?;
+        let listen = listeners[0].local_addr().map_err(|error| LbError::Listen {
             addr: config.listen,
             error,
         })?;
@@ -206,7 +262,8 @@ impl Lb {
             }),
             config: Mutex::new(config.clone()),
             metrics: metrics::Metrics::new(),
-            limit: Arc::new(Semaphore::new(config.max_connections)),
+            open: AtomicUsize::new(0),
+            max_connections: config.max_connections,
             next: AtomicUsize::new(0),
             fallback: AtomicBool::new(false),
             stop_checks: CancellationToken::new(),
@@ -238,7 +295,7 @@ impl Lb {
         );
         Ok(Lb {
             shared,
-            listener: Some(listener),
+            listeners,
             admin,
         })
     }
@@ -265,9 +322,9 @@ impl Lb {
         let mut this = self;
         let shared = this.shared.clone();
         let admin = this.admin.take();
-        let Some(listener) = this.listener.take() else {
+        if this.listeners.is_empty() {
             return Ok(());
-        };
+        }
         let admin_stop = CancellationToken::new();
         let admin_task = admin.map(|l| {
             let h = LbHandle {
@@ -317,48 +374,39 @@ impl Lb {
             ))
         });
 
-        tokio::pin!(shutdown);
-        let mut last_limit_log: Option<Instant> = None;
-        let mut last_accept_log: Option<Instant> = None;
-        loop {
-            let (client, peer) = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: the connection stays in the backlog; back
-                        // off a little instead of spinning on it.
-                        if last_accept_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                            warn!(error = %e, "accept failed (file descriptor limit?)");
-                            last_accept_log = Some(Instant::now());
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
+        // The workers: one thread each, with its own current-thread runtime (its own
+        // epoll, timers and task queue) and its own listening socket. A connection lives
+        // its whole life on the worker that accepted it: no work stealing, no wake-ups
+        // across threads. Health checks, the admin listener and reloads stay on the
+        // caller's runtime; everything the workers share is atomics and swapped snapshots.
+        let stop_accepting = CancellationToken::new();
+        // Should this future be dropped before it finishes, the workers must not outlive
+        // it: they stop accepting and cut their connections. (On the normal path both
+        // have already happened when the guard fires.)
+        let _guard = RunGuard {
+            stop_accepting: stop_accepting.clone(),
+            shared: shared.clone(),
+        };
+        let mut workers = Vec::new();
+        for (i, l) in std::mem::take(&mut this.listeners).into_iter().enumerate() {
+            match Worker::start(i, &shared, l, stop_accepting.clone()) {
+                Ok(w) => workers.push(w),
+                Err(error) => {
+                    stop_accepting.cancel();
+                    shared.connections.close();
+                    for w in workers {
+                        w.join().await;
                     }
-                },
-            };
-            shared.metrics.accepted.inc();
-            let Ok(permit) = shared.limit.clone().try_acquire_owned() else {
-                shared.metrics.rejected.inc();
-                if last_limit_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                    warn!(
-                        limit = shared.config().max_connections,
-                        %peer,
-                        "connection limit reached: closing new connections (counted in cpe_lb_connections_rejected_total)"
-                    );
-                    last_limit_log = Some(Instant::now());
+                    admin_stop.cancel();
+                    return Err(LbError::Worker { worker: i, error });
                 }
-                drop(client);
-                continue;
-            };
-            let s = shared.clone();
-            shared.connections.spawn(async move {
-                s.serve(client, peer).await;
-                drop(permit);
-            });
+            }
         }
-        drop(listener);
+        shutdown.await;
+        stop_accepting.cancel();
+        for w in &mut workers {
+            w.listener_closed().await;
+        }
         let drain = shared.timing.load().drain_timeout;
         let open = shared.connections.len();
         info!(
@@ -378,6 +426,9 @@ impl Lb {
             shared.hard_stop.cancel();
             shared.connections.wait().await;
         }
+        for w in workers {
+            w.join().await;
+        }
         shared.stop_checks.cancel();
         admin_stop.cancel();
         if let Some(t) = admin_task {
@@ -385,6 +436,105 @@ impl Lb {
         }
         info!("load balancer stopped");
         Ok(())
+    }
+}
+
+/// One client connection's place under the connection limit, given back on drop.
+///
+/// An atomic count rather than a semaphore: nothing ever waits for a place (past the
+/// limit a connection is closed at once), and a semaphore's release takes a lock that
+/// every worker would contend on for every connection.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        shared
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < shared.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(shared.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct RunGuard {
+    stop_accepting: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.stop_accepting.cancel();
+        self.shared.connections.close();
+        self.shared.hard_stop.cancel();
+        self.shared.stop_checks.cancel();
+    }
+}
+
+/// One accepting and forwarding thread (see [`Lb::run`]).
+struct Worker {
+    /// Fires when the worker's accept loop has ended and its listening socket is closed.
+    listener_closed: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fires when the thread is about to end (its connections are all over).
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Worker {
+    /// Builds the worker's runtime and registers its socket here, so that both can fail
+    /// before anything is served; then starts the thread.
+    fn start(
+        index: usize,
+        shared: &Arc<Shared>,
+        listener: std::net::TcpListener,
+        stop: CancellationToken,
+    ) -> io::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("cpe-lb-{index}"))
+            .spawn(move || {
+                runtime.block_on(async {
+                    shared.accept_loop(listener, stop).await;
+                    let _ = closed_tx.send(());
+                    // The connections this worker accepted run on this runtime: it
+                    // lives until they have all ended (drained or cut by `run`).
+                    shared.connections.wait().await;
+                });
+                // Its epoll and wake-up descriptors are closed before `run` hears that
+                // the worker is done.
+                drop(runtime);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Worker {
+            listener_closed: Some(closed_rx),
+            done: done_rx,
+        })
+    }
+
+    async fn listener_closed(&mut self) {
+        if let Some(rx) = self.listener_closed.take() {
+            // An error means the thread ended (panicked): its socket is closed too.
+            let _ = rx.await;
+        }
+    }
+
+    async fn join(self) {
+        let _ = self.done.await;
     }
 }
 
@@ -401,6 +551,50 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Accepts on one worker's socket until `stop`, then closes it (dropped on return).
+    async fn accept_loop(self: &Arc<Self>, listener: TcpListener, stop: CancellationToken) {
+        let mut last_limit_log: Option<Instant> = None;
+        let mut last_accept_log: Option<Instant> = None;
+        loop {
+            let (client, peer) = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: the connection stays in the backlog; back
+                        // off a little instead of spinning on it.
+                        if last_accept_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                            warn!(error = %e, "accept failed (file descriptor limit?)");
+                            last_accept_log = Some(Instant::now());
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            self.metrics.accepted.inc();
+            let Some(slot) = Slot::take(self) else {
+                self.metrics.rejected.inc();
+                if last_limit_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                    warn!(
+                        limit = self.config().max_connections,
+                        %peer,
+                        "connection limit reached: closing new connections (counted in cpe_lb_connections_rejected_total)"
+                    );
+                    last_limit_log = Some(Instant::now());
+                }
+                drop(client);
+                continue;
+            };
+            // On this worker's runtime; tracked for the drain. The slot goes back when
+            // the task ends, however it ends.
+            tokio::spawn(self.connections.track_future(async move {
+                slot.0.serve(client, peer).await;
+            }));
+        }
     }
 
     /// Creates a backend and starts its checker.
@@ -522,7 +716,7 @@ impl Shared {
         }
     }
 
-    async fn serve(self: Arc<Self>, client: TcpStream, peer: SocketAddr) {
+    async fn serve(&self, client: TcpStream, peer: SocketAddr) {
         self.metrics.active.inc();
         let _active = GaugeGuard(&self.metrics.active);
         let members = self.members.load_full();
@@ -591,6 +785,9 @@ impl Shared {
         }
         if config.max_connections != old.max_connections {
             out.needs_restart.push("maxConnections");
+        }
+        if config.workers != old.workers {
+            out.needs_restart.push("workers");
         }
         self.prober.store(Arc::new(prober));
         self.rules

@@ -251,3 +251,71 @@ async fn a_backend_that_accepts_and_never_answers_goes_down() {
     lb.task.await.unwrap_or(());
     drop(hung);
 }
+
+/// Several workers share the port through SO_REUSEPORT, which would also let a second
+/// load balancer (same user) join it and silently take half its connections: the port is
+/// claimed by a plain socket first, so a second `cpe lb` on it is refused and named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_port_but_a_second_load_balancer_cannot_join_it() {
+    let b = Backend::start("b").await;
+    let mut c = config(vec![b.spec()]);
+    c.workers = 3;
+    let lb = start(c.clone()).await;
+
+    let mut again = c.clone();
+    again.listen = lb.addr;
+    again.admin = None;
+    let e = Lb::bind(again)
+        .await
+        .err()
+        .expect("a second load balancer joined a port in use")
+        .to_string();
+    assert!(
+        e.contains(&lb.addr.to_string()) && e.contains("in use"),
+        "{e}"
+    );
+
+    // Every connection is served, whichever worker's socket the kernel gave it to.
+    for i in 0..60 {
+        let answer = once(lb.addr)
+            .await
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(answer, "b");
+    }
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+    assert!(
+        TcpStream::connect(lb.addr).await.is_err(),
+        "a worker's socket outlived the load balancer"
+    );
+}
+
+/// `run` owns worker threads: if its future is dropped (the task aborted) they must not
+/// keep the port open or the connections running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_stops_the_workers() {
+    let b = Backend::start("b").await;
+    let lb = start(config(vec![b.spec()])).await;
+    let mut idle = TcpStream::connect(lb.addr).await.unwrap();
+    until("connection forwarded", || {
+        lb.handle.active_connections() == 1
+    })
+    .await;
+    lb.task.abort();
+    let _ = lb.task.await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(lb.addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still accepting after run was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The open connection was cut, not left running on an orphaned thread.
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the connection outlived the load balancer");
+    assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+}

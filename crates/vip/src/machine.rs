@@ -538,12 +538,10 @@ impl Machine {
                     out.actions.push(Action::GrantLease);
                 }
             }
-            Role::Suspended if self.healthy => {
-                if self.lease.is_some_and(|l| now < l.deadline) {
-                    self.waiting_for = None;
-                    self.set_role(now, Role::Acquiring, Reason::Resumed, out);
-                    out.actions.push(Action::Probe);
-                }
+            Role::Suspended if self.healthy && self.lease.is_some_and(|l| now < l.deadline) => {
+                self.waiting_for = None;
+                self.set_role(now, Role::Acquiring, Reason::Resumed, out);
+                out.actions.push(Action::Probe);
             }
             Role::Candidate if !self.campaigning && may_try => {
                 if let Some(l) = self.lease {
@@ -1194,8 +1192,7 @@ mod tests {
     fn a_failed_campaign_starts_over_with_a_fresh_lease_without_growing_delay() {
         let mut h = H::new();
         h.candidate(0);
-        let mut id = 7;
-        for k in 0..5u64 {
+        for (k, id) in (0..5u64).zip(7..) {
             let n = 100 + k * 300;
             let o = h.at(
                 n,
@@ -1220,7 +1217,7 @@ mod tests {
                 vec![GrantLease],
                 "attempt {k}"
             );
-            id += 1;
+            let id = id + 1;
             let sent_at = h.t(n + 200);
             let o = h.at(
                 n + 210,

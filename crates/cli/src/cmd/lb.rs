@@ -68,6 +68,10 @@ pub struct Args {
     /// Connect timeout to a backend before trying another.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     connect_timeout: Option<Duration>,
+    /// Threads accepting and forwarding connections, each with its own listening socket
+    /// (SO_REUSEPORT) [default: one per CPU].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    workers: Option<u64>,
     /// Copy bulk transfers through user space instead of splice(2) (for comparisons).
     #[arg(long)]
     no_splice: bool,
@@ -182,6 +186,9 @@ impl Args {
         }
         if let Some(m) = self.max_connections {
             c.max_connections = m as usize;
+        }
+        if let Some(w) = self.workers {
+            c.workers = w as usize;
         }
         if let Some(d) = self.drain_timeout {
             c.drain_timeout = d;

@@ -42,3 +42,17 @@ pub fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
         .block_on(fut)
 }
+
+/// Runs an async subcommand on the calling thread alone: for `cpe lb`, whose own worker
+/// threads carry the traffic, so the checks, the admin listener and the signals need
+/// no thread pool of their own competing with them for the CPUs.
+pub fn block_on_current_thread(
+    fut: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(fut)
+}
