@@ -25,6 +25,34 @@ fn tls_target(addr: std::net::SocketAddr, pki: &Pki, name: &str) -> Target {
     }
 }
 
+/// Trusts `pki`'s CA for "localhost" and presents the given client certificate.
+fn client_cert_target(addr: std::net::SocketAddr, pki: &Pki, cert: &str, key: &str) -> Target {
+    Target {
+        addr,
+        tls: Some((
+            tls::client_config(&pki.ca_cert_pem, Some((cert, key)), &[]).unwrap(),
+            tls::server_name("localhost").unwrap(),
+        )),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// A TLS connection to `running` as "localhost", offering one ALPN protocol.
+async fn tls_connect(
+    running: &Running,
+    pki: &Pki,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = tls::client_config(&pki.ca_cert_pem, None, &[alpn]).unwrap();
+    let tcp = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(tls::server_name("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
 async fn start(config: Config) -> Running {
     Server::bind(config).await.unwrap().spawn()
 }
@@ -209,38 +237,19 @@ async fn client_certificates_are_optional_but_verified() {
         200
     );
     // Our client certificate: let in.
-    let with_cert = Target {
-        addr,
-        tls: Some((
-            tls::client_config(
-                &pki.ca_cert_pem,
-                Some((&pki.client.cert_pem, &pki.client.key_pem)),
-                &[],
-            )
-            .unwrap(),
-            tls::server_name("localhost").unwrap(),
-        )),
-        timeout: Duration::from_secs(5),
-    };
+    let with_cert = client_cert_target(addr, &pki, &pki.client.cert_pem, &pki.client.key_pem);
     assert_eq!(
         client::get(&with_cert, "/version").await.unwrap().status,
         200
     );
     // A client certificate from another CA: refused.
     let stranger = Pki::generate(&["localhost"]).unwrap();
-    let bad = Target {
+    let bad = client_cert_target(
         addr,
-        tls: Some((
-            tls::client_config(
-                &pki.ca_cert_pem,
-                Some((&stranger.client.cert_pem, &stranger.client.key_pem)),
-                &[],
-            )
-            .unwrap(),
-            tls::server_name("localhost").unwrap(),
-        )),
-        timeout: Duration::from_secs(5),
-    };
+        &pki,
+        &stranger.client.cert_pem,
+        &stranger.client.key_pem,
+    );
     assert!(
         client::get(&bad, "/version").await.is_err(),
         "a stranger's client certificate was accepted"
@@ -253,14 +262,7 @@ async fn alpn_offers_h2_and_http11() {
     let pki = Pki::generate(&["localhost"]).unwrap();
     let running = start(with_tls("cp1", &pki, false)).await;
     for (offer, want) in [(&b"h2"[..], &b"h2"[..]), (b"http/1.1", b"http/1.1")] {
-        let config = tls::client_config(&pki.ca_cert_pem, None, &[offer]).unwrap();
-        let tcp = tokio::net::TcpStream::connect(running.local_addr())
-            .await
-            .unwrap();
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(tls::server_name("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = tls_connect(&running, &pki, offer).await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(want));
     }
     running.kill().await;
@@ -343,14 +345,7 @@ async fn http2_requests_and_a_watch_over_tls() {
     use http_body_util::{BodyExt, Empty};
     let pki = Pki::generate(&["localhost"]).unwrap();
     let running = start(with_tls("cp1", &pki, false)).await;
-    let config = tls::client_config(&pki.ca_cert_pem, None, &[b"h2"]).unwrap();
-    let tcp = tokio::net::TcpStream::connect(running.local_addr())
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(tls::server_name("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(&running, &pki, b"h2").await;
     let (mut send, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(tls),

@@ -107,18 +107,21 @@ fn plain(addr: SocketAddr) -> Target {
     }
 }
 
+/// What `cpe test-apiserver --tls-dir` writes.
+const PKI_FILES: [&str; 5] = [
+    "ca.crt",
+    "server.crt",
+    "server.key",
+    "client.crt",
+    "client.key",
+];
+
 #[test]
 fn kubectl_version_readyz_and_watch_against_the_generated_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let pki: PathBuf = tmp.path().join("pki");
     let s = Standin::start(&["--name", "cp1", "--tls-dir", pki.to_str().unwrap()]);
-    for f in [
-        "ca.crt",
-        "server.crt",
-        "server.key",
-        "client.crt",
-        "client.key",
-    ] {
+    for f in PKI_FILES {
         assert!(pki.join(f).is_file(), "{f} not generated");
     }
     let server = format!("https://{}", s.addr);
@@ -418,13 +421,7 @@ fn pki_only_writes_the_directory_and_exits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for f in [
-        "ca.crt",
-        "server.crt",
-        "server.key",
-        "client.crt",
-        "client.key",
-    ] {
+    for f in PKI_FILES {
         assert!(pki.join(f).is_file(), "{f} missing");
     }
 }

@@ -15,6 +15,20 @@ use std::time::{Duration, Instant};
 
 const CPE: &str = env!("CARGO_BIN_EXE_cpe");
 
+/// `cpe preflight -f DEF --local --node NODE -o json`.
+fn local_json<'a>(def: &'a str, node: &'a str) -> [&'a str; 8] {
+    [
+        "preflight",
+        "-f",
+        def,
+        "--local",
+        "--node",
+        node,
+        "-o",
+        "json",
+    ]
+}
+
 /// Runs `cpe ARGS` inside `host`; returns the exit code, the parsed JSON (when `-o json`
 /// was given) and the raw output.
 fn cpe(host: &Host, args: &[&str]) -> (i32, Value, String) {
@@ -197,19 +211,7 @@ fn local_ports_held_by_real_processes_are_named() {
     let def = def.to_str().unwrap();
 
     // A free machine passes everything.
-    let (code, r, out) = cpe(
-        &cp1,
-        &[
-            "preflight",
-            "-f",
-            def,
-            "--local",
-            "--node",
-            "cp1",
-            "-o",
-            "json",
-        ],
-    );
+    let (code, r, out) = cpe(&cp1, &local_json(def, "cp1"));
     assert_eq!(code, 0, "{out}");
     for port in [6443, 2379, 2380, 10250, 10257, 10259] {
         assert_eq!(status(&r, "cp1", &format!("port.{port}")), "pass", "{out}");
@@ -219,19 +221,7 @@ fn local_ports_held_by_real_processes_are_named() {
     // A real etcd holding the API server port on loopback only (the all-addresses bind
     // must still see it) and its peer port on 10250.
     let mut holder = etcd_holding(&cp1, dir.path(), "127.0.0.1:6443", "127.0.0.1:10250");
-    let (code, r, out) = cpe(
-        &cp1,
-        &[
-            "preflight",
-            "-f",
-            def,
-            "--local",
-            "--node",
-            "cp1",
-            "-o",
-            "json",
-        ],
-    );
+    let (code, r, out) = cpe(&cp1, &local_json(def, "cp1"));
     assert_eq!(code, 1, "{out}");
     let c = find(&r, "cp1", "port.6443");
     assert_eq!(c["status"], "fail", "{out}");
@@ -284,38 +274,13 @@ fn local_ports_held_by_real_processes_are_named() {
     assert!(has(&r, "port.10259"), "{out}");
 
     // Run on the wrong machine: the machine's address is not here.
-    let (code, r, out) = cpe(
-        &cp1,
-        &[
-            "preflight",
-            "-f",
-            def,
-            "--local",
-            "--node",
-            "cp2",
-            "-o",
-            "json",
-        ],
-    );
+    let (code, r, out) = cpe(&cp1, &local_json(def, "cp2"));
     assert_eq!(code, 1, "{out}");
     assert_eq!(status(&r, "cp2", "node.address"), "fail", "{out}");
 
     // Not root: the port is still found in use, but the holder (root's etcd) cannot be
     // named, and the reason says so instead of guessing.
-    let (code, r, out) = cpe_as_nobody(
-        &cp1,
-        dir.path(),
-        &[
-            "preflight",
-            "-f",
-            def,
-            "--local",
-            "--node",
-            "cp1",
-            "-o",
-            "json",
-        ],
-    );
+    let (code, r, out) = cpe_as_nobody(&cp1, dir.path(), &local_json(def, "cp1"));
     assert_eq!(code, 1, "{out}");
     let c = find(&r, "cp1", "port.6443");
     assert_eq!(c["status"], "fail", "{out}");
@@ -415,16 +380,7 @@ fn local_vip_mode_interface_arp_and_capabilities() {
         &vip_definition(&cp1, &cp2, &vip, "eth0"),
     );
     let def = def.to_str().unwrap();
-    let local = [
-        "preflight",
-        "-f",
-        def,
-        "--local",
-        "--node",
-        "cp1",
-        "-o",
-        "json",
-    ];
+    let local = local_json(def, "cp1");
 
     // A clean link: interface present, up, in the VIP's subnet, nobody answers for the VIP,
     // and root has both capabilities.
@@ -1076,16 +1032,7 @@ fn local_vip_ipv6_neighbour_discovery() {
         ),
     );
     let def = def.to_str().unwrap();
-    let local = [
-        "preflight",
-        "-f",
-        def,
-        "--local",
-        "--node",
-        "cp1",
-        "-o",
-        "json",
-    ];
+    let local = local_json(def, "cp1");
     let (_, r, out) = cpe(&cp1, &local);
     assert_eq!(status(&r, "cp1", "node.address"), "pass", "{out}");
     assert_eq!(status(&r, "cp1", "vip.interface.subnet"), "pass", "{out}");

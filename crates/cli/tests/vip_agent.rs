@@ -30,6 +30,67 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Durat
 }
 
 /// `/status`, or Null while the agent is not answering yet.
+/// A one-member etcd on `host`, its peer port on loopback; returns once it answers on
+/// 127.0.0.1:2379 (every test here talks to that listener at least).
+fn one_member_etcd(host: &Host, dir: &Path, listen_client_urls: &str, advertise: &str) -> Child {
+    let data = dir.join("etcd");
+    let args: Vec<String> = [
+        "--name",
+        "a",
+        "--data-dir",
+        &data.to_string_lossy(),
+        "--listen-client-urls",
+        listen_client_urls,
+        "--advertise-client-urls",
+        advertise,
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "a=http://127.0.0.1:2380",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let etcd = host
+        .spawn("etcd", &dir.join("etcd.log"), "etcd", &args)
+        .unwrap();
+    wait_for("etcd", Duration::from_secs(20), || {
+        host.exec(
+            "etcdctl",
+            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
+        )
+        .is_ok()
+    });
+    etcd
+}
+
+/// tcpdump on `host`'s eth0 for `filter` (line-buffered into tcpdump.log), given half a
+/// second to start listening before anything it should see is sent.
+fn capture(host: &Host, dir: &Path, filter: &str) -> Child {
+    let args: Vec<String> = ["-l", "-n", "-i", "eth0", filter]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let c = host
+        .spawn("tcpdump", &dir.join("tcpdump.log"), "tcpdump", &args)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c
+}
+
+/// Waits up to 3 s until `capture`'s log holds `needle` at least `count` times.
+fn wait_for_lines(capture: &Child, needle: &str, count: usize, what: &str) {
+    wait_for(what, Duration::from_secs(3), || {
+        std::fs::read_to_string(capture.log_path())
+            .unwrap_or_default()
+            .matches(needle)
+            .count()
+            >= count
+    });
+}
+
 fn try_status(host: &Host) -> Value {
     host.exec(CPE, &["status", "--admin", "127.0.0.1:9631", "-o", "json"])
         .ok()
@@ -85,50 +146,15 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     let b = net.add_host("b", 12).unwrap();
     let vip = net.addr(100);
 
-    let etcd_args: Vec<String> = [
-        "--name",
-        "a",
-        "--data-dir",
-        &dir.path().join("etcd").to_string_lossy(),
-        "--listen-client-urls",
+    let _etcd = one_member_etcd(
+        &a,
+        dir.path(),
         "http://127.0.0.1:2379,http://127.0.0.1:2381",
-        "--advertise-client-urls",
         "http://127.0.0.1:2379",
-        "--listen-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-cluster",
-        "a=http://127.0.0.1:2380",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _etcd = a
-        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
-        .unwrap();
-    wait_for("etcd", Duration::from_secs(20), || {
-        a.exec(
-            "etcdctl",
-            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
-        )
-        .is_ok()
-    });
+    );
 
     // The peer listens for ARP before the agent starts.
-    let tcpdump_args: Vec<String> = ["-l", "-n", "-i", "eth0", "arp"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let tcpdump = b
-        .spawn(
-            "tcpdump",
-            &dir.path().join("tcpdump.log"),
-            "tcpdump",
-            &tcpdump_args,
-        )
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let tcpdump = capture(&b, dir.path(), "arp");
 
     let mut agent = start_agent(&a, vip, dir.path(), "agent.log");
     let took = wait_for("the VIP on a", Duration::from_secs(10), || {
@@ -138,17 +164,7 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     b.exec("ping", &["-c", "1", "-W", "2", &vip.to_string()])
         .expect("the peer reaches the VIP");
     let garp = format!("Request who-has {vip} tell {vip}");
-    wait_for(
-        "two gratuitous ARPs on the peer",
-        Duration::from_secs(3),
-        || {
-            std::fs::read_to_string(tcpdump.log_path())
-                .unwrap_or_default()
-                .matches(&garp)
-                .count()
-                >= 2
-        },
-    );
+    wait_for_lines(&tcpdump, &garp, 2, "two gratuitous ARPs on the peer");
     let s = status(&a);
     assert_eq!(s["kind"], "vip");
     assert_eq!(s["role"], "holder", "{s:#}");
@@ -313,35 +329,12 @@ fn two_agents_hand_over_on_health_failure_and_sigterm() {
     let c = net.add_host("c", 13).unwrap();
     let vip = net.addr(100);
     let ea = a.addr;
-    let etcd_args: Vec<String> = [
-        "--name",
-        "a",
-        "--data-dir",
-        &dir.path().join("etcd").to_string_lossy(),
-        "--listen-client-urls",
+    let _etcd = one_member_etcd(
+        &a,
+        dir.path(),
         &format!("http://127.0.0.1:2379,http://{ea}:2379,http://127.0.0.1:2381,http://{ea}:2381"),
-        "--advertise-client-urls",
         &format!("http://{ea}:2379"),
-        "--listen-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-cluster",
-        "a=http://127.0.0.1:2380",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _etcd = a
-        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
-        .unwrap();
-    wait_for("etcd", Duration::from_secs(20), || {
-        a.exec(
-            "etcdctl",
-            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
-        )
-        .is_ok()
-    });
+    );
     let agent = |h: &Host, etcd: &str, health: &str, log: &str| {
         let args: Vec<String> = [
             "vip",
@@ -468,35 +461,12 @@ fn a_definition_file_drives_the_agent() {
     let vip = net.addr(100);
     // etcd also listens on this machine's API server port, standing in for the API server
     // the definition's health check probes (`http://ADDR:6443/health`).
-    let etcd_args: Vec<String> = [
-        "--name",
-        "a",
-        "--data-dir",
-        &dir.path().join("etcd").to_string_lossy(),
-        "--listen-client-urls",
+    let _etcd = one_member_etcd(
+        &a,
+        dir.path(),
         &format!("http://127.0.0.1:2379,http://{}:6443", a.addr),
-        "--advertise-client-urls",
         "http://127.0.0.1:2379",
-        "--listen-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-cluster",
-        "a=http://127.0.0.1:2380",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _etcd = a
-        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
-        .unwrap();
-    wait_for("etcd", Duration::from_secs(20), || {
-        a.exec(
-            "etcdctl",
-            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
-        )
-        .is_ok()
-    });
+    );
     let def = dir.path().join("endpoint.yaml");
     std::fs::write(
         &def,
@@ -570,48 +540,13 @@ fn an_ipv6_vip_is_added_without_dad_and_announced_with_na() {
         .parse::<std::net::Ipv6Addr>()
         .unwrap()
         .to_string();
-    let etcd_args: Vec<String> = [
-        "--name",
-        "a",
-        "--data-dir",
-        &dir.path().join("etcd").to_string_lossy(),
-        "--listen-client-urls",
+    let _etcd = one_member_etcd(
+        &a,
+        dir.path(),
         "http://127.0.0.1:2379",
-        "--advertise-client-urls",
         "http://127.0.0.1:2379",
-        "--listen-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:2380",
-        "--initial-cluster",
-        "a=http://127.0.0.1:2380",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _etcd = a
-        .spawn("etcd", &dir.path().join("etcd.log"), "etcd", &etcd_args)
-        .unwrap();
-    wait_for("etcd", Duration::from_secs(20), || {
-        a.exec(
-            "etcdctl",
-            &["--endpoints", "http://127.0.0.1:2379", "endpoint", "health"],
-        )
-        .is_ok()
-    });
-    let td_args: Vec<String> = ["-l", "-n", "-i", "eth0", "icmp6"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let tcpdump = b
-        .spawn(
-            "tcpdump",
-            &dir.path().join("tcpdump.log"),
-            "tcpdump",
-            &td_args,
-        )
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    );
+    let tcpdump = capture(&b, dir.path(), "icmp6");
     let args: Vec<String> = [
         "vip",
         "--vip",
@@ -656,17 +591,7 @@ fn an_ipv6_vip_is_added_without_dad_and_announced_with_na() {
     b.exec("ping", &["-6", "-c", "1", "-W", "2", &vip])
         .expect("the peer reaches the IPv6 VIP");
     let na = format!("{vip} > ff02::1: ICMP6, neighbor advertisement, tgt is {vip}");
-    wait_for(
-        "unsolicited NAs on the peer",
-        Duration::from_secs(3),
-        || {
-            std::fs::read_to_string(tcpdump.log_path())
-                .unwrap_or_default()
-                .matches(&na)
-                .count()
-                >= 2
-        },
-    );
+    wait_for_lines(&tcpdump, &na, 2, "unsolicited NAs on the peer");
     sigterm(&agent);
     wait_for("cpe vip to exit", Duration::from_secs(5), || {
         !agent.is_running()

@@ -2,8 +2,10 @@
 //! member with its own data directory and ports picked free at start, killed at the end.
 //! It needs the `etcd` binary; without it the test fails and says so.
 
+mod common;
+
+use common::free_port;
 use cpe_election::{Client, KeepAlive, TlsFiles};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,14 +20,6 @@ impl Drop for Etcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_etcd() -> Etcd {

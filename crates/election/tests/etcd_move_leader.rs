@@ -5,8 +5,10 @@
 //! make the named member the leader (and is refused by a member that does not lead).
 //! It needs the `etcd` binary; without it the test fails and says so.
 
+mod common;
+
+use common::free_port;
 use cpe_election::{Client, Error, TlsFiles};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,14 +25,6 @@ impl Drop for Cluster {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_cluster() -> Cluster {

@@ -2,9 +2,11 @@
 //! kubeadm control plane's etcd does: the right CA and client certificate work; a wrong CA,
 //! or no client certificate, fail with an error that says TLS and names the flags to check.
 
+mod common;
+
+use common::free_port;
 use cpe_election::{Client, TlsFiles};
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,14 +17,6 @@ impl Drop for Etcd {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn make_ca(dir: &Path, name: &str) -> (PathBuf, Issuer<'static, KeyPair>) {

@@ -19,6 +19,8 @@
 //! - [`forward`]: moving bytes both ways with half-close and no idle buffers.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`status`]: the `/status` document and the table `cpe status` prints.
+//! - here: [`Lb`] (bind, then `run` with one worker thread per CPU, each accepting on its
+//!   own `SO_REUSEPORT` socket), the connection path, checkers, reload.
 //!
 //! # Use as a library
 //!
@@ -474,7 +476,7 @@ impl Drop for RunGuard {
         self.stop_accepting.cancel();
         self.shared.connections.close();
         self.shared.hard_stop.cancel();
-        self.shared.stop_checks.cancel();
+        // The checkers are stopped by `Lb`'s own drop, which the dropped future runs too.
     }
 }
 

@@ -139,6 +139,20 @@ fn absolute(what: &'static str, p: &Path) -> Result<(), RenderError> {
 }
 
 /// A YAML double-quoted scalar (a JSON string is one).
+/// The `caFile`/`certFile`/`keyFile` lines of a section, those that are set.
+fn tls_files(
+    s: &mut String,
+    ca: &Option<std::path::PathBuf>,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) {
+    for (k, v) in [("caFile", ca), ("certFile", cert), ("keyFile", key)] {
+        if let Some(p) = v {
+            let _ = writeln!(s, "  {k}: {}", q(&p.display().to_string()));
+        }
+    }
+}
+
 fn q(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
@@ -573,15 +587,7 @@ pub fn definition(e: &Endpoint) -> String {
             cpe_config::Unauthorized::Down => "down",
         }
     );
-    for (k, v) in [
-        ("caFile", &h.ca_file),
-        ("certFile", &h.cert_file),
-        ("keyFile", &h.key_file),
-    ] {
-        if let Some(p) = v {
-            let _ = writeln!(s, "  {k}: {}", q(&p.display().to_string()));
-        }
-    }
+    tls_files(&mut s, &h.ca_file, &h.cert_file, &h.key_file);
     if let Some(v) = &e.vip {
         let _ = writeln!(
             s,
@@ -601,15 +607,7 @@ pub fn definition(e: &Endpoint) -> String {
                 let _ = writeln!(s, "    - {}", q(u));
             }
         }
-        for (k, v) in [
-            ("caFile", &etcd.ca_file),
-            ("certFile", &etcd.cert_file),
-            ("keyFile", &etcd.key_file),
-        ] {
-            if let Some(p) = v {
-                let _ = writeln!(s, "  {k}: {}", q(&p.display().to_string()));
-            }
-        }
+        tls_files(&mut s, &etcd.ca_file, &etcd.cert_file, &etcd.key_file);
     }
     if let Some(lb) = &e.load_balancer {
         let _ = writeln!(

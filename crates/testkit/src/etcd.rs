@@ -206,21 +206,7 @@ impl EtcdCluster {
             .iter_mut()
             .find_map(|m| m.is_running().then(|| m.host.clone()))
             .context("no etcd member is running")?;
-        let mut c = host.command("etcdctl");
-        c.env("ETCDCTL_API", "3").args([
-            &format!("--endpoints={eps}"),
-            "--dial-timeout=1s",
-            "--command-timeout=2s",
-            "endpoint",
-            "status",
-            "-w",
-            "json",
-        ]);
-        // Exits non-zero when one member is down, but still prints the others.
-        let out = c.output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(text.trim())
-            .with_context(|| format!("endpoint status output: {text}"))?;
+        let (v, text) = endpoint_status(&host, &eps)?;
         for e in v.as_array().into_iter().flatten() {
             let st = &e["Status"];
             if st["leader"].is_number() && st["leader"] == st["header"]["member_id"] {
@@ -252,21 +238,7 @@ impl EtcdCluster {
         if self.leader()? != i {
             return Ok(());
         }
-        let status = {
-            let mut c = self.members[i].host.command("etcdctl");
-            c.env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", self.endpoints()))
-                .args([
-                    "--dial-timeout=1s",
-                    "--command-timeout=2s",
-                    "endpoint",
-                    "status",
-                    "-w",
-                    "json",
-                ]);
-            String::from_utf8_lossy(&c.output()?.stdout).into_owned()
-        };
-        let v: serde_json::Value = serde_json::from_str(status.trim())?;
+        let (v, _) = endpoint_status(&self.members[i].host, &self.endpoints())?;
         let target = v
             .as_array()
             .into_iter()
@@ -293,15 +265,7 @@ impl EtcdCluster {
         if l == i {
             return Ok(());
         }
-        let status = {
-            let mut c = self.members[i].host.command("etcdctl");
-            c.env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", self.members[i].client_url()))
-                .args(["--dial-timeout=1s", "--command-timeout=2s"])
-                .args(["endpoint", "status", "-w", "json"]);
-            String::from_utf8_lossy(&c.output()?.stdout).into_owned()
-        };
-        let v: serde_json::Value = serde_json::from_str(status.trim())?;
+        let (v, _) = endpoint_status(&self.members[i].host, &self.members[i].client_url())?;
         let target = v[0]["Status"]["header"]["member_id"]
             .as_u64()
             .context("member status without its id")?;
@@ -366,4 +330,24 @@ impl EtcdCluster {
     pub fn index_of(&self, host: &Host) -> Option<usize> {
         self.members.iter().position(|m| m.host.ns == host.ns)
     }
+}
+
+/// `etcdctl endpoint status -w json` against `endpoints`, run inside `host`: the parsed
+/// answer and its text. etcdctl exits non-zero when one member is down but still prints
+/// the others, so the exit status is not looked at.
+fn endpoint_status(host: &Host, endpoints: &str) -> Result<(serde_json::Value, String)> {
+    let mut c = host.command("etcdctl");
+    c.env("ETCDCTL_API", "3").args([
+        &format!("--endpoints={endpoints}"),
+        "--dial-timeout=1s",
+        "--command-timeout=2s",
+        "endpoint",
+        "status",
+        "-w",
+        "json",
+    ]);
+    let text = String::from_utf8_lossy(&c.output()?.stdout).into_owned();
+    let v = serde_json::from_str(text.trim())
+        .with_context(|| format!("endpoint status output: {text}"))?;
+    Ok((v, text))
 }

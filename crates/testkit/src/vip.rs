@@ -248,6 +248,21 @@ struct Machine {
 }
 
 impl Machine {
+    /// A machine with nothing started on it yet and no failure injected.
+    fn fresh(host: Host, slot: usize) -> Machine {
+        Machine {
+            host,
+            slot,
+            api: None,
+            agent: None,
+            unready: false,
+            link_cut: false,
+            partitioned: false,
+        }
+    }
+}
+
+impl Machine {
     fn healthy(&mut self) -> bool {
         !self.unready
             && !self.link_cut
@@ -336,15 +351,7 @@ impl Testbed {
         let machines = hosts
             .into_iter()
             .enumerate()
-            .map(|(slot, host)| Machine {
-                host,
-                slot,
-                api: None,
-                agent: None,
-                unready: false,
-                link_cut: false,
-                partitioned: false,
-            })
+            .map(|(slot, host)| Machine::fresh(host, slot))
             .collect();
         let mut tb = Testbed {
             watch,
@@ -492,11 +499,19 @@ impl Testbed {
 
     /// Makes /readyz answer 503 (Python: 404) while the server keeps running.
     fn make_unready(&mut self, i: usize) -> Result<()> {
+        self.set_ready(i, false)
+    }
+
+    fn make_ready(&mut self, i: usize) -> Result<()> {
+        self.set_ready(i, true)
+    }
+
+    fn set_ready(&mut self, i: usize, ready: bool) -> Result<()> {
         let name = self.machines[i].host.name.clone();
+        let marker = self.dir.path().join(format!("www-{name}/readyz"));
         match &self.api {
-            ApiKind::Python => {
-                std::fs::remove_file(self.dir.path().join(format!("www-{name}/readyz")))?
-            }
+            ApiKind::Python if ready => std::fs::write(marker, "ok")?,
+            ApiKind::Python => std::fs::remove_file(marker)?,
             ApiKind::Cpe(_) => {
                 // The stand-in's own switch (`POST /debug/ready`), from inside the machine.
                 self.machines[i]
@@ -510,43 +525,14 @@ impl Testbed {
                             "-X",
                             "POST",
                             "--data",
-                            "false",
+                            if ready { "true" } else { "false" },
                             &format!("https://127.0.0.1:{API_PORT}/debug/ready"),
                         ],
                     )
-                    .context("turning /readyz to 503")?;
+                    .with_context(|| format!("setting /readyz on {name} to ready={ready}"))?;
             }
         }
-        self.machines[i].unready = true;
-        Ok(())
-    }
-
-    fn make_ready(&mut self, i: usize) -> Result<()> {
-        let name = self.machines[i].host.name.clone();
-        match &self.api {
-            ApiKind::Python => {
-                std::fs::write(self.dir.path().join(format!("www-{name}/readyz")), "ok")?
-            }
-            ApiKind::Cpe(_) => {
-                self.machines[i]
-                    .host
-                    .exec(
-                        "curl",
-                        &[
-                            "-sfk",
-                            "-m",
-                            "1",
-                            "-X",
-                            "POST",
-                            "--data",
-                            "true",
-                            &format!("https://127.0.0.1:{API_PORT}/debug/ready"),
-                        ],
-                    )
-                    .context("turning /readyz back to 200")?;
-            }
-        }
-        self.machines[i].unready = false;
+        self.machines[i].unready = !ready;
         Ok(())
     }
 
@@ -1034,15 +1020,7 @@ impl Testbed {
         self.macs.push((host.mac()?, host.name.clone()));
         self.etcd.add(&host)?;
         let slot = self.machines[i].slot;
-        self.machines[i] = Machine {
-            host,
-            slot,
-            api: None,
-            agent: None,
-            unready: false,
-            link_cut: false,
-            partitioned: false,
-        };
+        self.machines[i] = Machine::fresh(host, slot);
         self.start_api(i)?;
         self.wait_api_ready(i)?;
         self.start_agent(i)?;

@@ -148,18 +148,22 @@ fn observers_see_two_holders_neighbour_moves_and_outage() {
     };
     web(&a);
     web(&b);
-    let prober = Prober::start(
-        &client,
-        Target {
-            addr: std::net::SocketAddr::new(vip.into(), 8080),
-            https: false,
-            path: "/ok".into(),
-        },
-        Duration::from_millis(20),
-        Duration::from_millis(500),
-        epoch,
-    )
-    .unwrap();
+    // A client sending to VIP:8080 every 20 ms.
+    let probe = || {
+        Prober::start(
+            &client,
+            Target {
+                addr: std::net::SocketAddr::new(vip.into(), 8080),
+                https: false,
+                path: "/ok".into(),
+            },
+            Duration::from_millis(20),
+            Duration::from_millis(500),
+            epoch,
+        )
+        .unwrap()
+    };
+    let prober = probe();
     std::thread::sleep(Duration::from_millis(500));
     let t0 = epoch.elapsed();
     let vip24 = format!("{vip}/24");
@@ -191,20 +195,9 @@ fn observers_see_two_holders_neighbour_moves_and_outage() {
     );
     assert_eq!(n.last().unwrap().host.as_deref(), Some("b"));
     drop(prober);
-    let _ = t1;
-    // Before the VIP existed nothing answered: the prober saw failures and an outage.
-    let p2 = Prober::start(
-        &client,
-        Target {
-            addr: std::net::SocketAddr::new(vip.into(), 8080),
-            https: false,
-            path: "/ok".into(),
-        },
-        Duration::from_millis(20),
-        Duration::from_millis(500),
-        epoch,
-    )
-    .unwrap();
+    // A fresh client: it is answered while b holds the VIP, and sees failures and an
+    // outage once nobody does.
+    let p2 = probe();
     std::thread::sleep(Duration::from_millis(400));
     let t2 = epoch.elapsed();
     b.exec("ip", &["addr", "del", &vip24, "dev", "eth0"])

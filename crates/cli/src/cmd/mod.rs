@@ -32,15 +32,9 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
-/// Runs an async subcommand on a multi-threaded runtime. rustls's ring provider is
-/// installed first so that no second provider can be picked by accident.
+/// Runs an async subcommand on a multi-threaded runtime.
 pub fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
-        .block_on(fut)
+    run_on(tokio::runtime::Builder::new_multi_thread(), fut)
 }
 
 /// Runs an async subcommand on the calling thread alone: for `cpe lb`, whose own worker
@@ -49,8 +43,17 @@ pub fn block_on(fut: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::
 pub fn block_on_current_thread(
     fut: impl Future<Output = anyhow::Result<ExitCode>>,
 ) -> anyhow::Result<ExitCode> {
+    run_on(tokio::runtime::Builder::new_current_thread(), fut)
+}
+
+/// rustls's ring provider is installed first so that no second provider can be picked by
+/// accident.
+fn run_on(
+    mut builder: tokio::runtime::Builder,
+    fut: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_current_thread()
+    builder
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?

@@ -507,23 +507,15 @@ mod tests {
             "n1",
         ];
         assert!(args(&base).etcd_move_leader);
-        let off: Vec<&str> = base
-            .iter()
-            .copied()
-            .chain(["--etcd-move-leader", "off"])
-            .collect();
-        assert!(!args(&off).etcd_move_leader);
-        let on: Vec<&str> = base
-            .iter()
-            .copied()
-            .chain(["--etcd-move-leader", "on"])
-            .collect();
-        assert!(args(&on).etcd_move_leader);
-        let bad: Vec<&str> = base
-            .iter()
-            .copied()
-            .chain(["--etcd-move-leader", "maybe"])
-            .collect();
+        let with = |v: &'static str| -> Vec<&str> {
+            base.iter()
+                .copied()
+                .chain(["--etcd-move-leader", v])
+                .collect()
+        };
+        assert!(!args(&with("off")).etcd_move_leader);
+        assert!(args(&with("on")).etcd_move_leader);
+        let bad = with("maybe");
         let e = T::try_parse_from(std::iter::once("cpe").chain(bad.iter().copied()))
             .err()
             .unwrap()
