@@ -14,7 +14,7 @@ pub mod netlink;
 pub mod packet;
 pub mod raw;
 
-pub use netlink::{Interface, Netlink};
+pub use netlink::{Interface, Lifetime, Netlink};
 pub use packet::Mac;
 
 use packet::ArpOp;

@@ -3,12 +3,18 @@
 //! once instead of after a second of duplicate-address detection), remove it, and check
 //! whether it is still there. The agent polls this every 200 ms rather than subscribing to
 //! address and link events: one dump of one interface costs microseconds and a poll cannot
-//! miss an event. It decides nothing.
+//! miss an event.
+//!
+//! An address can be given a lifetime ([`Lifetime`]): the kernel itself removes it when the
+//! lifetime runs out, so a holder that is frozen, starved or killed together with its guard
+//! still loses the VIP at its lease deadline without running an instruction. Adding an
+//! address that is already there replaces its lifetime (`NLM_F_REPLACE`), which is how a
+//! renewal extends it. It decides nothing: how long a lifetime is comes from the caller.
 
 use crate::packet::Mac;
 use crate::NetError;
 use futures_util::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags};
 use std::net::IpAddr;
 
@@ -22,6 +28,41 @@ pub struct Interface {
     pub up: bool,
     /// Addresses with prefix lengths.
     pub addrs: Vec<(IpAddr, u8)>,
+}
+
+/// How long the kernel keeps an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Until removed (the kernel's `forever`).
+    Forever,
+    /// Removed by the kernel this many seconds after it was (re)set; at least 1 (the
+    /// kernel refuses a valid lifetime of 0).
+    Seconds(u32),
+}
+
+/// The kernel's "infinite" lifetime (`INFINITY_LIFE_TIME`).
+const INFINITY_LIFE_TIME: u32 = u32::MAX;
+
+impl Lifetime {
+    /// The longest whole-second lifetime that ends no later than `remaining` from now, or
+    /// `None` when less than one second is left (no lifetime can express it: the caller
+    /// must remove the address instead).
+    pub fn within(remaining: std::time::Duration) -> Option<Lifetime> {
+        let secs = remaining.as_secs().min(u64::from(INFINITY_LIFE_TIME - 1));
+        (secs >= 1).then_some(Lifetime::Seconds(secs as u32))
+    }
+
+    fn cache_info(self) -> Option<CacheInfo> {
+        let Lifetime::Seconds(s) = self else {
+            return None;
+        };
+        let mut c = CacheInfo::default();
+        // Preferred as long as valid: an IPv6 address stays usable as a source (not
+        // "deprecated") until the moment it goes.
+        c.ifa_valid = s.clamp(1, INFINITY_LIFE_TIME - 1);
+        c.ifa_preferred = c.ifa_valid;
+        Some(c)
+    }
 }
 
 /// A netlink route socket. Cheap to clone.
@@ -147,19 +188,71 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Adds `ip/prefix` to interface `index`; already present is fine.
+    /// Adds `ip/prefix` to interface `index` for ever; already present is fine (its
+    /// lifetime is left as it is).
     pub async fn add(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<(), NetError> {
+        self.add_for(index, ip, prefix, Lifetime::Forever).await
+    }
+
+    /// Adds `ip/prefix` to interface `index` with `lifetime`. With a finite lifetime an
+    /// address already there gets the new lifetime (this is how a renewal extends it);
+    /// with [`Lifetime::Forever`] an address already there is left as it is.
+    pub async fn add_for(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+        lifetime: Lifetime,
+    ) -> Result<(), NetError> {
         let mut req = self.handle.address().add(index, ip, prefix);
         if ip.is_ipv6() {
             req.message_mut()
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
+        if let Some(ci) = lifetime.cache_info() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::CacheInfo(ci));
+            req = req.replace();
+        }
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code().abs() == libc::EEXIST => Ok(()),
             Err(e) => Err(nl_err("add the address", e)),
         }
+    }
+
+    /// The remaining valid lifetime of `ip` on interface `index` in seconds as the kernel
+    /// reports it (`None`: not there; `Some(Lifetime::Forever)`: no lifetime).
+    pub async fn lifetime(&self, index: u32, ip: IpAddr) -> Result<Option<Lifetime>, NetError> {
+        let mut s = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(ip)
+            .execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list addresses", e))?
+        {
+            if address_of(&m) != Some(ip) {
+                continue;
+            }
+            for a in &m.attributes {
+                if let AddressAttribute::CacheInfo(c) = a {
+                    return Ok(Some(if c.ifa_valid == INFINITY_LIFE_TIME {
+                        Lifetime::Forever
+                    } else {
+                        Lifetime::Seconds(c.ifa_valid)
+                    }));
+                }
+            }
+            return Ok(Some(Lifetime::Forever));
+        }
+        Ok(None)
     }
 
     /// Removes `ip` from interface `index`. Returns whether it was there.
@@ -200,4 +293,36 @@ fn address_of(m: &AddressMessage) -> Option<IpAddr> {
         }
     }
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lifetime;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lifetime_never_ends_after_the_time_it_is_given() {
+        assert_eq!(Lifetime::within(Duration::from_millis(999)), None);
+        assert_eq!(Lifetime::within(Duration::ZERO), None);
+        assert_eq!(
+            Lifetime::within(Duration::from_millis(1000)),
+            Some(Lifetime::Seconds(1))
+        );
+        assert_eq!(
+            Lifetime::within(Duration::from_millis(2999)),
+            Some(Lifetime::Seconds(2))
+        );
+        // Never the kernel's "forever" by accident.
+        assert_eq!(
+            Lifetime::within(Duration::from_secs(u64::MAX)),
+            Some(Lifetime::Seconds(u32::MAX - 1))
+        );
+    }
+
+    #[test]
+    fn forever_sends_no_cache_info_and_seconds_are_preferred_while_valid() {
+        assert!(Lifetime::Forever.cache_info().is_none());
+        let c = Lifetime::Seconds(3).cache_info().unwrap();
+        assert_eq!((c.ifa_valid, c.ifa_preferred), (3, 3));
+    }
 }
