@@ -306,17 +306,12 @@ impl Driver {
         self.metrics.holder.set((t.to == Role::Holder) as i64);
         let level_warn = matches!(t.to, Role::Waiting | Role::Suspended)
             && matches!(t.from, Role::Suspended | Role::Acquiring | Role::Holder);
-        // A health failure names what the checker saw.
-        let health = match (&t.reason, self.machine.health()) {
-            (crate::machine::Reason::HealthFailed, Some(h)) => format!(": {h}"),
-            _ => String::new(),
-        };
         if level_warn {
             tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
-                "{}->{} ({}{health})", t.from, t.to, t.reason);
+                "{}->{} ({})", t.from, t.to, t.reason);
         } else {
             tracing::info!(node = %self.settings.node, vip = %self.settings.vip,
-                "{}->{} ({}{health})", t.from, t.to, t.reason);
+                "{}->{} ({})", t.from, t.to, t.reason);
         }
     }
 

@@ -777,6 +777,27 @@ mod tests {
         assert_eq!(h.m.role(), Role::Waiting);
     }
 
+    /// The checker's transition is kept with its cause and detail (for `/status`), and
+    /// only its end state decides: any state but UP is unhealthy.
+    #[test]
+    fn health_is_the_checkers_transition_with_its_reason() {
+        let mut h = H::new();
+        assert!(h.m.health().is_none(), "not checked yet");
+        let mut t = match health(true) {
+            Input::Health(t) => t,
+            _ => unreachable!(),
+        };
+        t.from = HealthState::Down;
+        t.to = HealthState::Draining;
+        t.detail = "not ready (HTTP 503)".into();
+        assert!(h.at(0, Input::Health(t.clone())).actions.is_empty());
+        assert!(!h.m.healthy());
+        assert_eq!(h.m.health(), Some(&t));
+        assert_eq!(h.at(10, health(true)).actions, vec![GrantLease]);
+        assert!(h.m.healthy());
+        assert_eq!(h.m.health().map(|t| t.to), Some(HealthState::Up));
+    }
+
     #[test]
     fn healthy_node_gets_a_lease_then_campaigns() {
         let mut h = H::new();
