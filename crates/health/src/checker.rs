@@ -276,6 +276,13 @@ mod tests {
         fn sent(&self) -> Vec<(Instant, SocketAddr)> {
             self.sent.lock().unwrap().clone()
         }
+        /// When each probe was sent, in ms after `t0`.
+        fn sent_ms(&self, t0: Instant) -> Vec<u128> {
+            self.sent()
+                .iter()
+                .map(|(t, _)| (*t - t0).as_millis())
+                .collect()
+        }
     }
 
     impl Probe for Scripted {
@@ -351,11 +358,7 @@ mod tests {
         p.delay = Duration::from_millis(30);
         let t0 = Instant::now();
         rounds(Checker::new(Target::Addr(addr()), check(&p, 250)), 4).await;
-        let at: Vec<u128> = p
-            .sent()
-            .iter()
-            .map(|(t, _)| (*t - t0).as_millis())
-            .collect();
+        let at = p.sent_ms(t0);
         assert_eq!(at, [0, 250, 500, 750]);
         assert!(p.sent().iter().all(|(_, a)| *a == addr()));
     }
@@ -366,11 +369,7 @@ mod tests {
         p.delay = Duration::from_millis(400);
         let t0 = Instant::now();
         rounds(Checker::new(Target::Addr(addr()), check(&p, 250)), 3).await;
-        let at: Vec<u128> = p
-            .sent()
-            .iter()
-            .map(|(t, _)| (*t - t0).as_millis())
-            .collect();
+        let at = p.sent_ms(t0);
         assert_eq!(at, [0, 400, 800]);
     }
 
@@ -436,11 +435,7 @@ mod tests {
                 }
             })
             .await;
-        let at: Vec<u128> = p
-            .sent()
-            .iter()
-            .map(|(t, _)| (*t - t0).as_millis())
-            .collect();
+        let at = p.sent_ms(t0);
         assert_eq!(at, [0, 100, 1100, 2100]);
     }
 
