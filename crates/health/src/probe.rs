@@ -8,7 +8,8 @@
 //! A client certificate and key are sent when given (API servers with anonymous access off
 //! answer `/readyz` with 401 otherwise).
 //!
-//! It does not retry, schedule or interpret a series of probes: that is [`crate::state`].
+//! It does not resolve names, retry, schedule or interpret a series of probes: that is
+//! [`crate::checker`] and [`crate::state`].
 
 use bytes::Bytes;
 use cpe_config::{HealthCheck, Protocol};
@@ -153,7 +154,8 @@ pub struct Prober {
     kind: Kind,
     path: String,
     timeout: Duration,
-    /// `host:port` from a URL, for [`Prober::probe_target`].
+    /// `host:port` from a URL: the `Host` header, and the checker's target
+    /// ([`Prober::url_target`]).
     target: Option<(String, u16)>,
 }
 
@@ -249,39 +251,13 @@ impl Prober {
         })
     }
 
-    /// Probes the URL this prober was built from (resolving its host each time, so a
-    /// changed DNS answer is picked up). A prober built from a config has no URL: that is
-    /// reported as a resolve failure.
-    pub async fn probe_target(&self) -> Observation {
-        let start = Instant::now();
-        let Some((host, port)) = &self.target else {
-            return Observation {
-                outcome: Outcome::Failed(Failure::Resolve("no URL to probe".into())),
-                latency: Duration::ZERO,
-            };
-        };
-        let lookup = tokio::time::timeout(
-            self.timeout,
-            tokio::net::lookup_host((host.as_str(), *port)),
-        )
-        .await;
-        let addr = match lookup {
-            Ok(Ok(mut addrs)) => addrs.next(),
-            Ok(Err(e)) => {
-                return Observation {
-                    outcome: Outcome::Failed(Failure::Resolve(resolve_error(host, &e))),
-                    latency: start.elapsed(),
-                }
-            }
-            Err(_) => None,
-        };
-        match addr {
-            Some(addr) => self.probe(addr).await,
-            None => Observation {
-                outcome: Outcome::Failed(Failure::Resolve(format!("{host}: no address"))),
-                latency: start.elapsed(),
-            },
-        }
+    /// The URL's host and port as what a [`Checker`](crate::Checker) probes (a name is
+    /// resolved by the checker before every probe); `None` for a prober built from a
+    /// config, which probes addresses it is given.
+    pub fn url_target(&self) -> Option<crate::checker::Target> {
+        self.target
+            .as_ref()
+            .map(|(h, p)| crate::checker::Target::new(h, *p))
     }
 
     /// One probe of `addr`, bounded by the timeout. Never panics, never outlives the
@@ -334,15 +310,6 @@ impl Prober {
             .await
             .unwrap_or(Outcome::Failed(Failure::Timeout))
     }
-}
-
-/// `nosuch.example: Name or service not known` (without getaddrinfo's long prefix).
-pub fn resolve_error(host: &str, e: &io::Error) -> String {
-    let text = e.to_string();
-    let short = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(&text);
-    format!("{host}: {short}")
 }
 
 fn tls_reason(e: &io::Error) -> String {
@@ -705,7 +672,7 @@ mod tests {
             Duration::from_secs(2),
         )
         .unwrap();
-        assert_eq!(p.probe_target().await.outcome, Outcome::Ready);
+        assert_eq!(p.probe(addr).await.outcome, Outcome::Ready);
 
         // A CA that did not sign the server's certificate: a TLS failure, typed.
         let dir = tempfile::tempdir().unwrap();
@@ -721,7 +688,7 @@ mod tests {
             Duration::from_secs(2),
         )
         .unwrap();
-        let o = p.probe_target().await.outcome;
+        let o = p.probe(addr).await.outcome;
         assert!(matches!(o, Outcome::Failed(Failure::Tls(_))), "{o:?}");
     }
 
@@ -731,12 +698,17 @@ mod tests {
         let d = Duration::from_secs(1);
         let p = Prober::from_url("https://127.0.0.1:6443/readyz", &t, d).unwrap();
         assert_eq!(p.target().unwrap(), "127.0.0.1:6443");
+        assert_eq!(
+            p.url_target(),
+            Some(crate::checker::Target::Addr(([127, 0, 0, 1], 6443).into()))
+        );
         assert_eq!(p.path, "/readyz");
         let p = Prober::from_url("http://[::1]:8080", &t, d).unwrap();
         assert_eq!(p.target().unwrap(), "[::1]:8080");
         assert_eq!(p.path, "/");
         let p = Prober::from_url("https://localhost/livez", &t, d).unwrap();
         assert_eq!(p.target().unwrap(), "localhost:443");
+        assert_eq!(p.url_target().unwrap().to_string(), "localhost:443");
         for bad in [
             "ftp://x/",
             "https://:6443/",

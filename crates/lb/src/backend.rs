@@ -2,12 +2,16 @@
 //! health (the pure state machine behind a mutex, mirrored into atomics so that the
 //! connection path reads it without locking), its counters, and the tokens that end its
 //! checks and, after a drain, its connections.
+//!
+//! It is what its checker observes ([`cpe_health::Observe`]): the checker, the connection
+//! path and the operator all feed the one state machine, under its lock, and the mirror
+//! is updated under the same lock.
 
 use crate::config::BackendSpec;
 use crate::metrics::{BackendLabel, Metrics};
 use crate::select::View;
 use arc_swap::ArcSwapOption;
-use cpe_health::{Health, State};
+use cpe_health::{Event, Health, Observe, Rules, State, Step};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -99,11 +103,14 @@ impl Backend {
         self.tcp_alive.load(Ordering::Relaxed)
     }
 
-    /// Copies the state machine's answers into the atomics (call with the health lock
-    /// held, so mirrors never go backwards).
-    pub fn mirror(&self, h: &Health) {
+    /// Feeds one event to the state machine and mirrors its answers into the atomics,
+    /// under the health lock, so that mirrors never go backwards.
+    pub fn observe(&self, rules: &Rules, now: Instant, event: Event) -> Step {
+        let mut h = self.health();
+        let step = h.observe(rules, now, event);
         self.state.store(state_index(h.state()), Ordering::Relaxed);
         self.tcp_alive.store(h.tcp_alive(), Ordering::Relaxed);
+        step
     }
 
     pub fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -117,5 +124,16 @@ impl Backend {
             active: self.active.get(),
             addressable: self.addr().is_some(),
         }
+    }
+}
+
+impl Observe for &Backend {
+    fn observe(&mut self, rules: &Rules, now: Instant, event: Event) -> Step {
+        Backend::observe(self, rules, now, event)
+    }
+
+    /// The address the data path connects to follows the name.
+    fn resolved(&mut self, addr: SocketAddr) {
+        self.set_addr(addr);
     }
 }

@@ -5,21 +5,29 @@
 //! waits on the network; address changes and announcements are done inline because their
 //! order is the safety argument (the address is removed before the lease is released).
 //!
+//! Health is cpe-health's [`Checker`](cpe_health::Checker), the one the load balancer
+//! also runs per backend: each transition, with its cause and what was seen, goes to the
+//! machine as it is. The tasks themselves are in `tasks.rs`.
+//!
 //! Start-up checks everything it can before touching anything: capabilities, the
 //! interface, the VIP inside the interface's subnet, TLS files, the admin port. A VIP left
 //! on the interface by an earlier run is removed (this process holds no lease yet). On
 //! every way out — SIGTERM, an error — the address is removed before returning.
 //!
 //! While holding, a separate task keeps etcd's raft leader off this machine (right after
-//! acquiring, then every 2 s; `--etcd-move-leader off` disables it): the decision is
-//! [`crate::etcd_leader::decide`]; the task only reports, so a slow or failing etcd
-//! never delays the VIP.
+//! acquiring, then every 2 s; `--etcd-move-leader off` disables it): the rules are
+//! [`crate::etcd_leader`]'s (the vote, the decision, the one-check wait); the task asks
+//! etcd, performs the transfer and only reports, so a slow or failing etcd never delays
+//! the VIP.
+//!
+//! It does not parse or validate settings ([`crate::settings`]) and holds no rule of the
+//! holder's: those are [`crate::machine`]'s.
 
 use crate::machine::{Action, Config, Input, Machine, Role, Transition};
 use crate::metrics::Metrics;
-use crate::status::{Snapshot, StatusCell};
-use cpe_election::{Client, KeepAlive};
-use cpe_health::{Event as HealthEvent, Health, Prober, Rules, State as HealthState};
+use crate::status::{Holder, Snapshot, StatusCell};
+use crate::tasks::{self, send, Event};
+use cpe_health::{State as HealthState, Target};
 use cpe_net::{Announcer, Interface, Netlink};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -29,35 +37,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Everything the agent needs, resolved by the CLI from a definition file or flags.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub node: String,
-    pub vip: IpAddr,
-    pub prefix_len: u8,
-    pub interface: String,
-    pub election: String,
-    pub lease_ttl: Duration,
-    pub etcd: Client,
-    pub health: HealthCheck,
-    pub admin: Option<SocketAddr>,
-    /// How long the takeover probe waits for a foreign host to answer.
-    pub probe_wait: Duration,
-    /// While holding, hand etcd leadership to another member if this machine's leads.
-    pub etcd_move_leader: bool,
-}
-
-/// What "healthy" means for this node.
-#[derive(Debug, Clone)]
-pub struct HealthCheck {
-    pub prober: Prober,
-    /// Probed address for a prober built from a definition (`None`: the URL's own).
-    pub addr: Option<SocketAddr>,
-    /// Shown in `/status` and logs.
-    pub target: String,
-    pub interval: Duration,
-    pub rules: Rules,
-}
+pub use crate::settings::{HealthCheck, Settings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -76,6 +56,8 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("health check {0}: no address to probe (give an address or a URL)")]
+    HealthTarget(String),
 }
 
 /// Runs the agent until `shutdown` completes, then hands the VIP over (remove the
@@ -86,6 +68,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     if !missing.is_empty() {
         return Err(AgentError::Capabilities(missing.join(" and ")));
     }
+    let health_target = settings
+        .health
+        .checker_target()
+        .ok_or_else(|| AgentError::HealthTarget(settings.health.target.clone()))?;
     let nl = Netlink::connect()?;
     let iface = nl.interface(&settings.interface).await?;
     let others: Vec<(IpAddr, u8)> = iface
@@ -152,12 +138,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         campaign: None,
         revokes: Vec::new(),
         address_added: false,
-        holder_seen: None,
-        health_detail: "not checked yet".into(),
+        holder_seen: Holder::NotAsked,
         wall_since: SystemTime::now(),
         last_transition_wall: None,
     };
-    let result = driver.run(shutdown).await;
+    let result = driver.run(health_target, shutdown).await;
     // Whatever happened, no VIP stays behind.
     driver.ensure_removed().await;
     if let Some(tx) = admin_stop {
@@ -167,22 +152,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         let _ = t.await;
     }
     result
-}
-
-/// What the tasks report.
-enum Event {
-    Machine(Input),
-    /// The campaign with this lease won (revoking the lease is how we resign).
-    Elected(i64),
-    HealthDetail(String),
-    /// Who leads (node name and lease), asked at the instant given.
-    Leader(Result<Option<(String, i64)>, String>, Instant),
-    Renewal(Duration),
-    /// The outcome of a leadership check while holding; `moved` when a transfer was done.
-    EtcdLeader {
-        detail: String,
-        moved: bool,
-    },
 }
 
 struct Driver {
@@ -204,33 +173,40 @@ struct Driver {
     revokes: Vec<JoinHandle<()>>,
     /// Whether this process put the address on the interface and has not removed it.
     address_added: bool,
-    holder_seen: Option<Result<Option<String>, String>>,
-    health_detail: String,
+    holder_seen: Holder,
     wall_since: SystemTime,
     last_transition_wall: Option<(Transition, SystemTime)>,
 }
 
 impl Driver {
-    async fn run(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    async fn run(
+        &mut self,
+        health: Target,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.tx = Some(tx.clone());
         let mut background = vec![
-            tokio::spawn(health_loop(self.settings.health.clone(), tx.clone())),
-            tokio::spawn(interface_loop(
+            tokio::spawn(tasks::health_loop(
+                health,
+                self.settings.health.clone(),
+                tx.clone(),
+            )),
+            tokio::spawn(tasks::interface_loop(
                 self.nl.clone(),
                 self.iface.index,
                 self.settings.interface.clone(),
                 self.settings.vip,
                 tx.clone(),
             )),
-            tokio::spawn(leader_loop(
+            tokio::spawn(tasks::leader_loop(
                 self.settings.etcd.clone(),
                 self.settings.election.clone(),
                 tx.clone(),
             )),
         ];
         if self.settings.etcd_move_leader {
-            background.push(tokio::spawn(etcd_leader_loop(
+            background.push(tokio::spawn(tasks::etcd_leader_loop(
                 self.settings.etcd.clone(),
                 self.holding_tx.subscribe(),
                 tx.clone(),
@@ -252,15 +228,17 @@ impl Driver {
                         self.campaign = None;
                         Input::Elected { lease }
                     }
-                    Some(Event::HealthDetail(d)) => { self.health_detail = d; self.publish(); continue }
-                    Some(Event::Leader(l, sent_at)) => {
-                        let lease = match &l {
-                            Ok(v) => v.as_ref().map(|(_, id)| *id),
-                            Err(_) => { self.holder_seen = Some(l.map(|_| None)); self.publish(); continue }
-                        };
-                        self.holder_seen = Some(l.map(|v| v.map(|(name, _)| name)));
-                        Input::LeaderSeen { lease, sent_at }
-                    }
+                    Some(Event::Leader(l, sent_at)) => match l {
+                        Ok(Some((name, lease))) => {
+                            self.holder_seen = Holder::Node(name);
+                            Input::LeaderSeen { lease: Some(lease), sent_at }
+                        }
+                        Ok(None) => {
+                            self.holder_seen = Holder::Nobody;
+                            Input::LeaderSeen { lease: None, sent_at }
+                        }
+                        Err(e) => { self.holder_seen = Holder::Unknown(e.to_string()); self.publish(); continue }
+                    },
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
                     Some(Event::EtcdLeader { detail, moved }) => {
                         let mut snap = self.status.get();
@@ -297,8 +275,8 @@ impl Driver {
 
     /// Feeds one input and performs the actions. Returns true on `Exit`.
     async fn step(&mut self, input: Input) -> bool {
-        if let Input::Health(ok) = &input {
-            self.metrics.healthy.set(*ok as i64);
+        if let Input::Health(t) = &input {
+            self.metrics.healthy.set((t.to == HealthState::Up) as i64);
         }
         let now = Instant::now();
         let out = self.machine.handle(now, input);
@@ -444,7 +422,6 @@ impl Driver {
                 }
                 Err(e) => tracing::warn!("{e}"),
             },
-            Action::StopAnnouncing => {}
             Action::RemoveAddress => self.remove_address().await,
             Action::RevokeLease { id } => {
                 if self.keepalive.as_ref().is_some_and(|(k, _)| *k == id) {
@@ -491,7 +468,7 @@ impl Driver {
                 }
                 let etcd = self.settings.etcd.clone();
                 let tx = self.tx.clone();
-                self.keepalive = Some((id, tokio::spawn(keepalive_loop(etcd, id, ttl, tx))));
+                self.keepalive = Some((id, tokio::spawn(tasks::keepalive_loop(etcd, id, ttl, tx))));
             }
             (None, Some(_)) => {
                 if let Some((_, t)) = self.keepalive.take() {
@@ -515,309 +492,14 @@ impl Driver {
                 .lease()
                 .map(|l| (l.id, l.ttl, l.deadline.saturating_duration_since(now))),
             healthy: m.healthy(),
-            health_detail: self.health_detail.clone(),
+            health_detail: m
+                .health()
+                .map_or_else(|| "not checked yet".to_string(), |t| t.to_string()),
             waiting_for: m.waiting_for().map(str::to_string),
             foreign_mac: m.foreign_mac().map(str::to_string),
             transitions: self.metrics.transitions_total(),
             ..self.status.get()
         };
         self.status.set(snap);
-    }
-}
-
-fn send(tx: &Option<mpsc::UnboundedSender<Event>>, ev: Event) {
-    if let Some(tx) = tx {
-        let _ = tx.send(ev);
-    }
-}
-
-/// Renews `id` every quarter TTL; reports each success with the moment it was *sent*.
-async fn keepalive_loop(
-    etcd: Client,
-    id: i64,
-    ttl: Duration,
-    tx: Option<mpsc::UnboundedSender<Event>>,
-) {
-    let every = (ttl / 4).max(Duration::from_millis(100));
-    loop {
-        tokio::time::sleep(every).await;
-        let sent_at = Instant::now();
-        match etcd.keep_alive(id).await {
-            Ok(KeepAlive::Renewed(ttl)) => {
-                send(&tx, Event::Renewal(sent_at.elapsed()));
-                send(
-                    &tx,
-                    Event::Machine(Input::LeaseRenewed { id, ttl, sent_at }),
-                );
-            }
-            Ok(KeepAlive::Gone) => {
-                tracing::warn!("etcd says lease {id:x} is gone");
-                send(&tx, Event::Machine(Input::LeaseGone { id }));
-                return;
-            }
-            Err(e) => tracing::warn!("lease {id:x} renewal failed: {e}"),
-        }
-    }
-}
-
-/// Probes health every interval and reports changes of "healthy" (rise/fall applied by
-/// cpe-health's state machine; healthy means its state is UP).
-async fn health_loop(hc: HealthCheck, tx: mpsc::UnboundedSender<Event>) {
-    let mut health = Health::new(hc.target.clone(), Instant::now());
-    let mut healthy = false;
-    let mut tick = tokio::time::interval(hc.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let obs = match hc.addr {
-            Some(a) => hc.prober.probe(a).await,
-            None => hc.prober.probe_target().await,
-        };
-        let step = health.observe(
-            &hc.rules,
-            Instant::now(),
-            HealthEvent::Probe(obs.outcome.clone()),
-        );
-        if let Some(t) = &step.transition {
-            tracing::info!("health {t}");
-            let _ = tx.send(Event::HealthDetail(t.to_string()));
-        }
-        if step.first_unauthorized {
-            tracing::warn!("health check answered {}: counted as alive (give a client certificate to check readiness)", obs.outcome);
-        }
-        let now_healthy = health.state() == HealthState::Up;
-        if now_healthy != healthy {
-            healthy = now_healthy;
-            if tx.send(Event::Machine(Input::Health(healthy))).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Polls the interface every 200 ms: is it up, is the VIP on it.
-async fn interface_loop(
-    nl: Netlink,
-    index: u32,
-    name: String,
-    vip: IpAddr,
-    tx: mpsc::UnboundedSender<Event>,
-) {
-    let mut last_up = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        match nl.state(index).await {
-            Ok((up, addrs)) => {
-                if last_up != Some(up) {
-                    last_up = Some(up);
-                    tracing::info!(interface = %name, up, "link state");
-                    if tx.send(Event::Machine(Input::Link { up })).is_err() {
-                        return;
-                    }
-                }
-                let present = addrs.iter().any(|(a, _)| *a == vip);
-                if tx.send(Event::Machine(Input::Address { present })).is_err() {
-                    return;
-                }
-            }
-            Err(e) => tracing::warn!(interface = %name, "{e}"),
-        }
-    }
-}
-
-/// Asks etcd who leads every 300 ms: for `/status`, and so that a holder whose election
-/// key disappeared (etcd names someone else) drops at once.
-async fn leader_loop(etcd: Client, name: String, tx: mpsc::UnboundedSender<Event>) {
-    loop {
-        let sent_at = Instant::now();
-        let r = etcd
-            .leader(&name)
-            .await
-            .map(|l| l.map(|l| (l.value, l.lease)))
-            .map_err(|e| e.to_string());
-        if tx.send(Event::Leader(r, sent_at)).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// While this node holds the VIP: right after it starts holding, then every 2 s, checks
-/// which etcd member leads and, if it is this machine's, hands leadership to another
-/// started, healthy member. Each check is bounded (3 s); it only reports back.
-async fn etcd_leader_loop(
-    etcd: Client,
-    mut holding: tokio::sync::watch::Receiver<bool>,
-    tx: mpsc::UnboundedSender<Event>,
-) {
-    const EVERY: Duration = Duration::from_secs(2);
-    const BOUND: Duration = Duration::from_secs(3);
-    // The last leader seen on another machine (see `decide`).
-    let mut previous: Option<u64> = None;
-    // Our member was seen leading at the last check (moved at this one).
-    let mut seen_leading = false;
-    let mut first = true;
-    loop {
-        if !*holding.borrow_and_update() {
-            // A new holding period starts with the next check.
-            first = true;
-            seen_leading = false;
-            while !*holding.borrow_and_update() {
-                if holding.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-        let (detail, moved) = match tokio::time::timeout(
-            BOUND,
-            move_etcd_leader_once(&etcd, &mut previous, &mut seen_leading, first),
-        )
-        .await
-        {
-            Ok(Ok((d, moved))) => {
-                if moved {
-                    tracing::info!("{d}");
-                } else {
-                    tracing::debug!("{d}");
-                }
-                (d, moved)
-            }
-            Ok(Err(e)) => {
-                let d = format!("cannot check the etcd leader: {e}");
-                tracing::warn!("{d}");
-                (d, false)
-            }
-            Err(_) => {
-                let d = format!("etcd leader check: no result within {BOUND:?}");
-                tracing::warn!("{d}");
-                (d, false)
-            }
-        };
-        first = false;
-        if tx.send(Event::EtcdLeader { detail, moved }).is_err() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            r = holding.changed() => if r.is_err() { return },
-        }
-    }
-}
-
-/// One check: member list, every started member's status (in parallel), the decision,
-/// and the transfer if needed. Returns the sentence to log and whether it moved.
-async fn move_etcd_leader_once(
-    etcd: &Client,
-    previous: &mut Option<u64>,
-    seen_leading: &mut bool,
-    first: bool,
-) -> Result<(String, bool), String> {
-    let was_leading = std::mem::replace(seen_leading, false);
-    use crate::etcd_leader::{decide, Decision, MemberView};
-    let members = etcd.members().await.map_err(|e| e.to_string())?;
-    let mut set = tokio::task::JoinSet::new();
-    for (i, m) in members.iter().enumerate() {
-        if let Some(url) = m.client_urls.first().cloned() {
-            let etcd = etcd.clone();
-            set.spawn(async move { (i, etcd.status_at(&url).await) });
-        }
-    }
-    let mut statuses = vec![None; members.len()];
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, Ok(s))) = r {
-            statuses[i] = Some(s);
-        }
-    }
-    // The leader most members name (they agree unless an election is under way).
-    let mut votes: Vec<(u64, usize)> = Vec::new();
-    for s in statuses.iter().flatten().filter(|s| s.leader != 0) {
-        match votes.iter_mut().find(|(l, _)| *l == s.leader) {
-            Some((_, n)) => *n += 1,
-            None => votes.push((s.leader, 1)),
-        }
-    }
-    let leader = votes.iter().max_by_key(|(_, n)| *n).map_or(0, |(l, _)| *l);
-    let views: Vec<MemberView> = members
-        .iter()
-        .zip(&statuses)
-        .map(|(m, s)| MemberView {
-            id: m.id,
-            name: m.name.clone(),
-            local: m.client_urls.iter().any(|u| is_local(u)),
-            started: !m.name.is_empty() && !m.client_urls.is_empty(),
-            healthy: s
-                .as_ref()
-                .is_some_and(|s| s.errors.is_empty() && s.leader == leader && s.member_id == m.id),
-            raft_index: s.as_ref().map_or(0, |s| s.raft_index),
-        })
-        .collect();
-    let name = |id: u64| {
-        views
-            .iter()
-            .find(|v| v.id == id)
-            .map_or_else(|| "?".to_string(), |v| v.name.clone())
-    };
-    match decide(leader, &views, *previous) {
-        Decision::NoLeader => Ok(("etcd has no leader now (an election is running)".into(), false)),
-        Decision::LeaderElsewhere => {
-            *previous = Some(leader);
-            Ok((
-                format!("etcd leader {} ({leader:x}) is not on this machine", name(leader)),
-                false,
-            ))
-        }
-        Decision::NoTarget => Ok((
-            format!(
-                "etcd leader {} ({leader:x}) is on this machine, but no other member is started and healthy to take over",
-                name(leader)
-            ),
-            false,
-        )),
-        // Leadership came to us while we held the VIP: someone (an operator, Cluster API
-        // before removing a member) may have moved it here on purpose and still be
-        // waiting to see it land; leave it one more period before moving it on.
-        Decision::Move { from, .. } if !first && !was_leading => {
-            *seen_leading = true;
-            Ok((
-                format!(
-                    "etcd leader {} ({from:x}) is on this machine since the last check: moving it at the next one",
-                    name(from)
-                ),
-                false,
-            ))
-        }
-        Decision::Move { from, to } => {
-            let url = members
-                .iter()
-                .find(|m| m.id == from)
-                .and_then(|m| m.client_urls.first())
-                .ok_or("the leader has no client URL")?;
-            etcd.move_leader(url, to).await.map_err(|e| {
-                format!("moving etcd leadership from {} ({from:x}) to {} ({to:x}): {e}", name(from), name(to))
-            })?;
-            Ok((
-                format!(
-                    "moved etcd leadership from {} ({from:x}) to {} ({to:x}): the VIP holder's machine no longer leads etcd",
-                    name(from),
-                    name(to)
-                ),
-                true,
-            ))
-        }
-    }
-}
-
-/// Whether a client URL's host is an address of this machine (its network namespace):
-/// binding to it succeeds only then. Loopback and names are not counted, as they say
-/// nothing about which machine a member runs on.
-fn is_local(url: &str) -> bool {
-    let Ok(u) = cpe_election::EndpointUrl::parse(url) else {
-        return false;
-    };
-    match u.host.parse::<IpAddr>() {
-        Ok(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
-            std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
-        }
-        _ => false,
     }
 }

@@ -5,17 +5,25 @@
 //! # Layout
 //!
 //! - [`machine`]: the decisions, pure; every rule of the issue is a test there.
-//! - [`agent`]: the driver (clock, sockets, etcd, health probes, the interface poll).
-//! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom (pure).
+//! - [`settings`]: what the agent runs with ([`Settings`], [`HealthCheck`]), plain data.
+//! - [`agent`]: the driver (clock, sockets, etcd, netlink): feeds the machine, performs
+//!   its actions in order.
+//! - `tasks.rs`: the driver's background tasks (health checker, lease keep-alive,
+//!   interface poll, etcd leader query, etcd-leadership check), each reporting back.
+//! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom, and
+//!   when (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
 //! - [`metrics`] serves `/metrics`.
 //!
-//! It does not parse flags or files: the CLI resolves them into [`agent::Settings`].
+//! It does not parse flags or files: the CLI resolves them into [`Settings`].
 
 pub mod agent;
 pub mod etcd_leader;
 pub mod machine;
 pub mod metrics;
+pub mod settings;
 pub mod status;
+mod tasks;
 
-pub use agent::{run, AgentError, HealthCheck, Settings};
+pub use agent::{run, AgentError};
+pub use settings::{HealthCheck, Settings};

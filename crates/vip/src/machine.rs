@@ -14,11 +14,14 @@
 //!   When `now ≥ deadline` the lease is treated as lost, whether or not etcd is reachable.
 //! - The VIP is added only after the election is won with a lease that is still
 //!   certainly alive, and only after a probe found no foreign host answering for it.
-//! - Dropping is always `StopAnnouncing, RemoveAddress, RevokeLease`, in that order, so
-//!   the address is gone before any other machine can be elected.
+//! - Dropping is always `RemoveAddress, RevokeLease`, in that order, so the address is
+//!   gone before any other machine can be elected. Announcements stop in the same step:
+//!   they are `Announce` actions this machine schedules only while holding, and leaving
+//!   `Holder` clears the schedule, so no announcement follows the removal.
 //! - A holder puts the address back and announces again when it disappears from the
 //!   interface or when the link comes back up.
 
+use cpe_health::{State as HealthState, Transition as HealthTransition};
 use std::fmt;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -188,8 +191,9 @@ pub struct Transition {
 pub enum Input {
     /// Time passed (the driver ticks every few tens of milliseconds).
     Tick,
-    /// The health check's verdict changed (rise/fall already applied).
-    Health(bool),
+    /// The health checker's state changed (rise/fall already applied), with its cause and
+    /// what was seen: healthy when it is now `UP`.
+    Health(HealthTransition),
     LeaseGranted {
         id: i64,
         ttl: Duration,
@@ -249,7 +253,6 @@ pub enum Action {
     AddAddress,
     /// One announcement (gratuitous ARP / unsolicited NA).
     Announce,
-    StopAnnouncing,
     RemoveAddress,
     RevokeLease {
         id: i64,
@@ -271,6 +274,8 @@ pub struct Machine {
     cfg: Config,
     role: Role,
     healthy: bool,
+    /// The health checker's last transition (`None`: not checked yet).
+    health: Option<HealthTransition>,
     lease: Option<LeaseState>,
     granting: bool,
     campaigning: bool,
@@ -306,6 +311,7 @@ impl Machine {
             cfg,
             role: Role::Waiting,
             healthy: false,
+            health: None,
             lease: None,
             granting: false,
             campaigning: false,
@@ -328,6 +334,10 @@ impl Machine {
     }
     pub fn healthy(&self) -> bool {
         self.healthy
+    }
+    /// The health checker's last transition, with its cause (`None`: not checked yet).
+    pub fn health(&self) -> Option<&HealthTransition> {
+        self.health.as_ref()
     }
     pub fn lease(&self) -> Option<LeaseState> {
         self.lease
@@ -357,8 +367,10 @@ impl Machine {
         self.check_deadline(now, &mut out);
         match input {
             Input::Tick => {}
-            Input::Health(ok) => {
+            Input::Health(t) => {
+                let ok = t.to == HealthState::Up;
                 self.healthy = ok;
+                self.health = Some(t);
                 if !ok {
                     match self.role {
                         Role::Holder | Role::Acquiring | Role::Suspended => {
@@ -580,7 +592,6 @@ impl Machine {
                 // The address goes now, in the fixed order; the lease is kept (nobody can
                 // be elected while it lives, and a late renewal proves we still lead).
                 if self.role == Role::Holder {
-                    out.actions.push(Action::StopAnnouncing);
                     out.actions.push(Action::RemoveAddress);
                 }
                 self.next_announce = None;
@@ -612,10 +623,10 @@ impl Machine {
         });
     }
 
-    /// The fixed drop order: stop announcing, remove the address, release the lease.
+    /// The fixed drop order: remove the address, release the lease. No announcement is
+    /// scheduled any more (`next_announce` cleared here, and only a holder announces).
     fn drop_all(&mut self, now: Instant, reason: Reason, out: &mut Output) {
         if self.role == Role::Holder {
-            out.actions.push(Action::StopAnnouncing);
             out.actions.push(Action::RemoveAddress);
         }
         self.next_announce = None;
@@ -676,6 +687,22 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// The health checker's transition to UP (`true`) or DOWN (`false`).
+    fn health(up: bool) -> Input {
+        let (from, to) = match up {
+            true => (HealthState::Recovering, HealthState::Up),
+            false => (HealthState::Up, HealthState::Down),
+        };
+        Input::Health(HealthTransition {
+            backend: "https://127.0.0.1:6443/readyz".into(),
+            from,
+            to,
+            cause: cpe_health::Cause::Probe,
+            detail: String::new(),
+            at: Instant::now(),
+        })
+    }
+
     /// A machine with a fixed origin; `at(ms, input)` feeds inputs at t0 + ms.
     struct H {
         m: Machine,
@@ -699,7 +726,7 @@ mod tests {
         }
         /// Healthy, lease 7 granted (sent at `n`), campaigning.
         fn candidate(&mut self, n: u64) {
-            assert_eq!(self.at(n, Input::Health(true)).actions, vec![GrantLease]);
+            assert_eq!(self.at(n, health(true)).actions, vec![GrantLease]);
             let sent_at = self.t(n);
             let o = self.at(
                 n,
@@ -738,7 +765,7 @@ mod tests {
         }
     }
 
-    const DROP: [Action; 3] = [StopAnnouncing, RemoveAddress, RevokeLease { id: 7 }];
+    const DROP: [Action; 2] = [RemoveAddress, RevokeLease { id: 7 }];
 
     #[test]
     fn unhealthy_node_asks_for_nothing() {
@@ -746,14 +773,35 @@ mod tests {
         for n in [0, 100, 5000] {
             assert!(h.at(n, Input::Tick).actions.is_empty());
         }
-        assert!(h.at(6000, Input::Health(false)).actions.is_empty());
+        assert!(h.at(6000, health(false)).actions.is_empty());
         assert_eq!(h.m.role(), Role::Waiting);
+    }
+
+    /// The checker's transition is kept with its cause and detail (for `/status`), and
+    /// only its end state decides: any state but UP is unhealthy.
+    #[test]
+    fn health_is_the_checkers_transition_with_its_reason() {
+        let mut h = H::new();
+        assert!(h.m.health().is_none(), "not checked yet");
+        let mut t = match health(true) {
+            Input::Health(t) => t,
+            _ => unreachable!(),
+        };
+        t.from = HealthState::Down;
+        t.to = HealthState::Draining;
+        t.detail = "not ready (HTTP 503)".into();
+        assert!(h.at(0, Input::Health(t.clone())).actions.is_empty());
+        assert!(!h.m.healthy());
+        assert_eq!(h.m.health(), Some(&t));
+        assert_eq!(h.at(10, health(true)).actions, vec![GrantLease]);
+        assert!(h.m.healthy());
+        assert_eq!(h.m.health().map(|t| t.to), Some(HealthState::Up));
     }
 
     #[test]
     fn healthy_node_gets_a_lease_then_campaigns() {
         let mut h = H::new();
-        let o = h.at(0, Input::Health(true));
+        let o = h.at(0, health(true));
         assert_eq!(o.actions, vec![GrantLease]);
         // No second grant while one is in flight.
         assert!(h.at(50, Input::Tick).actions.is_empty());
@@ -782,8 +830,8 @@ mod tests {
     #[test]
     fn a_lease_granted_after_health_failed_is_revoked() {
         let mut h = H::new();
-        h.at(0, Input::Health(true));
-        h.at(10, Input::Health(false));
+        h.at(0, health(true));
+        h.at(10, health(false));
         let o = h.at(
             20,
             Input::LeaseGranted {
@@ -841,7 +889,7 @@ mod tests {
     fn holder_drops_in_the_fixed_order_when_health_fails() {
         let mut h = H::new();
         h.holder(0);
-        let o = h.at(300, Input::Health(false));
+        let o = h.at(300, health(false));
         assert_eq!(o.actions, DROP.to_vec());
         let t = o.transition.unwrap();
         assert_eq!(
@@ -853,14 +901,14 @@ mod tests {
             "no campaign while unhealthy"
         );
         // Healthy again: a fresh lease and campaign.
-        assert_eq!(h.at(900, Input::Health(true)).actions, vec![GrantLease]);
+        assert_eq!(h.at(900, health(true)).actions, vec![GrantLease]);
     }
 
     #[test]
     fn candidate_cancels_its_campaign_and_lease_when_health_fails() {
         let mut h = H::new();
         h.candidate(0);
-        let o = h.at(100, Input::Health(false));
+        let o = h.at(100, health(false));
         assert_eq!(o.actions, vec![CancelCampaign, RevokeLease { id: 7 }]);
         assert_eq!(h.m.role(), Role::Waiting);
         // A campaign result racing the cancel does not make it holder.
@@ -874,7 +922,7 @@ mod tests {
         let mut h = H::new();
         h.candidate(0);
         h.at(100, Input::Elected { lease: 7 });
-        let o = h.at(120, Input::Health(false));
+        let o = h.at(120, health(false));
         assert_eq!(o.actions, vec![RevokeLease { id: 7 }]);
         assert!(h
             .at(150, Input::ProbeDone { foreign_mac: None })
@@ -891,7 +939,7 @@ mod tests {
         assert_eq!(h.m.role(), Role::Holder);
         let o = h.at(2000, Input::Tick);
         // The address goes in the fixed order; the lease is kept (not revoked).
-        assert_eq!(o.actions, vec![StopAnnouncing, RemoveAddress]);
+        assert_eq!(o.actions, vec![RemoveAddress]);
         let t = o.transition.unwrap();
         assert_eq!(
             (t.from, t.to, t.reason),
@@ -957,7 +1005,7 @@ mod tests {
         h.holder(0);
         h.at(1500, Input::Tick);
         assert_eq!(
-            h.at(2000, Input::Health(false)).actions,
+            h.at(2000, health(false)).actions,
             vec![RevokeLease { id: 7 }]
         );
         let mut h = H::new();
@@ -1005,7 +1053,7 @@ mod tests {
                      // Sent at 1000 (before the deadline), answered at 1600: the address goes at the
                      // deadline check, then the renewal proves the lease alive until 2500: probe again.
         let o = h.renew(1000, 1600);
-        assert_eq!(o.actions, vec![StopAnnouncing, RemoveAddress, Probe]);
+        assert_eq!(o.actions, vec![RemoveAddress, Probe]);
         assert_eq!(h.m.role(), Role::Acquiring);
     }
 
@@ -1123,7 +1171,7 @@ mod tests {
             (t.from, t.to, t.reason),
             (Role::Holder, Role::Stopped, Reason::Shutdown)
         );
-        assert!(h.at(200, Input::Health(true)).actions.is_empty());
+        assert!(h.at(200, health(true)).actions.is_empty());
         assert!(h
             .at(200, Input::Address { present: false })
             .actions
@@ -1149,7 +1197,7 @@ mod tests {
     #[test]
     fn grant_failures_back_off_exponentially_up_to_the_cap() {
         let mut h = H::new();
-        h.at(0, Input::Health(true));
+        h.at(0, health(true));
         let mut n = 0;
         let mut grants = vec![];
         let mut pending = true;
@@ -1278,7 +1326,7 @@ mod tests {
                 sent_at: h.t(250),
             },
         );
-        assert_eq!(&o.actions[..3], &DROP);
+        assert_eq!(&o.actions[..2], &DROP);
         assert_eq!(o.transition.unwrap().reason, Reason::LeaderElsewhere);
         // Nobody leading while we hold means the same.
         let mut h = H::new();
@@ -1290,7 +1338,7 @@ mod tests {
                 sent_at: h.t(250),
             },
         );
-        assert_eq!(&o.actions[..3], &DROP);
+        assert_eq!(&o.actions[..2], &DROP);
         // A candidate does not care who leads.
         let mut h = H::new();
         h.candidate(0);
@@ -1349,7 +1397,7 @@ mod tests {
                         sent_at: now - ms(r.below(500).min(now_ms)),
                     },
                     0 | 1 => Input::Tick,
-                    2 => Input::Health(r.below(3) != 0),
+                    2 => health(r.below(3) != 0),
                     3 => {
                         next_id += 1;
                         granted.push(next_id);
@@ -1392,11 +1440,15 @@ mod tests {
                     address = false; // someone deleted it
                 }
                 let o = m.handle(now, input.clone());
-                // Fixed drop order inside one output.
+                // Fixed drop order inside one output, and no announcement after the
+                // address is removed.
                 let pos = |a: &Action| o.actions.iter().position(|x| x == a);
                 if let Some(rm) = pos(&RemoveAddress) {
-                    let stop = pos(&StopAnnouncing).expect("stop announcing before removing");
-                    assert!(stop < rm, "seed {seed}: {:?}", o.actions);
+                    assert!(
+                        !o.actions[rm..].contains(&Announce),
+                        "seed {seed}: announced after removing: {:?}",
+                        o.actions
+                    );
                     if let Some(rv) = o
                         .actions
                         .iter()
@@ -1404,6 +1456,13 @@ mod tests {
                     {
                         assert!(rm < rv, "seed {seed}: {:?}", o.actions);
                     }
+                }
+                if o.actions.contains(&Announce) {
+                    assert_eq!(
+                        m.role(),
+                        Role::Holder,
+                        "seed {seed}: announced while not holding"
+                    );
                 }
                 for a in &o.actions {
                     match a {

@@ -1,13 +1,28 @@
 //! The `/status` document (JSON, field names stable: `cpe status`, the end-to-end tests
 //! and operators' scripts read them) and its table for `cpe status`. See docs/vip.md for
 //! every field.
+//!
+//! It reads the driver's snapshots only: it decides nothing and asks nobody.
 
-use crate::agent::Settings;
 use crate::machine::{Role, Transition};
 use crate::metrics::Metrics;
+use crate::settings::Settings;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Who leads the election, as etcd last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Not asked yet.
+    NotAsked,
+    /// Nobody leads.
+    Nobody,
+    /// The node that leads (the value it campaigned with).
+    Node(String),
+    /// etcd could not say: the error, as text.
+    Unknown(String),
+}
 
 /// What the driver publishes after every step.
 #[derive(Debug, Clone)]
@@ -22,8 +37,8 @@ pub struct Snapshot {
     pub role: Role,
     pub holding: bool,
     pub since: SystemTime,
-    /// Who leads per etcd: `Ok(None)` nobody, `Err` etcd could not say.
-    pub holder: Option<Result<Option<String>, String>>,
+    /// Who leads per etcd.
+    pub holder: Holder,
     pub last_transition: Option<(Transition, SystemTime)>,
     /// Lease id, TTL, time left before the holder's deadline.
     pub lease: Option<(i64, Duration, Duration)>,
@@ -50,7 +65,7 @@ impl Snapshot {
             role: Role::Waiting,
             holding: false,
             since: SystemTime::now(),
-            holder: None,
+            holder: Holder::NotAsked,
             last_transition: None,
             lease: None,
             healthy: false,
@@ -65,9 +80,10 @@ impl Snapshot {
 
     pub fn to_json(&self) -> Value {
         let (holder, holder_error) = match &self.holder {
-            Some(Ok(h)) => (json!(h), Value::Null),
-            Some(Err(e)) => (Value::Null, json!(e)),
-            None => (Value::Null, json!("not asked yet")),
+            Holder::Node(h) => (json!(h), Value::Null),
+            Holder::Nobody => (Value::Null, Value::Null),
+            Holder::Unknown(e) => (Value::Null, json!(e)),
+            Holder::NotAsked => (Value::Null, json!("not asked yet")),
         };
         json!({
             "kind": "vip",

@@ -1,0 +1,96 @@
+//! The listening sockets: one per worker on the same address (`SO_REUSEPORT`), with the
+//! options accepted sockets inherit, the port claimed first so that no other process can
+//! silently share it; the admin listener; and the file-descriptor limit the connection
+//! limit needs.
+//!
+//! It does not accept connections (that is `conn.rs`, on the workers) or run threads.
+
+use std::io;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tracing::warn;
+
+/// A listening socket with the options accepted sockets inherit.
+fn listen_socket(
+    addr: SocketAddr,
+    reuse_port: bool,
+    backlog: u32,
+) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // A restarted cpe must not wait out TIME_WAIT from its previous life.
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    // Accepted sockets inherit these on Linux: no per-connection system calls for them.
+    socket.set_tcp_nodelay(true)?;
+    socket.set_keepalive(true)?;
+    let _ = socket.set_tcp_keepalive(&crate::forward::keepalive());
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog as i32)?;
+    Ok(socket.into())
+}
+
+/// `count` listening sockets on `addr`, one per worker. With more than one they share
+/// the port through `SO_REUSEPORT` and the kernel spreads new connections over them, so
+/// each worker accepts on its own socket with no lock and no thundering herd.
+///
+/// `SO_REUSEPORT` would also let us join a port that another process (of the same user)
+/// already listens on with the same option, silently splitting its traffic. So the port
+/// is first taken by a plain socket: if anything listens there, that bind fails with
+/// "address in use", as a single listener would. It also turns port 0 into the real port.
+pub(crate) fn bind_listeners(
+    addr: SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    if count <= 1 {
+        return Ok(vec![listen_socket(addr, false, backlog)?]);
+    }
+    let addr = {
+        let probe = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+        probe
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?
+    };
+    (0..count)
+        .map(|_| listen_socket(addr, true, backlog))
+        .collect()
+}
+
+/// One listener on the caller's runtime (the admin listener).
+pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    TcpListener::from_std(listen_socket(addr, false, backlog)?)
+}
+
+/// Each proxied connection costs two file descriptors: raises the soft limit towards the
+/// hard one so that `max_connections` can be reached, and warns when the hard limit is too
+/// low.
+pub fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(256);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let target = want.min(hard);
+        if target > soft {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
+        }
+        if want > hard {
+            warn!(
+                max_connections,
+                fd_limit = hard,
+                "the file descriptor limit is below 2 x max connections + 256: raise it (ulimit -n, LimitNOFILE)"
+            );
+        }
+    }
+}
