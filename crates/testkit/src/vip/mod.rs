@@ -8,9 +8,9 @@
 //! the etcd leader), waits for the VIP to settle, measures, then repairs everything and waits
 //! for a steady state again, so scenarios run one after another on one testbed.
 //!
-//! This module measures and reports; it asserts nothing. The tests (`vip_e2e.rs`) assert
-//! the properties on the [`Outcome`]s; the benchmark (`bench/vip.sh`, through the
-//! `vip_bench` example) prints their figures. It knows the command lines of `cpe vip`,
+//! This module measures and reports; it asserts nothing. The tests
+//! (`crates/e2e/tests/vip_e2e.rs`) assert the properties on the [`Outcome`]s; the benchmark
+//! (`bench/vip.sh`, through the `vip_bench` example) prints their figures. It knows the command lines of `cpe vip`,
 //! `cpe test-apiserver` and keepalived, nothing of their internals.
 //!
 //! # Layout
