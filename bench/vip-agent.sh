@@ -9,9 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-cargo build -q --release -p cpe --tests
+cargo build -q --release -p cpe --bin cpe
+cargo build -q --release -p cpe-e2e --tests
 for i in $(seq 1 "$runs"); do
   echo "== run $i"
-  cargo test -q --release -p cpe --test vip_agent -- --nocapture --test-threads 1 2>&1 \
+  cargo test -q --release -p cpe-e2e --test e2e vip_agent -- --nocapture --test-threads 1 2>&1 \
     | grep -E "after|->" | grep -v "^\s*$"
 done

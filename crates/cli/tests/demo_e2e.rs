@@ -2,7 +2,9 @@
 //! balancer on loopback, sends traffic, stops one server gracefully and kills another. The
 //! test asserts that it exits 0, prints the summary, that the load balancer took each
 //! failed server out and put it back, that every backend served requests, and that no
-//! request failed except those in flight on the killed server. Needs no root.
+//! request failed except those in flight on the killed server. A signal mid-demo (SIGTERM,
+//! SIGHUP, SIGINT) ends it early with nothing left on disk, and a symlink planted where
+//! the demo once put its files is not followed. Needs no root.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -95,4 +97,118 @@ fn demo_rejects_a_bad_pace() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pace"));
+}
+
+/// SIGTERM, SIGHUP or SIGINT mid-demo: the demo stops early, prints its summary and removes
+/// its private directory, which is new for the run (mode 0700) and holds the CA alone (the
+/// keys stay in memory). A symlink planted at the path the demo once used, predictable from
+/// its pid (`$TMPDIR/cpe-demo-<pid>`), is neither followed nor removed.
+#[test]
+fn a_signal_mid_demo_leaves_no_files_and_a_planted_symlink_is_not_followed() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+
+    for sig in ["TERM", "HUP", "INT"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let trap = tmp.path().join("trap");
+        std::fs::create_dir(&trap).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cpe"))
+            .args(["demo", "--quick", "--view", "plain"])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot run cpe demo");
+        // Planted as soon as the pid is known, long before the demo has its certificates.
+        let planted = tmp.path().join(format!("cpe-demo-{}", child.id()));
+        std::os::unix::fs::symlink(&trap, &planted).unwrap();
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line.clone());
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ca = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("SIG{sig}: no start line ({e}); got {seen:?}"));
+            if let Some(rest) = line.split("--cacert ").nth(1) {
+                break std::path::PathBuf::from(rest.split_whitespace().next().unwrap());
+            }
+            seen.push(line);
+        };
+        let dir = ca.parent().unwrap().to_path_buf();
+        assert_eq!(dir.parent(), Some(tmp.path()), "SIG{sig}: {dir:?}");
+        assert_ne!(dir, planted, "SIG{sig}: the demo used the predictable path");
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(meta.is_dir(), "SIG{sig}: {dir:?} is not a directory");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "SIG{sig}: {dir:?}"
+        );
+        let files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["ca.crt"], "SIG{sig}: only the CA on disk");
+
+        // Traffic flows for a moment, then the signal.
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("SIG{sig}: cpe demo did not exit within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        reader.join().unwrap();
+        let rest: Vec<String> = rx.try_iter().collect();
+        assert_eq!(status.code(), Some(0), "SIG{sig}: {rest:?}");
+        assert!(
+            rest.iter()
+                .any(|l| l.contains(&format!("interrupted by SIG{sig}"))),
+            "SIG{sig}: {rest:?}"
+        );
+        assert!(rest.iter().any(|l| l.contains("Summary (")), "SIG{sig}");
+
+        assert!(!dir.exists(), "SIG{sig}: {dir:?} left behind");
+        assert!(std::fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_dir(&trap).unwrap().count(),
+            0,
+            "SIG{sig}: written through the planted symlink"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                planted.file_name().unwrap().to_string_lossy().into_owned(),
+                "trap".into()
+            ],
+            "SIG{sig}"
+        );
+    }
 }

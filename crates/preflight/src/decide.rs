@@ -1,6 +1,8 @@
 //! The decisions: observed facts in, a [`Check`] out (pass / warn / fail, the reason and
 //! the fix). Pure functions; the unit tests below walk every branch. The probes that gather
-//! the facts live in [`crate::probe`] and never decide anything.
+//! the facts live in [`crate::probe`] and never decide anything; facts that need a rule
+//! from an I/O crate (the VIP's subnet, by cpe-net's rule) arrive already worked out, so
+//! nothing here links one.
 
 use crate::facts::*;
 use crate::report::Check;
@@ -151,9 +153,10 @@ pub fn node_address(m: &Machine, ifaces: &Interfaces) -> Check {
     }
 }
 
-/// The VIP interface: exists, is up, has an address in the VIP's subnet. A missing
-/// interface gives one failure (the other two cannot be told).
-pub fn vip_interface(vip: &VirtualIp, ifaces: &Interfaces) -> Vec<Check> {
+/// The VIP interface: exists, is up, has an address in the VIP's subnet (`subnet`, the
+/// fact gathered with the interfaces). A missing interface gives one failure (the other
+/// two cannot be told).
+pub fn vip_interface(vip: &VirtualIp, ifaces: &Interfaces, subnet: VipSubnet) -> Vec<Check> {
     let name = &vip.interface;
     let Some(i) = ifaces.get(name) else {
         let known: Vec<&str> = ifaces.0.iter().map(|i| i.name.as_str()).collect();
@@ -207,14 +210,13 @@ pub fn vip_interface(vip: &VirtualIp, ifaces: &Interfaces) -> Vec<Check> {
         .filter(|(a, _)| *a != vip.address)
         .map(|(a, l)| format!("{a}/{l}"))
         .collect();
-    // The same rule `cpe vip` applies before adding the address.
-    out.push(match cpe_net::covering_subnet(vip.address, &i.addrs) {
-        Some((a, l)) => Check::pass(
+    out.push(match subnet {
+        VipSubnet::CoveredBy(a, l) => Check::pass(
             "vip.interface.subnet",
             subnet_title,
             format!("{a}/{l} contains {}", vip.address),
         ),
-        None => Check::fail(
+        VipSubnet::NotCovered => Check::fail(
             "vip.interface.subnet",
             subnet_title,
             if same_family.is_empty() {
@@ -810,7 +812,7 @@ mod tests {
             OperState::Unknown,
             &["127.0.0.1/8"],
         )]);
-        let cs = vip_interface(&vip("10.0.0.100"), &ifs);
+        let cs = vip_interface(&vip("10.0.0.100"), &ifs, VipSubnet::NotCovered);
         assert_eq!(cs.len(), 1);
         assert_eq!(cs[0].status, Status::Fail);
         assert!(cs[0].reason.contains("lo"), "{}", cs[0].reason);
@@ -821,7 +823,8 @@ mod tests {
         let v = vip("10.0.0.100");
         let st = |up, oper| {
             let ifs = Interfaces(vec![iface("eth0", up, oper, &["10.0.0.11/24"])]);
-            vip_interface(&v, &ifs)[1].status
+            let subnet = VipSubnet::CoveredBy("10.0.0.11".parse().unwrap(), 24);
+            vip_interface(&v, &ifs, subnet)[1].status
         };
         assert_eq!(st(true, OperState::Up), Status::Pass);
         assert_eq!(st(true, OperState::Unknown), Status::Pass);
@@ -832,29 +835,53 @@ mod tests {
     }
 
     #[test]
-    fn vip_subnet_needs_a_same_family_network_containing_it() {
-        let sub = |v: &str, addrs: &[&str]| {
+    fn vip_subnet_check_names_the_covering_address_or_what_the_interface_has() {
+        // The rule itself (which address covers the VIP) is applied where the facts are
+        // gathered: `probe::iface::vip_subnet` and its test.
+        let sub = |v: &str, addrs: &[&str], subnet: VipSubnet| {
             let ifs = Interfaces(vec![iface("eth0", true, OperState::Up, addrs)]);
-            vip_interface(&vip(v), &ifs)[2].clone()
+            vip_interface(&vip(v), &ifs, subnet)[2].clone()
         };
-        assert_eq!(sub("10.0.0.100", &["10.0.0.11/24"]).status, Status::Pass);
-        assert_eq!(sub("10.0.1.100", &["10.0.0.11/23"]).status, Status::Pass);
-        let c = sub("10.0.1.100", &["10.0.0.11/24"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let c = sub(
+            "10.0.1.100",
+            &["10.0.0.11/23"],
+            VipSubnet::CoveredBy(ip("10.0.0.11"), 23),
+        );
+        assert_eq!(c.status, Status::Pass);
+        assert!(
+            c.reason.contains("10.0.0.11/23 contains 10.0.1.100"),
+            "{}",
+            c.reason
+        );
+        let c = sub("10.0.1.100", &["10.0.0.11/24"], VipSubnet::NotCovered);
         assert_eq!(c.status, Status::Fail);
         assert!(c.reason.contains("10.0.0.11/24"), "{}", c.reason);
-        assert_eq!(sub("fd00::100", &["fd00::11/64"]).status, Status::Pass);
-        let c = sub("fd00::100", &["10.0.0.11/24"]);
+        assert!(
+            c.title.contains("eth0 in the subnet of 10.0.1.100"),
+            "{}",
+            c.title
+        );
+        let c = sub(
+            "fd00::100",
+            &["fd00::11/64"],
+            VipSubnet::CoveredBy(ip("fd00::11"), 64),
+        );
+        assert_eq!(c.status, Status::Pass);
+        let c = sub("fd00::100", &["10.0.0.11/24"], VipSubnet::NotCovered);
         assert_eq!(c.status, Status::Fail);
         assert!(
             c.reason.contains("no address of the VIP's family"),
             "{}",
             c.reason
         );
-        // The VIP itself (held here as /32) does not count as the subnet.
-        assert_eq!(sub("10.0.0.100", &["10.0.0.100/32"]).status, Status::Fail);
-        assert_eq!(
-            sub("10.0.0.100", &["10.0.0.100/32", "10.0.0.11/24"]).status,
-            Status::Pass
+        // The VIP itself (held here as /32) is not listed as what the interface has.
+        let c = sub("10.0.0.100", &["10.0.0.100/32"], VipSubnet::NotCovered);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.reason.contains("no address of the VIP's family"),
+            "{}",
+            c.reason
         );
     }
 

@@ -74,6 +74,18 @@ impl Interfaces {
     }
 }
 
+/// Whether an address of the VIP interface has a subnet that holds the VIP: the rule
+/// `cpe vip` applies before adding the address (same family, not a host route, not
+/// link-local, not the VIP itself). Worked out where the interfaces are read
+/// ([`crate::probe::iface::vip_subnet`]), so the decision needs no network crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VipSubnet {
+    /// This address of the interface, with its prefix length, has a subnet holding the VIP.
+    CoveredBy(IpAddr, u8),
+    /// No address of the interface does (or the interface is missing).
+    NotCovered,
+}
+
 /// The process's capability sets (from `/proc/self/status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {

@@ -75,7 +75,8 @@ pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
     }
 
     if let Some(vip) = &ep.vip {
-        checks.extend(decide::vip_interface(vip, &ifaces));
+        let subnet = probe::iface::vip_subnet(vip.address, &ifaces, &vip.interface);
+        checks.extend(decide::vip_interface(vip, &ifaces, subnet));
         let held_here = ifaces.with_addr(vip.address).is_some();
         let dad = match dad {
             Some(h) => h

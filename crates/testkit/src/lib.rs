@@ -7,7 +7,8 @@
 //! client) and runs the failure scenarios against `cpe vip` or keepalived.
 //!
 //! It is not linked into the `cpe` binary, and it never finds binaries by itself: callers
-//! pass the path of `cpe` (`env!("CARGO_BIN_EXE_cpe")` in the cli crate's tests).
+//! pass the path of `cpe` (`cpe_e2e::cpe_bin()` in the e2e crate's tests,
+//! `env!("CARGO_BIN_EXE_cpe")` in the cli crate's).
 //!
 //! Everything here needs root (namespaces, veth, nftables). [`require_root`] fails loudly
 //! when it is missing: an end-to-end test must never pass by skipping.
@@ -20,7 +21,8 @@
 //! - [`netlink`]: raw rtnetlink dumps (addresses, neighbours) from sockets opened inside
 //!   other namespaces, so one thread can sample every host at nearly the same instant.
 //! - [`observe`]: the client prober and the holder watcher, and what they measured.
-//! - [`vip`]: the VIP testbed and its scenarios, shared by `vip_e2e.rs` and `bench/vip.sh`.
+//! - [`vip`]: the VIP testbed and its scenarios, shared by `crates/e2e/tests/vip_e2e.rs` and
+//!   `bench/vip.sh`.
 
 pub mod child;
 pub mod etcd;

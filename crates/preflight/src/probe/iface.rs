@@ -1,8 +1,10 @@
 //! This machine's interfaces: names, up/down, link state and addresses with their prefix
 //! lengths, from `getifaddrs(3)` and `/sys/class/net/IF/operstate`. Read-only; no netlink
-//! needed for reading.
+//! needed for reading. Also the one fact derived from them that needs cpe-net's rule: does
+//! an address of the VIP interface have a subnet holding the VIP ([`vip_subnet`]); it is
+//! worked out here so that [`crate::decide`] stays free of network crates.
 
-use crate::facts::{Interface, Interfaces, OperState};
+use crate::facts::{Interface, Interfaces, OperState, VipSubnet};
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::SockaddrStorage;
 use std::net::IpAddr;
@@ -31,6 +33,16 @@ pub fn interfaces() -> Result<Interfaces, String> {
         }
     }
     Ok(Interfaces(out))
+}
+
+/// Which address of `interface` (among `ifaces`) has a subnet holding `vip`, by the same
+/// rule `cpe vip` applies before adding the address (`cpe_net::covering_subnet`).
+/// `NotCovered` also when the interface is missing (that check fails on its own).
+pub fn vip_subnet(vip: IpAddr, ifaces: &Interfaces, interface: &str) -> VipSubnet {
+    ifaces
+        .get(interface)
+        .and_then(|i| cpe_net::covering_subnet(vip, &i.addrs))
+        .map_or(VipSubnet::NotCovered, |(a, l)| VipSubnet::CoveredBy(a, l))
 }
 
 fn ip_of(s: &SockaddrStorage) -> Option<IpAddr> {
@@ -63,6 +75,48 @@ fn operstate(name: &str) -> OperState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The subnet rule, from the interface's addresses to the fact the decision takes
+    /// (`decide::vip_interface` turns `CoveredBy` into a pass, `NotCovered` into a failure).
+    #[test]
+    fn vip_subnet_needs_a_same_family_network_containing_it() {
+        let fact = |v: &str, addrs: &[&str]| {
+            let ifs = Interfaces(vec![Interface {
+                name: "eth0".into(),
+                admin_up: true,
+                oper: OperState::Up,
+                addrs: addrs
+                    .iter()
+                    .map(|a| {
+                        let (ip, len) = a.split_once('/').unwrap();
+                        (ip.parse().unwrap(), len.parse().unwrap())
+                    })
+                    .collect(),
+            }]);
+            vip_subnet(v.parse().unwrap(), &ifs, "eth0")
+        };
+        let by = |a: &str, l| VipSubnet::CoveredBy(a.parse().unwrap(), l);
+        assert_eq!(fact("10.0.0.100", &["10.0.0.11/24"]), by("10.0.0.11", 24));
+        assert_eq!(fact("10.0.1.100", &["10.0.0.11/23"]), by("10.0.0.11", 23));
+        assert_eq!(fact("10.0.1.100", &["10.0.0.11/24"]), VipSubnet::NotCovered);
+        assert_eq!(fact("fd00::100", &["fd00::11/64"]), by("fd00::11", 64));
+        assert_eq!(fact("fd00::100", &["10.0.0.11/24"]), VipSubnet::NotCovered);
+        // The VIP itself (held here as /32) does not count as the subnet.
+        assert_eq!(
+            fact("10.0.0.100", &["10.0.0.100/32"]),
+            VipSubnet::NotCovered
+        );
+        assert_eq!(
+            fact("10.0.0.100", &["10.0.0.100/32", "10.0.0.11/24"]),
+            by("10.0.0.11", 24)
+        );
+        // A missing interface covers nothing.
+        let ifs = Interfaces(Vec::new());
+        assert_eq!(
+            vip_subnet("10.0.0.100".parse().unwrap(), &ifs, "eth0"),
+            VipSubnet::NotCovered
+        );
+    }
 
     #[test]
     fn loopback_is_found_up_with_its_address() {

@@ -14,14 +14,15 @@
 //! etcd leadership away while it holds). The measured outage of each scenario is printed (`--nocapture`); the
 //! figures against keepalived come from `bench/vip.sh`.
 //!
-//! Without root it fails with a message saying so; it is never skipped.
+//! Without root it fails with a message saying so; it is never skipped. A test binary of
+//! its own, so that no other test loads the machine while it measures outages.
 
 use cpe_testkit::vip::{AgentKind, ApiKind, Outcome, Scenario, Testbed};
 use std::path::PathBuf;
 use std::time::Duration;
 
 fn cpe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cpe"))
+    PathBuf::from(cpe_e2e::cpe_bin())
 }
 
 /// Every property a scenario must have; returns the violations.

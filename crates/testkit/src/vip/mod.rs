@@ -1,0 +1,134 @@
+//! The VIP testbed: three control-plane machines and a client on one bridge, and the failure
+//! scenarios of `docs/vip-failover.md`, run against `cpe vip` or keepalived.
+//!
+//! Each machine is a namespace with an etcd member, a stand-in API server on `:6443` and the
+//! VIP agent; the client namespace runs the [`Prober`] against `VIP:6443`, and a [`Watch`]
+//! samples every machine's addresses and the client's neighbour entry. A scenario waits for a
+//! steady state (one holder, the client answered), injects one failure into the holder (or
+//! the etcd leader), waits for the VIP to settle, measures, then repairs everything and waits
+//! for a steady state again, so scenarios run one after another on one testbed.
+//!
+//! This module measures and reports; it asserts nothing. The tests
+//! (`crates/e2e/tests/vip_e2e.rs`) assert the properties on the [`Outcome`]s; the benchmark
+//! (`bench/vip.sh`, through the `vip_bench` example) prints their figures. It knows the command lines of `cpe vip`,
+//! `cpe test-apiserver` and keepalived, nothing of their internals.
+//!
+//! # Layout
+//!
+//! - this file: what a run is made of (which API server, which agent, which failure).
+//! - [`testbed`]: the testbed itself: building it, starting and stopping the processes on
+//!   each machine, waiting for a steady state, repairing.
+//! - `scenarios`: running one [`Scenario`] on the testbed and measuring its [`Outcome`].
+//! - [`outcome`]: what a run measured and how it is reported (a line, JSON).
+//! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
+//!   configuration written.
+
+mod outcome;
+mod scenarios;
+mod testbed;
+mod text;
+
+pub use outcome::Outcome;
+pub use testbed::Testbed;
+pub use text::{keepalived_conf, parse_arp_claim};
+
+use std::path::PathBuf;
+
+/// Which stand-in API server runs on each machine.
+#[derive(Debug, Clone)]
+pub enum ApiKind {
+    /// `cpe test-apiserver` from this binary (HTTPS).
+    Cpe(PathBuf),
+    /// `python3 -m http.server` serving a directory with a `readyz` file (HTTP); only for
+    /// trying the harness before the stand-in exists.
+    Python,
+}
+
+/// Which VIP agent runs on each machine.
+#[derive(Debug, Clone)]
+pub enum AgentKind {
+    /// `cpe vip` from this binary, with this lease TTL (e.g. "2s") and extra arguments
+    /// (e.g. `--etcd-move-leader off`).
+    Cpe {
+        bin: PathBuf,
+        lease_ttl: String,
+        extra: Vec<String>,
+    },
+    /// keepalived (VRRP) with a `vrrp_script` on the local /readyz; see [`keepalived_conf`].
+    Keepalived,
+}
+
+impl AgentKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentKind::Cpe { .. } => "cpe",
+            AgentKind::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// The failures, one at a time, always injected into the VIP holder unless said otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The holder's API server process is SIGKILLed.
+    ApiserverKilled,
+    /// The holder's API server keeps running but `/readyz` answers 503.
+    Readyz503,
+    /// The holder's switch port goes down; after the VIP moved it comes back up.
+    LinkCut,
+    /// As `LinkCut`, but the etcd leader is first moved onto the holder's member
+    /// (`etcdctl move-leader`) and the cut comes 6 s later: the worst case for stacked
+    /// etcd, unless the agent hands leadership away in the meantime (`cpe vip` does).
+    LinkCutEtcdLeader,
+    /// The holder's agent is SIGKILLed.
+    AgentSigkill,
+    /// The holder's agent gets SIGTERM (planned handover).
+    AgentSigterm,
+    /// The holder is cut off (IP) from the other machines, not from the client.
+    Partition,
+    /// The etcd leader (wherever the VIP is) is SIGKILLed.
+    EtcdLeaderKilled,
+    /// Every machine replaced in turn (agent stopped, etcd member removed, new machine with
+    /// a new address added) while the client keeps sending.
+    RollingReplacement,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 9] = [
+        Scenario::ApiserverKilled,
+        Scenario::Readyz503,
+        Scenario::LinkCut,
+        Scenario::LinkCutEtcdLeader,
+        Scenario::AgentSigkill,
+        Scenario::AgentSigterm,
+        Scenario::Partition,
+        Scenario::EtcdLeaderKilled,
+        Scenario::RollingReplacement,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::ApiserverKilled => "apiserver-killed",
+            Scenario::Readyz503 => "readyz-503",
+            Scenario::LinkCut => "link-cut",
+            Scenario::LinkCutEtcdLeader => "link-cut-etcd-leader",
+            Scenario::AgentSigkill => "agent-sigkill",
+            Scenario::AgentSigterm => "agent-sigterm",
+            Scenario::Partition => "partition",
+            Scenario::EtcdLeaderKilled => "etcd-leader-killed",
+            Scenario::RollingReplacement => "rolling-replacement",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// Whether the VIP is expected to leave the machine the failure hit.
+    pub fn moves(self) -> bool {
+        !matches!(
+            self,
+            Scenario::EtcdLeaderKilled | Scenario::RollingReplacement
+        )
+    }
+}

@@ -1,0 +1,567 @@
+//! The VIP testbed ([`Testbed`]): three control-plane machines and a client on one
+//! bridge, each machine with an etcd member, a stand-in API server on `:6443` and the VIP
+//! agent, and the observers on the client. Here: building it, starting, signalling and
+//! restarting the processes of one machine, waiting for a steady state (one holder, the
+//! client answered), reading what the client saw on the wire, and repairing every injected
+//! failure. Injecting the failures and measuring them is the runner's (`scenarios`).
+
+use super::text::{keepalived_conf, parse_arp_claim};
+use super::{AgentKind, ApiKind};
+use crate::observe::{Prober, Requests, Target, Watch};
+use crate::{Child, EtcdCluster, Host, Net};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// One control-plane machine.
+#[derive(Debug)]
+pub(super) struct Machine {
+    pub(super) host: Host,
+    /// keepalived priority rank (0 is highest); kept by its replacement.
+    pub(super) slot: usize,
+    pub(super) api: Option<Child>,
+    pub(super) agent: Option<Child>,
+    /// What was done to it, so repair knows what to undo and "healthy" can be judged.
+    pub(super) unready: bool,
+    pub(super) link_cut: bool,
+    pub(super) partitioned: bool,
+}
+
+impl Machine {
+    /// A machine with nothing started on it yet and no failure injected.
+    pub(super) fn fresh(host: Host, slot: usize) -> Machine {
+        Machine {
+            host,
+            slot,
+            api: None,
+            agent: None,
+            unready: false,
+            link_cut: false,
+            partitioned: false,
+        }
+    }
+}
+
+impl Machine {
+    pub(super) fn healthy(&mut self) -> bool {
+        !self.unready
+            && !self.link_cut
+            && !self.partitioned
+            && self.api.as_mut().is_some_and(|c| c.is_running())
+            && self.agent.as_mut().is_some_and(|c| c.is_running())
+    }
+}
+
+/// The testbed. Fields drop in order: observers, processes, etcd, namespaces, files.
+#[derive(Debug)]
+pub struct Testbed {
+    pub(super) watch: Watch,
+    pub(super) prober: Prober,
+    /// tcpdump in the client namespace: the ARP traffic the client sees.
+    arp: Child,
+    /// Every machine's eth0 MAC ever seen, for naming ARP senders.
+    pub(super) macs: Vec<(String, String)>,
+    pub(super) machines: Vec<Machine>,
+    pub(super) etcd: EtcdCluster,
+    pub client: Host,
+    pub vip: Ipv4Addr,
+    api: ApiKind,
+    pub(super) agent: AgentKind,
+    epoch: Instant,
+    epoch_wall: std::time::SystemTime,
+    /// Next host number for replacements (cp4, cp5, ...).
+    pub(super) next_host: usize,
+    pub(super) net: Net,
+    dir: tempfile::TempDir,
+}
+
+const API_PORT: u16 = 6443;
+const ADMIN_PORT: u16 = 7445;
+
+impl Testbed {
+    /// Builds the net, etcd, API servers and agents, starts the observers, and waits for a
+    /// steady state. `tag` prefixes the namespace names.
+    pub fn start(tag: &str, api: ApiKind, agent: AgentKind) -> Result<Testbed> {
+        crate::require_root();
+        let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
+        match (&api, &agent) {
+            (ApiKind::Python, _) => progs.push("python3"),
+            (_, AgentKind::Keepalived) => progs.push("keepalived"),
+            _ => {}
+        }
+        if matches!(agent, AgentKind::Keepalived) {
+            progs.push("keepalived");
+        }
+        crate::require_programs(&progs);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{tag}-"))
+            .tempdir()?;
+        let net = Net::new(tag)?;
+        let hosts: Vec<Host> = (1..=3)
+            .map(|i| net.add_host(&format!("cp{i}"), 10 + i as u8))
+            .collect::<Result<_>>()?;
+        let client = net.add_host("client", 50)?;
+        let vip = net.addr(100);
+        let etcd = EtcdCluster::start(&hosts, dir.path())?;
+        let epoch = Instant::now();
+        let epoch_wall = std::time::SystemTime::now();
+        let arp = client.spawn(
+            "tcpdump arp",
+            &dir.path().join("client-arp.txt"),
+            "tcpdump",
+            &["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"].map(String::from),
+        )?;
+        let mut macs = Vec::new();
+        for h in &hosts {
+            macs.push((h.mac()?, h.name.clone()));
+        }
+        let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch)?;
+        let target = Target {
+            addr: SocketAddr::new(vip.into(), API_PORT),
+            https: matches!(api, ApiKind::Cpe(_)),
+            path: "/readyz".into(),
+        };
+        let prober = Prober::start(
+            &client,
+            target,
+            Duration::from_millis(20),
+            Duration::from_secs(2),
+            epoch,
+        )?;
+        let machines = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(slot, host)| Machine::fresh(host, slot))
+            .collect();
+        let mut tb = Testbed {
+            watch,
+            prober,
+            arp,
+            macs,
+            machines,
+            etcd,
+            client,
+            vip,
+            api,
+            agent,
+            epoch,
+            epoch_wall,
+            next_host: 4,
+            net,
+            dir,
+        };
+        // The first API server generates the shared test PKI; start the others after it.
+        tb.start_api(0)?;
+        tb.wait_api_ready(0)?;
+        for i in 1..tb.machines.len() {
+            tb.start_api(i)?;
+        }
+        for i in 0..tb.machines.len() {
+            tb.wait_api_ready(i)?;
+            tb.start_agent(i)?;
+        }
+        tb.wait_stable(Duration::from_secs(60))?;
+        Ok(tb)
+    }
+
+    /// Seconds since the testbed started (the observers' clock).
+    pub fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Where logs and configs live.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every request the client made so far.
+    pub fn requests(&self) -> Requests {
+        self.prober.requests()
+    }
+
+    /// The holder watcher.
+    pub fn watch(&self) -> &Watch {
+        &self.watch
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    pub(super) fn start_api(&mut self, i: usize) -> Result<()> {
+        let m = &self.machines[i];
+        let name = m.host.name.clone();
+        let log = self.log(&format!("api-{name}"));
+        let child = match &self.api {
+            ApiKind::Python => {
+                let root = self.dir.path().join(format!("www-{name}"));
+                std::fs::create_dir_all(&root)?;
+                std::fs::write(root.join("readyz"), "ok")?;
+                let args: Vec<String> = [
+                    "-m",
+                    "http.server",
+                    &API_PORT.to_string(),
+                    "--bind",
+                    "0.0.0.0",
+                    "--directory",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([root.to_string_lossy().into_owned()])
+                .collect();
+                m.host
+                    .spawn(&format!("api {name}"), &log, "python3", &args)?
+            }
+            ApiKind::Cpe(bin) => {
+                // One test PKI for all machines: the first server generates it (the caller
+                // waits for it before starting the others), the others reuse it.
+                let mut args = vec![
+                    "test-apiserver".to_string(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{API_PORT}"),
+                    "--name".into(),
+                    name.clone(),
+                    "--tls-dir".into(),
+                    self.dir.path().join("pki").to_string_lossy().into_owned(),
+                    // Long enough that a SIGTERMed stand-in is still serving when an agent
+                    // reacts to its 503; the scenarios kill it with SIGKILL anyway.
+                    "--shutdown-delay".into(),
+                    "2s".into(),
+                ];
+                let mut sans = vec![
+                    "localhost".to_string(),
+                    "127.0.0.1".into(),
+                    self.vip.to_string(),
+                ];
+                sans.extend((11..=30).map(|l| self.net.addr(l).to_string()));
+                for s in sans {
+                    args.push("--san".into());
+                    args.push(s);
+                }
+                m.host.spawn(&format!("api {name}"), &log, bin, &args)?
+            }
+        };
+        let m = &mut self.machines[i];
+        m.api = Some(child);
+        m.unready = false;
+        Ok(())
+    }
+
+    fn api_url(&self) -> String {
+        match self.api {
+            ApiKind::Python => format!("http://127.0.0.1:{API_PORT}/readyz"),
+            ApiKind::Cpe(_) => format!("https://127.0.0.1:{API_PORT}/readyz"),
+        }
+    }
+
+    pub(super) fn wait_api_ready(&mut self, i: usize) -> Result<()> {
+        let url = self.api_url();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.machines[i]
+                .host
+                .exec("curl", &["-sfk", "-m", "1", &url])
+                .is_ok()
+            {
+                return Ok(());
+            }
+            let m = &mut self.machines[i];
+            if Instant::now() > deadline || !m.api.as_mut().is_some_and(|c| c.is_running()) {
+                bail!(
+                    "API server on {} not ready: {}",
+                    m.host.name,
+                    m.api.as_ref().map(|c| c.tail(20)).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Makes /readyz answer 503 (Python: 404) while the server keeps running.
+    pub(super) fn make_unready(&mut self, i: usize) -> Result<()> {
+        self.set_ready(i, false)
+    }
+
+    fn make_ready(&mut self, i: usize) -> Result<()> {
+        self.set_ready(i, true)
+    }
+
+    fn set_ready(&mut self, i: usize, ready: bool) -> Result<()> {
+        let name = self.machines[i].host.name.clone();
+        let marker = self.dir.path().join(format!("www-{name}/readyz"));
+        match &self.api {
+            ApiKind::Python if ready => std::fs::write(marker, "ok")?,
+            ApiKind::Python => std::fs::remove_file(marker)?,
+            ApiKind::Cpe(_) => {
+                // The stand-in's own switch (`POST /debug/ready`), from inside the machine.
+                self.machines[i]
+                    .host
+                    .exec(
+                        "curl",
+                        &[
+                            "-sfk",
+                            "-m",
+                            "1",
+                            "-X",
+                            "POST",
+                            "--data",
+                            if ready { "true" } else { "false" },
+                            &format!("https://127.0.0.1:{API_PORT}/debug/ready"),
+                        ],
+                    )
+                    .with_context(|| format!("setting /readyz on {name} to ready={ready}"))?;
+            }
+        }
+        self.machines[i].unready = !ready;
+        Ok(())
+    }
+
+    pub(super) fn start_agent(&mut self, i: usize) -> Result<()> {
+        let url = self.api_url();
+        // This machine's own member first, as `cpe vip --etcd` asks.
+        let own = format!("http://{}:2379", self.machines[i].host.addr);
+        let mut eps: Vec<String> = self.etcd.endpoints().split(',').map(String::from).collect();
+        eps.sort_by_key(|e| *e != own);
+        let eps = eps.join(",");
+        let vip = self.vip;
+        let m = &self.machines[i];
+        let name = m.host.name.clone();
+        let log = self.log(&format!("agent-{name}"));
+        let child = match &self.agent {
+            AgentKind::Cpe {
+                bin,
+                lease_ttl,
+                extra,
+            } => {
+                let mut args: Vec<String> = vec![
+                    "vip".into(),
+                    "--vip".into(),
+                    format!("{vip}/24"),
+                    "--interface".into(),
+                    "eth0".into(),
+                    "--node".into(),
+                    name.clone(),
+                    "--etcd".into(),
+                    eps,
+                    "--health-url".into(),
+                    url,
+                    "--lease-ttl".into(),
+                    lease_ttl.clone(),
+                    "--admin".into(),
+                    format!("127.0.0.1:{ADMIN_PORT}"),
+                ];
+                args.extend(extra.iter().cloned());
+                m.host.spawn(&format!("cpe vip {name}"), &log, bin, &args)?
+            }
+            AgentKind::Keepalived => {
+                let d = self.dir.path();
+                let conf = d.join(format!("keepalived-{name}.conf"));
+                std::fs::write(
+                    &conf,
+                    keepalived_conf(&name, vip, 24, 200 - 50 * m.slot as u32, &url),
+                )?;
+                let p = |s: &str| {
+                    d.join(format!("keepalived-{name}.{s}.pid"))
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                let args: Vec<String> = vec![
+                    "-n".into(),
+                    "-l".into(),
+                    "-D".into(),
+                    "-P".into(),
+                    "-f".into(),
+                    conf.to_string_lossy().into_owned(),
+                    "-p".into(),
+                    p("main"),
+                    "-r".into(),
+                    p("vrrp"),
+                    "-c".into(),
+                    p("check"),
+                ];
+                m.host
+                    .spawn(&format!("keepalived {name}"), &log, "keepalived", &args)?
+            }
+        };
+        self.machines[i].agent = Some(child);
+        Ok(())
+    }
+
+    /// Kills the agent of machine `i` with `sig` (keepalived: its VRRP child too, which is
+    /// the process holding the state).
+    pub(super) fn signal_agent(&mut self, i: usize, sig: Signal) {
+        let name = self.machines[i].host.name.clone();
+        if matches!(self.agent, AgentKind::Keepalived) && sig == Signal::SIGKILL {
+            let pidfile = self.dir.path().join(format!("keepalived-{name}.vrrp.pid"));
+            if let Some(pid) = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if let Some(a) = self.machines[i].agent.as_ref() {
+            a.signal(sig);
+        }
+    }
+
+    /// The index of the single current holder, if exactly one.
+    pub(super) fn holder(&self) -> Option<usize> {
+        let h = self.watch.current();
+        if h.len() != 1 {
+            return None;
+        }
+        self.machines.iter().position(|m| m.host.name == h[0])
+    }
+
+    /// Waits until exactly one machine has held the VIP for a while (cpe: 2 s; keepalived:
+    /// until the highest-priority machine holds it, since it preempts) and the client's last
+    /// requests succeeded. Returns the holder.
+    pub fn wait_stable(&mut self, timeout: Duration) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.now();
+            let since = self.watch.holders().last().map(|c| c.t).unwrap_or_default();
+            if let Some(h) = self.holder() {
+                let settled = match self.agent {
+                    AgentKind::Cpe { .. } => now - since >= Duration::from_secs(2),
+                    AgentKind::Keepalived => {
+                        let top = self.machines.iter().map(|m| m.slot).min();
+                        Some(self.machines[h].slot) == top && now - since >= Duration::from_secs(1)
+                    }
+                };
+                if settled && self.prober.requests().last_ok(10, now) {
+                    return Ok(h);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no steady state after {timeout:?}: holders {:?}, last requests {:?}\n{}",
+                    self.watch.current(),
+                    self.prober
+                        .requests()
+                        .0
+                        .iter()
+                        .rev()
+                        .take(3)
+                        .collect::<Vec<_>>(),
+                    self.logs(25)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// ARP claims for the VIP seen by the client so far: (time, MAC, host).
+    pub fn arp_claims(&self) -> Vec<(Duration, String, Option<String>)> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("client-arp.txt")).unwrap_or_default();
+        let base = self
+            .epoch_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let vip = self.vip.to_string();
+        let _ = &self.arp;
+        text.lines()
+            .filter_map(|l| {
+                let (mac, t) = parse_arp_claim(l, &vip)?;
+                let host = self
+                    .macs
+                    .iter()
+                    .find(|(m, _)| *m == mac)
+                    .map(|(_, n)| n.clone());
+                Some((Duration::from_secs_f64((t - base).max(0.0)), mac, host))
+            })
+            .collect()
+    }
+
+    /// The tails of every log (etcd, API servers, agents).
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                    .collect()
+            })
+            .unwrap_or_else(|_| Vec::new());
+        entries.sort();
+        for p in entries {
+            out += &format!(
+                "--- {} ---\n{}\n",
+                p.file_name().unwrap_or_default().to_string_lossy(),
+                crate::child::tail_file(&p, lines)
+            );
+        }
+        out
+    }
+
+    /// Undoes every injected failure and waits for a steady state.
+    pub fn repair(&mut self) -> Result<usize> {
+        for i in 0..self.machines.len() {
+            let m = &mut self.machines[i];
+            if m.partitioned {
+                m.host.heal()?;
+                m.partitioned = false;
+            }
+            if m.link_cut {
+                m.host.link_up()?;
+                m.link_cut = false;
+            }
+        }
+        for i in 0..self.etcd.members.len() {
+            if !self.etcd.members[i].is_running() {
+                self.etcd.restart(i)?;
+            }
+        }
+        for i in 0..self.machines.len() {
+            if !self.machines[i]
+                .api
+                .as_mut()
+                .is_some_and(|c| c.is_running())
+            {
+                self.start_api(i)?;
+                self.wait_api_ready(i)?;
+            } else if self.machines[i].unready {
+                self.make_ready(i)?;
+            }
+            if !self.machines[i]
+                .agent
+                .as_mut()
+                .is_some_and(|c| c.is_running())
+            {
+                // Reap it (SIGTERM may still be finishing) before starting a new one.
+                if let Some(mut old) = self.machines[i].agent.take() {
+                    old.terminate(Duration::from_secs(5));
+                }
+                self.start_agent(i)?;
+            }
+        }
+        self.etcd.wait_healthy(Duration::from_secs(30))?;
+        self.wait_stable(Duration::from_secs(60))
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "[vip] test failed; logs in {}:\n{}",
+                self.dir.path().display(),
+                self.logs(30)
+            );
+        }
+        if std::env::var_os("CPE_TESTKIT_KEEP").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("[vip] keeping {}", p.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tempdir"),
+            ));
+        }
+    }
+}
