@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn rejects_missing_or_unknown_units() {
         assert!(parse("250").unwrap_err().to_string().contains("no unit"));
-        assert!(parse("2 parsecs").unwrap_err().to_string().contains("not one of"));
+        assert!(parse("2 parsecs")
+            .unwrap_err()
+            .to_string()
+            .contains("not one of"));
         assert!(parse("ms")
             .unwrap_err()
             .to_string()

@@ -58,13 +58,13 @@ pub mod tls;
 pub mod tree;
 pub mod validate;
 
-pub use konvoy::KonvoyFlags;
-pub use model::*;
-pub use problem::{Problem, Severity};
 pub use flags::{LbFlags, VipFlags};
+pub use konvoy::KonvoyFlags;
 pub use load::{
     check_str, load_file, load_str, read_file, read_file_or_stream, Checked, LoadError, Loaded,
 };
+pub use model::*;
 pub use plan::{HealthTarget, LbPlan, PlanError, Resolved, VipPlan};
+pub use problem::{Problem, Severity};
 pub use rules::lb::{parse_backend, Backend, BackendError};
 pub use tls::TlsFiles;

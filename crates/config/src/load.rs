@@ -5,8 +5,8 @@
 //! It does not know any rule: those are in [`crate::rules`].
 
 use crate::input;
-use crate::problem::{Problem, Severity};
 use crate::model::Endpoint;
+use crate::problem::{Problem, Severity};
 use crate::rules;
 use crate::tree;
 use std::path::Path;

@@ -221,7 +221,10 @@ impl VipFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<VipPlan>, PlanError> {
         let loaded = load(file)?;
-        let warnings = loaded.as_ref().map(|l| l.warnings.clone()).unwrap_or_default();
+        let warnings = loaded
+            .as_ref()
+            .map(|l| l.warnings.clone())
+            .unwrap_or_default();
         let mut c = Check::default();
         let plan = self.plan(&mut c, loaded.as_ref().map(|l| &l.endpoint));
         finish(c, plan, warnings)
@@ -311,10 +314,9 @@ impl VipFlags {
             Some(s) => rules::vip::interface(c, "--interface", &s),
         };
         if self.etcd.is_empty() {
-            c.push(
-                Problem::error("--etcd", "", "is required without -f")
-                    .hint("URL[,URL...], e.g. --etcd https://10.0.0.11:2379 (this machine's member first)"),
-            );
+            c.push(Problem::error("--etcd", "", "is required without -f").hint(
+                "URL[,URL...], e.g. --etcd https://10.0.0.11:2379 (this machine's member first)",
+            ));
         }
         let (vip, prefix_len) = vip?;
         Some(VipPlan {
@@ -424,7 +426,10 @@ impl LbFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<LbPlan>, PlanError> {
         let loaded = load(file)?;
-        let warnings = loaded.as_ref().map(|l| l.warnings.clone()).unwrap_or_default();
+        let warnings = loaded
+            .as_ref()
+            .map(|l| l.warnings.clone())
+            .unwrap_or_default();
         let mut c = Check::default();
         let plan = self.plan(&mut c, loaded.as_ref().map(|l| &l.endpoint));
         finish(c, plan, warnings)
@@ -461,8 +466,12 @@ impl LbFlags {
                 plan.max_connections = n;
             }
         }
-        plan.drain_timeout =
-            flags::positive_duration(c, "--drain-timeout", &self.drain_timeout, plan.drain_timeout);
+        plan.drain_timeout = flags::positive_duration(
+            c,
+            "--drain-timeout",
+            &self.drain_timeout,
+            plan.drain_timeout,
+        );
         plan.connect_timeout = flags::positive_duration(
             c,
             "--connect-timeout",
@@ -485,7 +494,11 @@ impl LbFlags {
             Some(s) => match s.value.parse::<SocketAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
-                    c.error("--listen", &s, "must be an IP address and port, e.g. 0.0.0.0:6443");
+                    c.error(
+                        "--listen",
+                        &s,
+                        "must be an IP address and port, e.g. 0.0.0.0:6443",
+                    );
                     None
                 }
             },

@@ -108,7 +108,14 @@ fn a_fifo_a_device_and_a_symlink_to_one_are_refused_at_once() {
 fn a_stream_is_read_up_to_the_limit_only() {
     let e = cpe_config::read_file_or_stream(std::path::Path::new("/dev/zero")).unwrap_err();
     assert!(
-        matches!(e, LoadError::TooLarge { size: 1048577, max: 1048576, .. }),
+        matches!(
+            e,
+            LoadError::TooLarge {
+                size: 1048577,
+                max: 1048576,
+                ..
+            }
+        ),
         "{e:?}"
     );
     // An endless writer into a FIFO: the read stops one byte past the limit.
@@ -131,7 +138,7 @@ fn a_stream_is_read_up_to_the_limit_only() {
     assert!(matches!(e, LoadError::TooLarge { .. }), "{e:?}");
     drop(e);
     writer.join().unwrap(); // the reader closed: the writer's next write fails (EPIPE)
-    // A regular file through the same path reads as usual.
+                            // A regular file through the same path reads as usual.
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(b"cluster: a\n").unwrap();
     assert_eq!(

@@ -64,7 +64,7 @@ enum ViewMode {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    cpe_config::duration::parse(s)
+    cpe_config::duration::parse(s).map_err(|e| e.to_string())
 }
 
 const NAMES: [&str; 3] = ["cp1", "cp2", "cp3"];

@@ -33,18 +33,14 @@ pub struct Args {
     #[arg(long)]
     etcd_exists: bool,
     /// Timeout of each connect and request (e.g. 500ms, 2s).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cpe_config::duration::parse)]
     timeout: Duration,
     /// How long the ARP/NDP probe for the VIP waits for an answer (--local, VIP mode).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cpe_config::duration::parse)]
     dad_wait: Duration,
     /// A table per machine, or one JSON document (checks, summary, exit code).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    cpe_config::duration::parse(s)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +50,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let report = if args.local {
         let node = args.node.clone().unwrap_or_default();
+        let mut endpoint = endpoint;
+        if let Err(e) = etcd_to_check(&mut endpoint, &node, &args) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         let opts = cpe_preflight::run::Local {
             node,
             external_etcd: args.external_etcd,
@@ -76,6 +77,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cpe_preflight::run::remote(&endpoint, &opts).await
     };
     Ok(print(&report, args.output))
+}
+
+/// With `--etcd-exists` or external etcd, the etcd endpoints to check are the ones
+/// `cpe vip` would use (cpe-config's [`cpe_config::plan::etcd_for`]: the definition's,
+/// else every machine's `https://ADDRESS:2379`, this machine's first), so the check is
+/// never silently empty. When nothing says where etcd is, that is an error that says so.
+fn etcd_to_check(e: &mut cpe_config::Endpoint, node: &str, args: &Args) -> Result<(), String> {
+    let external = args.external_etcd || e.etcd_topology == cpe_config::EtcdTopology::External;
+    if !(external || args.etcd_exists) {
+        return Ok(());
+    }
+    let machine = e.machine(node).cloned();
+    let etcd = if args.external_etcd && e.etcd.as_ref().is_none_or(|x| x.endpoints.is_empty()) {
+        None // etcd elsewhere: the machines' own addresses would be a guess
+    } else {
+        cpe_config::plan::etcd_for(e, machine.as_ref())
+    };
+    match etcd {
+        Some(etcd) => {
+            e.etcd = Some(etcd);
+            Ok(())
+        }
+        // Only `controlPlane.etcd: external` and no flag: nothing was asked for by name.
+        None if !(args.external_etcd || args.etcd_exists) => Ok(()),
+        None => Err(format!(
+            "{}: the definition lists no etcd.endpoints and etcd is external, so there is no etcd to check; add etcd.endpoints",
+            if args.etcd_exists { "--etcd-exists" } else { "--external-etcd" }
+        )),
+    }
 }
 
 // What `cpe preflight` and `cpe check` share: loading the definition (problems printed,

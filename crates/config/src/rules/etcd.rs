@@ -4,7 +4,11 @@
 
 use super::*;
 
-pub(crate) fn check_etcd(c: &mut Check, e: Option<&input::EtcdIn>, mode: Option<Mode>) -> Option<Etcd> {
+pub(crate) fn check_etcd(
+    c: &mut Check,
+    e: Option<&input::EtcdIn>,
+    mode: Option<Mode>,
+) -> Option<Etcd> {
     if let Some(e) = e {
         c.pair("etcd", &e.cert_file, &e.key_file);
     }

@@ -27,10 +27,9 @@ pub(crate) fn check_health(c: &mut Check, hc: Option<&input::HealthCheckIn>) -> 
         ca_file: c.path("healthCheck.caFile", &h.ca_file),
         cert_file: c.path("healthCheck.certFile", &h.cert_file),
         key_file: c.path("healthCheck.keyFile", &h.key_file),
-        unauthorized: h
-            .unauthorized
-            .as_ref()
-            .map_or(d.unauthorized, |s| unauthorized(c, "healthCheck.unauthorized", s)),
+        unauthorized: h.unauthorized.as_ref().map_or(d.unauthorized, |s| {
+            unauthorized(c, "healthCheck.unauthorized", s)
+        }),
     }
 }
 
@@ -49,14 +48,17 @@ pub(crate) fn protocol(c: &mut Check, field: &str, s: &S<String>) -> Protocol {
 
 /// An HTTP path: starts with `/`, no whitespace or controls.
 pub(crate) fn path(c: &mut Check, field: &str, s: &S<String>) -> String {
-    if s.value.starts_with('/') && !s.value.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if s.value.starts_with('/') && !s.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return s.value.clone();
     }
     c.push(
-        Problem::error(field, short(&s.raw), "must start with / and contain no spaces")
-            .at(s.pos)
-            .hint("e.g. /readyz (the API server's readiness)"),
+        Problem::error(
+            field,
+            short(&s.raw),
+            "must start with / and contain no spaces",
+        )
+        .at(s.pos)
+        .hint("e.g. /readyz (the API server's readiness)"),
     );
     HealthCheck::default().path
 }

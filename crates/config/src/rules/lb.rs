@@ -4,7 +4,11 @@
 
 use super::*;
 
-pub(crate) fn check_lb(c: &mut Check, lb: Option<&input::LoadBalancerIn>, port: u16) -> Option<LoadBalancer> {
+pub(crate) fn check_lb(
+    c: &mut Check,
+    lb: Option<&input::LoadBalancerIn>,
+    port: u16,
+) -> Option<LoadBalancer> {
     let default_listen = format!("0.0.0.0:{port}");
     let mut out = LoadBalancer::with_listen(default_listen.parse().expect("valid"));
     let Some(l) = lb else {
@@ -106,14 +110,14 @@ pub fn parse_backend(text: &str) -> Result<Backend, BackendError> {
     let (host, port) = text
         .rsplit_once(':')
         .ok_or_else(|| BackendError::NoPort(text.to_string()))?;
-    let port: u16 =
-        port.parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| BackendError::Port {
-                text: text.to_string(),
-                port: port.to_string(),
-            })?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| BackendError::Port {
+            text: text.to_string(),
+            port: port.to_string(),
+        })?;
     if host.contains(':') || host.starts_with('[') {
         return Err(BackendError::Ipv6(text.to_string()));
     }

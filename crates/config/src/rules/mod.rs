@@ -57,7 +57,12 @@ pub(crate) struct Check {
 }
 
 impl Check {
-    pub(crate) fn error(&mut self, field: impl Into<String>, s: &S<impl Sized>, rule: impl Into<String>) {
+    pub(crate) fn error(
+        &mut self,
+        field: impl Into<String>,
+        s: &S<impl Sized>,
+        rule: impl Into<String>,
+    ) {
         self.problems
             .push(Problem::error(field, short(&s.raw), rule).at(s.pos));
     }
@@ -119,7 +124,12 @@ impl Check {
         }
     }
 
-    pub(crate) fn socket(&mut self, field: &str, v: &Option<S<String>>, default: &str) -> SocketAddr {
+    pub(crate) fn socket(
+        &mut self,
+        field: &str,
+        v: &Option<S<String>>,
+        default: &str,
+    ) -> SocketAddr {
         let fallback: SocketAddr = default.parse().expect("default socket address");
         match v {
             None => fallback,
@@ -147,7 +157,12 @@ impl Check {
     }
 
     /// A certificate and its key come together.
-    pub(crate) fn pair(&mut self, section: &str, cert: &Option<S<String>>, key: &Option<S<String>>) {
+    pub(crate) fn pair(
+        &mut self,
+        section: &str,
+        cert: &Option<S<String>>,
+        key: &Option<S<String>>,
+    ) {
         match (cert, key) {
             (Some(c), None) => self.push(
                 Problem::error(
@@ -232,14 +247,14 @@ pub fn parse_address(text: &str) -> Result<(IpAddr, Option<u8>), AddressError> {
         Some((a, p)) => {
             let addr: IpAddr = a.parse().map_err(|_| AddressError::NotAnAddress)?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let len: u8 = p
-                .parse()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| AddressError::Prefix {
-                    prefix: p.to_string(),
-                    max,
-                })?;
+            let len: u8 =
+                p.parse()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| AddressError::Prefix {
+                        prefix: p.to_string(),
+                        max,
+                    })?;
             Ok((addr, Some(len)))
         }
     }
@@ -307,7 +322,15 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     let health = health::check_health(c, f.health_check.as_ref());
     let vip = if mode == Some(Mode::VirtualIp) {
         let cluster = cluster.as_str();
-        vip::check_vip(c, f.virtual_ip.as_ref(), &host, host_in, &cp.machines, cluster, f)
+        vip::check_vip(
+            c,
+            f.virtual_ip.as_ref(),
+            &host,
+            host_in,
+            &cp.machines,
+            cluster,
+            f,
+        )
     } else {
         None
     };

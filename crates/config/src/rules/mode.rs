@@ -5,10 +5,10 @@
 //!
 //! Pure: no host access. Problems are pushed on the shared [`super::Check`].
 
+use super::{Check, MachineAt};
 use crate::input::{self, short, S};
 use crate::model::*;
 use crate::problem::Problem;
-use super::{Check, MachineAt};
 
 /// The mode, and the rules of a mode written explicitly.
 pub(crate) fn check_mode(c: &mut Check, f: &input::File, replicas: Option<u32>) -> Option<Mode> {

@@ -34,12 +34,10 @@ pub(crate) fn check_vip(
     let lease_ttl = vip_in
         .and_then(|v| v.lease_ttl.as_ref())
         .map_or(DEFAULT_LEASE_TTL, |s| lease_ttl(c, "virtualIP.leaseTTL", s));
-    let election = vip_in
-        .and_then(|v| v.election.as_ref())
-        .map_or_else(
-            || format!("/cpe/vip/{cluster}"),
-            |s| election(c, "virtualIP.election", s),
-        );
+    let election = vip_in.and_then(|v| v.election.as_ref()).map_or_else(
+        || format!("/cpe/vip/{cluster}"),
+        |s| election(c, "virtualIP.election", s),
+    );
     let admin = c.socket(
         "virtualIP.admin",
         &vip_in.and_then(|v| v.admin.clone()),
@@ -95,7 +93,9 @@ fn check_vip_address(
                 "must not be a loopback address: the virtual IP is on the machines' network",
             )
             .at(host_pos)
-            .hint(format!("a free address in the control-plane machines' subnet, not {vip}")),
+            .hint(format!(
+                "a free address in the control-plane machines' subnet, not {vip}"
+            )),
         );
         return None;
     }
@@ -238,8 +238,7 @@ pub(crate) fn lease_ttl(c: &mut Check, field: &str, s: &S<String>) -> Duration {
 
 /// The election's etcd key prefix: starts with `/`, no whitespace.
 pub(crate) fn election(c: &mut Check, field: &str, s: &S<String>) -> String {
-    if s.value.starts_with('/') && !s.value.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if s.value.starts_with('/') && !s.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return s.value.clone();
     }
     c.error(
