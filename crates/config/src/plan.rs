@@ -96,7 +96,7 @@ pub struct Resolved<P> {
 pub enum PlanError {
     /// The definition cannot be read or breaks a rule (each problem with its line).
     #[error(transparent)]
-    Load(#[from] LoadError),
+    Load(Box<LoadError>),
     /// The flags break a rule, or do not fit the definition (each problem names a flag,
     /// or the definition's mode).
     #[error("{}", render(.0))]
@@ -108,6 +108,12 @@ fn render(ps: &[Problem]) -> String {
         .map(|p| p.render(None))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl From<LoadError> for PlanError {
+    fn from(e: LoadError) -> PlanError {
+        PlanError::Load(Box::new(e))
+    }
 }
 
 impl PlanError {
@@ -242,15 +248,18 @@ impl VipFlags {
             c.push(Problem::error("--node", "", "must be this machine's name"));
             return None;
         }
-        let mut plan = match def {
-            Some(e) => self.from_definition(c, e)?,
-            None => self.ad_hoc(c)?,
+        let base = match def {
+            Some(e) => self.over_definition(c, e),
+            None => self.ad_hoc(c),
         };
+        // The flags are checked even when the base failed: every problem at once.
+        let ok = base.is_some();
+        let mut plan = base.unwrap_or_else(|| self.placeholder());
         self.overlay(c, &mut plan, def.is_some());
-        Some(plan)
+        ok.then_some(plan)
     }
 
-    fn from_definition(&self, c: &mut Check, e: &Endpoint) -> Option<VipPlan> {
+    fn over_definition(&self, c: &mut Check, e: &Endpoint) -> Option<VipPlan> {
         let Some(v) = e.vip.as_ref().filter(|_| e.mode == Mode::VirtualIp) else {
             c.push(Problem::error(
                 "mode",
@@ -289,6 +298,24 @@ impl VipFlags {
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
         })
+    }
+
+    /// Where the flags are laid when there is no base (only to check them).
+    fn placeholder(&self) -> VipPlan {
+        VipPlan {
+            node: self.node.clone(),
+            vip: IpAddr::from([0, 0, 0, 0]),
+            prefix_len: 32,
+            interface: String::new(),
+            etcd: Vec::new(),
+            etcd_tls: TlsFiles::default(),
+            election: String::new(),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            admin: DEFAULT_VIP_ADMIN.parse().expect("constant"),
+            health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
+            health_check: HealthCheck::default(),
+            health_tls: TlsFiles::default(),
+        }
     }
 
     /// Without a definition: `--vip`, `--interface` and `--etcd` are required.
@@ -443,10 +470,19 @@ impl LbFlags {
     }
 
     fn plan(&self, c: &mut Check, def: Option<&Endpoint>) -> Option<LbPlan> {
-        let mut plan = match def {
-            Some(e) => lb_from_definition(c, e)?,
-            None => self.ad_hoc(c)?,
+        let base = match def {
+            Some(e) => lb_from_definition(c, e),
+            None => self.ad_hoc(c),
         };
+        // The flags are checked even when the base failed: every problem at once.
+        let ok = base.is_some();
+        let mut plan = base.unwrap_or_else(|| {
+            lb_plan_over(
+                LoadBalancer::with_listen(([0, 0, 0, 0], DEFAULT_PORT).into()),
+                HealthCheck::default(),
+                Vec::new(),
+            )
+        });
         self.overlay_health(c, &mut plan.health);
         if let Some(a) = &self.admin {
             plan.admin = match a.as_str() {
@@ -532,17 +568,11 @@ impl LbFlags {
                 },
             }
         }
-        let listen = listen?;
-        let lb = LoadBalancer::with_listen(listen);
-        Some(LbPlan {
-            listen,
-            admin: Some(lb.admin),
-            max_connections: lb.max_connections,
-            drain_timeout: lb.drain_timeout,
-            connect_timeout: lb.connect_timeout,
-            health: HealthCheck::default(),
+        Some(lb_plan_over(
+            LoadBalancer::with_listen(listen?),
+            HealthCheck::default(),
             backends,
-        })
+        ))
     }
 }
 
@@ -576,13 +606,17 @@ fn lb_from_definition(c: &mut Check, e: &Endpoint) -> Option<LbPlan> {
             backends.push(b);
         }
     }
-    Some(LbPlan {
+    Some(lb_plan_over(lb.clone(), e.health.clone(), backends))
+}
+
+fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -> LbPlan {
+    LbPlan {
         listen: lb.listen,
         admin: Some(lb.admin),
         max_connections: lb.max_connections,
         drain_timeout: lb.drain_timeout,
         connect_timeout: lb.connect_timeout,
-        health: e.health.clone(),
+        health,
         backends,
-    })
+    }
 }

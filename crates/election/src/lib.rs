@@ -472,6 +472,33 @@ mod tests {
     }
 
     #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        let etcd = |code| Error::Etcd {
+            call: "lease grant",
+            code,
+            message: String::new(),
+        };
+        assert!(etcd(14).is_retryable()); // unavailable: no leader
+        assert!(etcd(4).is_retryable()); // deadline exceeded
+        assert!(!etcd(5).is_retryable()); // not found
+        assert!(!etcd(7).is_retryable()); // permission denied
+        let down = Error::from(Unreachable {
+            reasons: vec!["https://10.0.0.11:2379: connect: refused".into()],
+        });
+        assert!(down.is_retryable());
+        assert_eq!(
+            down.to_string(),
+            "etcd unreachable: https://10.0.0.11:2379: connect: refused"
+        );
+        assert!(!Error::from(TransportError::NoCa).is_retryable());
+        let bad = Error::Protocol {
+            call: "x",
+            detail: String::new(),
+        };
+        assert!(!bad.is_retryable());
+    }
+
+    #[test]
     fn keys_and_values_are_base64() {
         let v = json!({"value": "bjE=", "bad": "!!"});
         assert_eq!(bytes(&v, "value"), Some(b"n1".to_vec()));
