@@ -514,7 +514,7 @@ impl LbFlags {
             &self.connect_timeout,
             plan.connect_timeout,
         );
-        Some(plan)
+        ok.then_some(plan)
     }
 
     /// Without a definition: `--listen` and at least one `--backend`, each backend once.

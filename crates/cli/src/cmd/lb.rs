@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 #[command(
     after_help = "Examples:\n  cpe lb -f endpoint.yaml\n  cpe lb --listen 0.0.0.0:6443 --backend 10.0.0.11:6443 --backend 10.0.0.12:6443 --backend 10.0.0.13:6443\n\nSIGHUP reloads the file (an invalid file is reported and the old one kept); SIGTERM stops accepting, drains and exits."
 )]
@@ -173,7 +173,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let handle = lb.handle();
     let reloader = tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            reload(&args, &handle);
+            // The file is read off the runtime that runs the checks and the signals: a
+            // slow disk must not stall them (FIFOs and devices are refused unopened).
+            let a = args.clone();
+            match tokio::task::spawn_blocking(move || a.config()).await {
+                Ok(result) => reload(&args, &handle, result),
+                Err(e) => tracing::error!("reload failed: {e}"),
+            }
         }
     });
     lb.run(async move {
@@ -187,12 +193,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reload(args: &Args, handle: &LbHandle) {
+fn reload(args: &Args, handle: &LbHandle, result: Result<LbConfig, PlanError>) {
     let Some(file) = &args.file else {
         tracing::warn!("SIGHUP: nothing to reload (started without -f)");
         return;
     };
-    match args.config() {
+    match result {
         Err(e) => {
             let msg = render(&e, args);
             tracing::error!(file = %file.display(), "reload failed, still running on the previous definition: {msg}");
