@@ -145,11 +145,29 @@ fn finish<P>(c: Check, plan: Option<P>, warnings: Vec<Problem>) -> Result<Resolv
     }
 }
 
-fn load(file: Option<&Path>) -> Result<Option<Loaded>, PlanError> {
-    Ok(match file {
-        Some(f) => Some(load::load_file(f)?),
-        None => None,
-    })
+/// Reads the definition when one is given, then builds the plan over it.
+fn resolve_with<P>(
+    file: Option<&Path>,
+    plan: impl FnOnce(&mut Check, Option<&Endpoint>) -> Option<P>,
+) -> Result<Resolved<P>, PlanError> {
+    let loaded: Option<Loaded> = file.map(load::load_file).transpose()?;
+    let warnings = loaded
+        .as_ref()
+        .map(|l| l.warnings.clone())
+        .unwrap_or_default();
+    let mut c = Check::default();
+    let p = plan(&mut c, loaded.as_ref().map(|l| &l.endpoint));
+    finish(c, p, warnings)
+}
+
+/// Builds the plan over an already valid definition (or none).
+fn plan_with<P>(
+    def: Option<&Endpoint>,
+    plan: impl FnOnce(&mut Check, Option<&Endpoint>) -> Option<P>,
+) -> Result<P, PlanError> {
+    let mut c = Check::default();
+    let p = plan(&mut c, def);
+    finish(c, p, Vec::new()).map(|r| r.plan)
 }
 
 /// Every etcd client URL for `node`, its own member first: the definition's
@@ -226,21 +244,12 @@ fn url_host(u: &str) -> Option<IpAddr> {
 impl VipFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<VipPlan>, PlanError> {
-        let loaded = load(file)?;
-        let warnings = loaded
-            .as_ref()
-            .map(|l| l.warnings.clone())
-            .unwrap_or_default();
-        let mut c = Check::default();
-        let plan = self.plan(&mut c, loaded.as_ref().map(|l| &l.endpoint));
-        finish(c, plan, warnings)
+        resolve_with(file, |c, def| self.plan(c, def))
     }
 
     /// The plan from an already valid definition (or none) and these flags.
     pub fn plan_for(&self, def: Option<&Endpoint>) -> Result<VipPlan, PlanError> {
-        let mut c = Check::default();
-        let plan = self.plan(&mut c, def);
-        finish(c, plan, Vec::new()).map(|r| r.plan)
+        plan_with(def, |c, def| self.plan(c, def))
     }
 
     fn plan(&self, c: &mut Check, def: Option<&Endpoint>) -> Option<VipPlan> {
@@ -452,21 +461,12 @@ fn vip_flag(c: &mut Check, s: &S<String>) -> Option<(IpAddr, u8)> {
 impl LbFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<LbPlan>, PlanError> {
-        let loaded = load(file)?;
-        let warnings = loaded
-            .as_ref()
-            .map(|l| l.warnings.clone())
-            .unwrap_or_default();
-        let mut c = Check::default();
-        let plan = self.plan(&mut c, loaded.as_ref().map(|l| &l.endpoint));
-        finish(c, plan, warnings)
+        resolve_with(file, |c, def| self.plan(c, def))
     }
 
     /// The plan from an already valid definition (or none) and these flags.
     pub fn plan_for(&self, def: Option<&Endpoint>) -> Result<LbPlan, PlanError> {
-        let mut c = Check::default();
-        let plan = self.plan(&mut c, def);
-        finish(c, plan, Vec::new()).map(|r| r.plan)
+        plan_with(def, |c, def| self.plan(c, def))
     }
 
     fn plan(&self, c: &mut Check, def: Option<&Endpoint>) -> Option<LbPlan> {
@@ -579,9 +579,11 @@ impl LbFlags {
 /// From a definition in external-lb mode: every machine's API server is a backend (spares
 /// included: they get connections only once they answer).
 pub fn lb_plan(e: &Endpoint) -> Result<LbPlan, PlanError> {
-    let mut c = Check::default();
-    let plan = lb_from_definition(&mut c, e);
-    finish(c, plan, Vec::new()).map(|r| r.plan)
+    plan_with(Some(e), lb_from_definition_opt)
+}
+
+fn lb_from_definition_opt(c: &mut Check, e: Option<&Endpoint>) -> Option<LbPlan> {
+    lb_from_definition(c, e?)
 }
 
 fn lb_from_definition(c: &mut Check, e: &Endpoint) -> Option<LbPlan> {
