@@ -79,18 +79,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(print(&report, args.output))
 }
 
-/// With `--etcd-exists` or external etcd, the etcd endpoints to check are the ones
-/// `cpe vip` would use (cpe-config's [`cpe_config::plan::etcd_for`]: the definition's,
-/// else every machine's `https://ADDRESS:2379`, this machine's first), so the check is
-/// never silently empty. When nothing says where etcd is, that is an error that says so.
+/// With `--etcd-exists`, the etcd endpoints to check are the ones `cpe vip` would use
+/// (cpe-config's [`cpe_config::plan::etcd_for`]: the definition's, else with stacked etcd
+/// every machine's `https://ADDRESS:2379`, this machine's first), so the check is never
+/// silently empty; when nothing says where etcd is, that is an error that says so.
+/// Without it nothing changes (`--external-etcd` alone checks the endpoints written).
 fn etcd_to_check(e: &mut cpe_config::Endpoint, node: &str, args: &Args) -> Result<(), String> {
-    let external = args.external_etcd || e.etcd_topology == cpe_config::EtcdTopology::External;
-    if !(external || args.etcd_exists) {
+    if !args.etcd_exists {
         return Ok(());
     }
     let machine = e.machine(node).cloned();
-    let etcd = if args.external_etcd && e.etcd.as_ref().is_none_or(|x| x.endpoints.is_empty()) {
-        None // etcd elsewhere: the machines' own addresses would be a guess
+    let written = e.etcd.as_ref().is_some_and(|x| !x.endpoints.is_empty());
+    // etcd elsewhere: the machines' own addresses would be a guess.
+    let etcd = if args.external_etcd && !written {
+        None
     } else {
         cpe_config::plan::etcd_for(e, machine.as_ref())
     };
@@ -99,12 +101,7 @@ fn etcd_to_check(e: &mut cpe_config::Endpoint, node: &str, args: &Args) -> Resul
             e.etcd = Some(etcd);
             Ok(())
         }
-        // Only `controlPlane.etcd: external` and no flag: nothing was asked for by name.
-        None if !(args.external_etcd || args.etcd_exists) => Ok(()),
-        None => Err(format!(
-            "{}: the definition lists no etcd.endpoints and etcd is external, so there is no etcd to check; add etcd.endpoints",
-            if args.etcd_exists { "--etcd-exists" } else { "--external-etcd" }
-        )),
+        None => Err("--etcd-exists: the definition lists no etcd.endpoints and etcd is external, so there is no etcd to check; add etcd.endpoints".to_string()),
     }
 }
 
@@ -149,4 +146,55 @@ pub fn print(report: &cpe_preflight::Report, output: Output) -> ExitCode {
         ),
     }
     ExitCode::from(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["cpe", "-f", "x.yaml", "--local", "--node", "cp2"];
+        T::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    const EXT3: &str = "endpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\n";
+
+    #[test]
+    fn etcd_exists_checks_the_endpoints_cpe_vip_would_use() {
+        let mut e = cpe_config::load_str(EXT3).unwrap().endpoint;
+        assert!(e.etcd.is_none());
+        etcd_to_check(&mut e, "cp2", &args(&["--etcd-exists"])).unwrap();
+        let etcd = e.etcd.unwrap();
+        assert_eq!(
+            etcd.endpoints,
+            vec![
+                "https://10.0.0.12:2379",
+                "https://10.0.0.11:2379",
+                "https://10.0.0.13:2379"
+            ]
+        );
+        assert!(etcd.ca_file.is_some());
+    }
+
+    #[test]
+    fn etcd_exists_without_a_known_etcd_says_why() {
+        let mut e = cpe_config::load_str(
+            &EXT3.replace("  replicas: 3\n", "  replicas: 3\n  etcd: external\n"),
+        )
+        .unwrap()
+        .endpoint;
+        let err = etcd_to_check(&mut e, "cp2", &args(&["--etcd-exists"])).unwrap_err();
+        assert!(err.contains("no etcd.endpoints"), "{err}");
+        // Without --etcd-exists nothing is derived (as before).
+        let mut e = cpe_config::load_str(EXT3).unwrap().endpoint;
+        etcd_to_check(&mut e, "cp2", &args(&["--external-etcd"])).unwrap();
+        assert!(e.etcd.is_none());
+    }
 }
