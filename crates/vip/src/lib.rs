@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod etcd_leader;
+pub mod guard;
 pub mod machine;
 pub mod metrics;
 pub mod status;

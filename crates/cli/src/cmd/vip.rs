@@ -190,11 +190,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the guard: a second `cpe vip --guard` process whose stdin is a pipe from this
-/// one. When this process ends for any reason — SIGKILL and crashes included, which no
-/// in-process cleanup survives — the kernel closes the pipe, the guard reads end-of-file and
-/// removes the VIP from the interface. Without it a killed holder would keep answering for
-/// the VIP while its lease expires and another machine takes over: two holders.
+/// Starts the guard (`cpe vip --guard`, see [`cpe_vip::guard`]) for this plan's VIP.
 fn spawn_guard(plan: &VipPlan) -> Option<std::process::Child> {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -205,59 +201,25 @@ fn spawn_guard(plan: &VipPlan) -> Option<std::process::Child> {
             return None;
         }
     };
-    let r = std::process::Command::new(exe)
-        .args([
-            "vip",
-            "--guard",
-            "--node",
-            &plan.node,
-            "--interface",
-            &plan.interface,
-        ])
-        .arg("--vip")
-        .arg(format!("{}/{}", plan.vip, plan.prefix_len))
-        .stdin(std::process::Stdio::piped())
-        .spawn();
-    match r {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(
-                "cannot start the guard ({e}): a SIGKILLed agent would leave the VIP behind"
-            );
-            None
-        }
-    }
+    let args = [
+        "vip".to_string(),
+        "--guard".into(),
+        "--node".into(),
+        plan.node.clone(),
+        "--interface".into(),
+        plan.interface.clone(),
+        "--vip".into(),
+        format!("{}/{}", plan.vip, plan.prefix_len),
+    ];
+    cpe_vip::guard::spawn(&exe, &args)
 }
 
-/// The guard's side: wait for end-of-file on stdin (the agent is gone), then remove the
-/// VIP. SIGTERM and SIGINT are ignored: a stop signal sent to both processes must not end
-/// the guard before the agent has finished its handover.
+/// `cpe vip --guard`: the guard's process.
 async fn guard(args: &Args) -> anyhow::Result<ExitCode> {
-    use tokio::io::AsyncReadExt;
-    use tokio::signal::unix::{signal, SignalKind};
     let text = args.vip.as_deref().unwrap_or_default();
     let (vip, _) = cpe_config::validate::parse_address(text)
         .map_err(|e| anyhow::anyhow!("--vip {text}: {e}"))?;
-    let interface = args.interface.clone().unwrap_or_default();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut stdin = tokio::io::stdin();
-    let mut buf = [0u8; 64];
-    loop {
-        tokio::select! {
-            r = stdin.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    let nl = cpe_net::Netlink::connect()?;
-    let iface = nl.interface(&interface).await?;
-    if nl.remove(iface.index, vip).await? {
-        tracing::warn!(%vip, %interface, "cpe vip ended without removing the VIP (killed?): the guard removed it");
-    }
+    cpe_vip::guard::run(vip, args.interface.as_deref().unwrap_or_default()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
