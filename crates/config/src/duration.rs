@@ -1,38 +1,55 @@
 //! Durations as written in a definition: an integer or decimal number followed by a unit
 //! (`ms`, `s`, `m`, `h`), e.g. `250ms`, `2s`, `1.5s`. A bare number is rejected: a unit is
-//! never guessed.
+//! never guessed. One parser for the file and every duration flag of the CLI.
 
 use std::time::Duration;
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`. Returns a message naming the rule on failure.
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// Why a duration as written is not one. The message names the rule and shows how to
+/// write it; it does not name the field or flag (the caller does).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` has no unit: write e.g. `250ms`, `2s` or `1m`")]
+    NoUnit(String),
+    #[error("`{0}` does not start with a number: write e.g. `250ms`, `2s`")]
+    NoNumber(String),
+    #[error("`{number}` in `{text}` is not a number")]
+    NotANumber { number: String, text: String },
+    #[error("unit `{unit}` in `{text}` is not one of ms, s, m, h")]
+    Unit { unit: String, text: String },
+    #[error("`{0}` is longer than a year")]
+    TooLong(String),
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`. Also the `value_parser` of every duration
+/// flag of the CLI (clap shows the error's message after the flag and value).
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit: write e.g. `250ms`, `2s` or `1m`"))?;
+        .ok_or_else(|| DurationError::NoUnit(text.to_string()))?;
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!(
-            "`{text}` does not start with a number: write e.g. `250ms`, `2s`"
-        ));
+        return Err(DurationError::NoNumber(text.to_string()));
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{num}` in `{text}` is not a number"))?;
+    let value: f64 = num.parse().map_err(|_| DurationError::NotANumber {
+        number: num.to_string(),
+        text: text.to_string(),
+    })?;
     let unit_secs = match unit {
         "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
         other => {
-            return Err(format!(
-                "unit `{other}` in `{text}` is not one of ms, s, m, h"
-            ))
+            return Err(DurationError::Unit {
+                unit: other.to_string(),
+                text: text.to_string(),
+            })
         }
     };
     let secs = value * unit_secs;
     if !secs.is_finite() || secs > 365.0 * 24.0 * 3600.0 {
-        return Err(format!("`{text}` is longer than a year"));
+        return Err(DurationError::TooLong(text.to_string()));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -63,13 +80,18 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!(parse("250").unwrap_err().contains("no unit"));
-        assert!(parse("2 parsecs").unwrap_err().contains("not one of"));
+        assert!(parse("250").unwrap_err().to_string().contains("no unit"));
+        assert!(parse("2 parsecs")
+            .unwrap_err()
+            .to_string()
+            .contains("not one of"));
         assert!(parse("ms")
             .unwrap_err()
+            .to_string()
             .contains("does not start with a number"));
         assert!(parse("9999999h")
             .unwrap_err()
+            .to_string()
             .contains("longer than a year"));
     }
 

@@ -491,6 +491,16 @@ impl Reader<'_> {
                 pos: at.pos,
                 raw: at.raw.clone(),
             }),
+            // A whole number past 64 bits reaches here as a float: say what it is.
+            Node::Float(_) if is_whole_number_text(&at.raw) => {
+                self.broken.insert(path.to_string());
+                self.problems.push(
+                    Problem::error(path, short(&at.raw), "is too large")
+                        .at(at.pos)
+                        .hint("see the field's range in docs/definition.md"),
+                );
+                None
+            }
             _ => {
                 self.wrong_type(at, path, "a whole number");
                 None
@@ -524,6 +534,13 @@ impl Reader<'_> {
                 .and_then(|v| self.int(v, &format!("{path}.apiServerPort"))),
         })
     }
+}
+
+/// `123`, `-123`, `+123`: digits only, so a float node with this text is an integer too
+/// large for 64 bits.
+fn is_whole_number_text(raw: &str) -> bool {
+    let digits = raw.trim().trim_start_matches(['-', '+']);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The known field closest to a mistyped one (case-insensitive equality, or at most two

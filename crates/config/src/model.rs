@@ -124,6 +124,17 @@ pub struct HealthCheck {
     pub unauthorized: Unauthorized,
 }
 
+impl HealthCheck {
+    /// The TLS files of the check.
+    pub fn tls(&self) -> crate::TlsFiles {
+        crate::TlsFiles::new(
+            self.ca_file.clone(),
+            self.cert_file.clone(),
+            self.key_file.clone(),
+        )
+    }
+}
+
 impl Default for HealthCheck {
     /// Detects a dead API server in about a second: a refused connect fails at once, a
     /// hung one after `timeout`; two failures 250 ms apart take a backend out.
@@ -166,6 +177,17 @@ pub struct Etcd {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+impl Etcd {
+    /// The TLS files of the etcd client.
+    pub fn tls(&self) -> crate::TlsFiles {
+        crate::TlsFiles::new(
+            self.ca_file.clone(),
+            self.cert_file.clone(),
+            self.key_file.clone(),
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -72,7 +72,11 @@ impl Problem {
     }
 
     /// Renders `file:line:column: error: field = value: rule` plus the hint line.
+    /// Invisible characters (zero-width, bidirectional overrides, controls) in any part are
+    /// shown escaped (`\u{200b}`): a message must show what the file holds, and must not
+    /// be reordered on the terminal by what it quotes.
     pub fn render(&self, file: Option<&str>) -> String {
+        let (field, value, rule) = (escape(&self.field), escape(&self.value), escape(&self.rule));
         let mut out = String::new();
         if let Some(f) = file {
             out.push_str(f);
@@ -86,16 +90,13 @@ impl Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        if self.value.is_empty() {
-            out.push_str(&format!("{sev}: {}: {}", self.field, self.rule));
+        if value.is_empty() {
+            out.push_str(&format!("{sev}: {field}: {rule}"));
         } else {
-            out.push_str(&format!(
-                "{sev}: {} = {}: {}",
-                self.field, self.value, self.rule
-            ));
+            out.push_str(&format!("{sev}: {field} = {value}: {rule}"));
         }
         if let Some(h) = &self.hint {
-            out.push_str(&format!("\n  hint: {h}"));
+            out.push_str(&format!("\n  hint: {}", escape(h)));
         }
         out
     }
@@ -104,5 +105,52 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(None))
+    }
+}
+
+/// Is `c` invisible or reordering when printed: a control character, or one of Unicode's
+/// format characters (zero-width spaces and joiners, bidirectional marks, embeddings,
+/// overrides and isolates, the byte order mark, invisible operators, tags).
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
+/// `text` with every invisible character written as `\u{XXXX}`.
+pub fn escape(text: &str) -> String {
+    if !text.chars().any(is_invisible) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if is_invisible(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisible_characters_are_escaped() {
+        assert_eq!(escape("cp\u{200b}1"), "cp\\u{200b}1");
+        assert_eq!(escape("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(escape("plain-ü…"), "plain-ü…");
     }
 }

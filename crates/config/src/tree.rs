@@ -100,6 +100,11 @@ fn first_line(e: &serde_saphyr::Error) -> String {
             "is too large or nested too deeply for a definition (more than {MAX_DEPTH} levels or 250000 nodes)"
         );
     }
+    // The parser's advice is for programs using it (options to set), not for someone
+    // writing a definition: replaced by what to do in the file.
+    if let Some((what, _)) = line.split_once(" If you just use !!binary") {
+        return format!("{what} Write the value as plain text, without !!binary");
+    }
     line.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
         .replace(
             "; use from_str_multiple or from_str_multiple_with_options",

@@ -65,3 +65,84 @@ fn a_directory_is_refused() {
         "{e}"
     );
 }
+
+/// What is not a regular file is refused at once, before reading a byte: a FIFO would
+/// block a reload until fed, `/dev/zero` would never end.
+#[test]
+fn a_fifo_a_device_and_a_symlink_to_one_are_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("ep.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let link = d.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let start = std::time::Instant::now();
+    for (path, kind) in [
+        (fifo.as_path(), "a FIFO (named pipe)"),
+        (std::path::Path::new("/dev/zero"), "a character device"),
+        (link.as_path(), "a character device"),
+    ] {
+        let e = load_file(path).unwrap_err();
+        assert!(matches!(e, LoadError::NotRegular { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: is {kind}, not a regular file: a definition is read from a regular file",
+                path.display()
+            )
+        );
+        assert_eq!(
+            only_problem(&e),
+            format!("f: error: (file): is {kind}, not a regular file: a definition is read from a regular file\n  hint: point -f at the YAML file itself (a symlink to one is fine)")
+        );
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+}
+
+/// `cpe plan -f /dev/stdin` reads a pipe or a device, but never more than the limit:
+/// `/dev/zero` and an endless pipe end with "too large".
+#[test]
+fn a_stream_is_read_up_to_the_limit_only() {
+    let e = cpe_config::read_file_or_stream(std::path::Path::new("/dev/zero")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LoadError::TooLarge {
+                size: 1048577,
+                max: 1048576,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // An endless writer into a FIFO: the read stops one byte past the limit.
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("in.yaml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            let line = b"y\n".repeat(4096);
+            while f.write_all(&line).is_ok() {}
+        })
+    };
+    let e = cpe_config::read_file_or_stream(&fifo).unwrap_err();
+    assert!(matches!(e, LoadError::TooLarge { .. }), "{e:?}");
+    drop(e);
+    writer.join().unwrap(); // the reader closed: the writer's next write fails (EPIPE)
+                            // A regular file through the same path reads as usual.
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(b"cluster: a\n").unwrap();
+    assert_eq!(
+        cpe_config::read_file_or_stream(f.path()).unwrap(),
+        "cluster: a\n"
+    );
+}

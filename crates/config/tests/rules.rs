@@ -262,13 +262,13 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         "f:12:22: error: controlPlane.machines[1].apiServerPort = 6444: must equal the endpoint port 6443 in virtual-ip mode\n  hint: the endpoint port is also the API server port on each machine; only an external load balancer may listen on another port",
         ]),
         ("lease ttl 1500ms", format!("{VIP3}  leaseTTL: 1500ms\n"), vec![
-        "f:16:13: error: virtualIP.leaseTTL = 1500ms: must be a whole number of seconds, at least 1s\n  hint: etcd lease TTLs are whole seconds; the default is 2s",
+        "f:16:13: error: virtualIP.leaseTTL = 1500ms: must be a whole number of seconds, at least 2s\n  hint: etcd lease TTLs are whole seconds and etcd grants no less than about 2s; the default is 2s",
         ]),
         ("lease ttl 1s", format!("{VIP3}  leaseTTL: 1s\n"), vec![
-        "f:16:13: warning: virtualIP.leaseTTL = 1s: is below etcd's minimum lease TTL (about 2s with default etcd timing): etcd grants a longer one",
+        "f:16:13: error: virtualIP.leaseTTL = 1s: must be a whole number of seconds, at least 2s\n  hint: etcd lease TTLs are whole seconds and etcd grants no less than about 2s; the default is 2s",
         ]),
         ("lease ttl 0s", format!("{VIP3}  leaseTTL: 0s\n"), vec![
-        "f:16:13: error: virtualIP.leaseTTL = 0s: must be a whole number of seconds, at least 1s\n  hint: etcd lease TTLs are whole seconds; the default is 2s",
+        "f:16:13: error: virtualIP.leaseTTL = 0s: must be a whole number of seconds, at least 2s\n  hint: etcd lease TTLs are whole seconds and etcd grants no less than about 2s; the default is 2s",
         ]),
         ("vip prefix length 33", format!("{VIP3}  prefixLength: 33\n"), vec![
         "f:16:17: error: virtualIP.prefixLength = 33: must be 0 to 32 for an IPv4 virtual IP",
@@ -340,6 +340,27 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ]),
         ("lb admin equals listen", format!("{EXT3}loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:6443\n"), vec![
         "f:16:10: error: loadBalancer.admin = 0.0.0.0:6443: must differ from loadBalancer.listen",
+        ]),
+        // An integer past 64 bits is too large, not "a decimal number".
+        ("lb max connections overflow", format!("{EXT3}loadBalancer:\n  maxConnections: 99999999999999999999999\n"), vec![
+        "f:15:19: error: loadBalancer.maxConnections = 99999999999999999999999: is too large\n  hint: see the field's range in docs/definition.md",
+        ]),
+        // `fd00::10:6443` is a valid IPv6 address: accepted, with how to write a port.
+        ("ipv6 host with a port", edit(EXT3, &[("host: lb.example.com", "host: fd00::10:6443")]), vec![
+        "f:3:9: warning: endpoint.host = fd00::10:6443: is taken as the IPv6 address fd00::10:6443; if `6443` is meant as a port, it does not belong here\n  hint: write the host without a port (host: fd00::10) and the port in endpoint.port (port: 6443); URLs write it [fd00::10]:6443",
+        ]),
+        // Invisible characters are shown escaped, never raw.
+        ("zero-width space in a name", edit(EXT3, &[("name: cp2", "name: cp\u{200b}2")]), vec![
+        "f:10:13: error: controlPlane.machines[1].name = cp\\u{200b}2: must be a lowercase RFC 1123 name (a-z, 0-9, '-', '.')\n  hint: the machine's node name, e.g. cp1",
+        ]),
+        ("rtl override in the host", edit(EXT3, &[("host: lb.example.com", "host: lb\u{202e}moc.example")]), vec![
+        "f:3:9: error: endpoint.host = lb\\u{202e}moc.example: must be an IP address or an RFC 1123 DNS name\n  hint: a DNS name has labels of a-z, 0-9 and '-' separated by dots, e.g. lb.example.com",
+        ]),
+        ("binary tag", edit(EXT3, &[("cluster: prod", "cluster: !!binary //79")]), vec![
+        "f:1:19: error: (file): is not valid YAML: !!binary scalar is not valid UTF-8 so cannot be stored into string. Write the value as plain text, without !!binary\n  hint: see examples/ for annotated definitions of every mode",
+        ]),
+        ("loopback vip", edit(VIP3, &[("host: 10.0.0.10", "host: 127.0.0.10")]), vec![
+        "f:3:9: error: endpoint.host = 127.0.0.10: must not be a loopback address: the virtual IP is on the machines' network\n  hint: a free address in the control-plane machines' subnet, not 127.0.0.10",
         ]),
         ("lb max connections 0", format!("{EXT3}loadBalancer:\n  maxConnections: 0\n"), vec![
         "f:15:19: error: loadBalancer.maxConnections = 0: must be between 1 and 10000000",

@@ -28,7 +28,7 @@ pub mod endpoint;
 pub mod transport;
 
 pub use endpoint::{EndpointUrl, UrlError};
-pub use transport::{TlsFiles, TransportError};
+pub use transport::{TlsFiles, TransportError, Unreachable};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -40,7 +40,7 @@ use std::time::Duration;
 pub enum Error {
     /// No member answered (each member's reason is listed).
     #[error("etcd unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(#[from] Unreachable),
     /// A member answered with a gRPC error.
     #[error("etcd {call}: {message} (code {code})")]
     Etcd {
@@ -53,6 +53,26 @@ pub enum Error {
     Protocol { call: &'static str, detail: String },
     #[error(transparent)]
     Setup(#[from] TransportError),
+}
+
+impl Error {
+    /// Can the same call succeed later? Yes when no member answered, or a member answered
+    /// that it cannot serve now (cancelled, deadline exceeded, unavailable: etcd's "no
+    /// leader" and "request timed out"); no for a refusal (a lease not found, permission
+    /// denied), an answer that is not etcd's, or settings that cannot work.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unreachable(_) => true,
+            Error::Etcd { code, .. } => is_retryable_code(*code),
+            Error::Protocol { .. } | Error::Setup(_) => false,
+        }
+    }
+}
+
+/// gRPC codes that mean "this member cannot serve now, another may, or this one later":
+/// cancelled (1), deadline exceeded (4), unavailable (14).
+pub(crate) fn is_retryable_code(code: i64) -> bool {
+    matches!(code, 1 | 4 | 14)
 }
 
 /// A granted lease.
@@ -449,6 +469,33 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(check("x", json!({"header": {}})).is_ok());
+    }
+
+    #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        let etcd = |code| Error::Etcd {
+            call: "lease grant",
+            code,
+            message: String::new(),
+        };
+        assert!(etcd(14).is_retryable()); // unavailable: no leader
+        assert!(etcd(4).is_retryable()); // deadline exceeded
+        assert!(!etcd(5).is_retryable()); // not found
+        assert!(!etcd(7).is_retryable()); // permission denied
+        let down = Error::from(Unreachable {
+            reasons: vec!["https://10.0.0.11:2379: connect: refused".into()],
+        });
+        assert!(down.is_retryable());
+        assert_eq!(
+            down.to_string(),
+            "etcd unreachable: https://10.0.0.11:2379: connect: refused"
+        );
+        assert!(!Error::from(TransportError::NoCa).is_retryable());
+        let bad = Error::Protocol {
+            call: "x",
+            detail: String::new(),
+        };
+        assert!(!bad.is_retryable());
     }
 
     #[test]

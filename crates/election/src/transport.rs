@@ -20,14 +20,18 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Client TLS material for `https://` members.
-#[derive(Debug, Clone, Default)]
-pub struct TlsFiles {
-    /// CA that signed the members' certificates (`--etcd-ca`).
-    pub ca: Option<PathBuf>,
-    /// Client certificate and key (`--etcd-cert`, `--etcd-key`): both or neither.
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
+/// Client TLS material for `https://` members: the CA that signed the members'
+/// certificates (`--etcd-ca`), and a client certificate and key (`--etcd-cert`,
+/// `--etcd-key`), both or neither. cpe's one TLS-files type.
+pub use cpe_config::TlsFiles;
+
+/// No member gave a usable answer: each member's reason, in the order tried. Always worth
+/// retrying later (members come back; the caller decides when).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .reasons.join("; "))]
+pub struct Unreachable {
+    /// `URL: reason`, one per member tried.
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +44,14 @@ pub enum TransportError {
         path: String,
         reason: String,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error("no etcd endpoint given (--etcd URL[,URL...])")]
+    NoEndpoint,
+    #[error("an https:// etcd endpoint needs the CA that signed its certificate (--etcd-ca FILE)")]
+    NoCa,
+    #[error("--etcd-cert and --etcd-key go together: give both or neither")]
+    CertWithoutKey,
+    #[error("TLS settings: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// How long connecting to one member may take before the next one is tried.
@@ -67,9 +77,7 @@ struct Inner {
 impl Transport {
     pub fn new(urls: Vec<EndpointUrl>, files: &TlsFiles) -> Result<Self, TransportError> {
         if urls.is_empty() {
-            return Err(TransportError::Config(
-                "no etcd endpoint given (--etcd URL[,URL...])".into(),
-            ));
+            return Err(TransportError::NoEndpoint);
         }
         let tls = if urls.iter().any(|u| u.tls) {
             Some(tls_connector(files)?)
@@ -104,7 +112,7 @@ impl Transport {
         path: &str,
         body: String,
         timeout: Option<Duration>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Unreachable> {
         let n = self.inner.urls.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut reasons = Vec::new();
@@ -135,7 +143,7 @@ impl Transport {
             self.inner.failures.fetch_add(1, Ordering::Relaxed);
             self.inner.current.store((idx + 1) % n, Ordering::Relaxed);
         }
-        Err(reasons.join("; "))
+        Err(Unreachable { reasons })
     }
 
     /// Posts `body` to `path` on one given member (which need not be among the configured
@@ -147,15 +155,19 @@ impl Transport {
         path: &str,
         body: String,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Unreachable> {
         let attempt = async {
             let send = self.connect_url(url).await?;
             self.exchange(send, url, path, body).await.map(|(v, _)| v)
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r.map_err(|e| format!("{url}: {e}")),
-            Err(_) => Err(format!("{url}: no answer within {timeout:?}")),
-        }
+        let reason = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => format!("{url}: {e}"),
+            Err(_) => format!("{url}: no answer within {timeout:?}"),
+        };
+        Err(Unreachable {
+            reasons: vec![reason],
+        })
     }
 
     async fn attempt(&self, idx: usize, path: &str, body: String) -> Result<Value, String> {
@@ -291,7 +303,10 @@ where
 /// gRPC codes that mean "this member cannot serve now, another may": cancelled,
 /// deadline exceeded, unavailable (etcd's "no leader" and "request timed out").
 fn retryable(v: &Value) -> bool {
-    v.get("error").is_some() && matches!(v.get("code").and_then(|c| c.as_i64()), Some(1 | 4 | 14))
+    v.get("error").is_some()
+        && v.get("code")
+            .and_then(|c| c.as_i64())
+            .is_some_and(crate::is_retryable_code)
 }
 
 fn tls_connector(files: &TlsFiles) -> Result<TlsConnector, TransportError> {
@@ -300,12 +315,7 @@ fn tls_connector(files: &TlsFiles) -> Result<TlsConnector, TransportError> {
         path: path.display().to_string(),
         reason,
     };
-    let ca = files.ca.as_ref().ok_or_else(|| {
-        TransportError::Config(
-            "an https:// etcd endpoint needs the CA that signed its certificate (--etcd-ca FILE)"
-                .into(),
-        )
-    })?;
+    let ca = files.ca.as_ref().ok_or(TransportError::NoCa)?;
     let mut roots = rustls::RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
         .map_err(|e| file_err("etcd CA", ca, e.to_string()))?
@@ -321,8 +331,7 @@ fn tls_connector(files: &TlsFiles) -> Result<TlsConnector, TransportError> {
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Config(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots);
     let config = match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
@@ -344,11 +353,7 @@ fn tls_connector(files: &TlsFiles) -> Result<TlsConnector, TransportError> {
                 .map_err(|e| file_err("etcd client key", key, e.to_string()))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(TransportError::Config(
-                "--etcd-cert and --etcd-key go together: give both or neither".into(),
-            ))
-        }
+        _ => return Err(TransportError::CertWithoutKey),
     };
     Ok(TlsConnector::from(Arc::new(config)))
 }

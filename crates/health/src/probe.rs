@@ -175,22 +175,13 @@ impl fmt::Debug for Prober {
     }
 }
 
-/// CA, client certificate and key for HTTPS probes (all optional).
-#[derive(Clone, Debug, Default)]
-pub struct TlsFiles {
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-}
+/// CA, client certificate and key for HTTPS probes (all optional): cpe's one TLS-files type.
+pub use cpe_config::TlsFiles;
 
 impl Prober {
     /// From the definition's `healthCheck` section.
     pub fn from_config(hc: &HealthCheck) -> Result<Prober, ProbeError> {
-        let tls = TlsFiles {
-            ca_file: hc.ca_file.clone(),
-            cert_file: hc.cert_file.clone(),
-            key_file: hc.key_file.clone(),
-        };
+        let tls = hc.tls();
         Ok(Prober {
             kind: kind(hc.protocol, &tls, None)?,
             path: hc.path.clone(),
@@ -406,7 +397,7 @@ fn client_config(tls: &TlsFiles) -> Result<ClientConfig, ProbeError> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ProbeError::Tls(e.to_string()))?;
-    let builder = match &tls.ca_file {
+    let builder = match &tls.ca {
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in read_certs("caFile", path)? {
@@ -422,7 +413,7 @@ fn client_config(tls: &TlsFiles) -> Result<ClientConfig, ProbeError> {
             .dangerous()
             .with_custom_certificate_verifier(NoVerification::new(provider)),
     };
-    let mut config = match (&tls.cert_file, &tls.key_file) {
+    let mut config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let certs = read_certs("certFile", cert)?;
             let key = read_file("keyFile", key).and_then(|bytes| {
@@ -682,7 +673,7 @@ mod tests {
         let p = Prober::from_url(
             &format!("https://{addr}/readyz"),
             &TlsFiles {
-                ca_file: Some(ca_path),
+                ca: Some(ca_path),
                 ..TlsFiles::default()
             },
             Duration::from_secs(2),
@@ -721,7 +712,7 @@ mod tests {
         let e = Prober::from_url(
             "https://h/",
             &TlsFiles {
-                cert_file: Some("/nonexistent/c.pem".into()),
+                cert: Some("/nonexistent/c.pem".into()),
                 ..TlsFiles::default()
             },
             d,
@@ -734,7 +725,7 @@ mod tests {
         let e = Prober::from_url(
             "https://h/",
             &TlsFiles {
-                ca_file: Some("/nonexistent/ca.pem".into()),
+                ca: Some("/nonexistent/ca.pem".into()),
                 ..TlsFiles::default()
             },
             d,

@@ -1,8 +1,9 @@
 //! What a load balancer runs with: where it listens, its limits, how backends are checked,
-//! and which backends exist. Built from the resolved definition ([`cpe_config::Endpoint`])
-//! or from command-line flags; reloaded whole on SIGHUP.
+//! and which backends exist. Built from cpe-config's resolved [`cpe_config::LbPlan`] (a
+//! definition and/or flags, already checked: nothing is re-validated here); reloaded whole
+//! on SIGHUP.
 
-use cpe_config::{Endpoint, HealthCheck, LoadBalancer, Mode};
+use cpe_config::{Endpoint, HealthCheck, LbPlan, LoadBalancer, PlanError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,36 +24,10 @@ impl BackendSpec {
         }
     }
 
-    /// Parses `10.0.0.2:6443`, `[fd00::2]:6443` or `cp1.example.com:6443`.
-    pub fn parse(text: &str) -> Result<BackendSpec, String> {
-        if let Ok(a) = text.parse::<SocketAddr>() {
-            if a.port() == 0 {
-                return Err(format!("`{text}`: port 0 is not a backend port"));
-            }
-            return Ok(BackendSpec::from_addr(a));
-        }
-        let (host, port) = text
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{text}` is not HOST:PORT (e.g. 10.0.0.2:6443)"))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{text}`: `{port}` is not a port (1-65535)"))?;
-        if host.contains(':') || host.starts_with('[') {
-            return Err(format!(
-                "`{text}`: write an IPv6 backend as [ADDRESS]:PORT, e.g. [fd00::2]:6443"
-            ));
-        }
-        if !cpe_config::validate::is_dns_name(host) {
-            return Err(format!(
-                "`{text}`: `{host}` is neither an IP address nor a DNS name"
-            ));
-        }
-        Ok(BackendSpec {
-            host: host.to_string(),
-            port,
-        })
+    /// Parses `10.0.0.2:6443`, `[fd00::2]:6443` or `cp1.example.com:6443` (cpe-config's
+    /// rule, the one `--backend` is held to).
+    pub fn parse(text: &str) -> Result<BackendSpec, cpe_config::BackendError> {
+        cpe_config::parse_backend(text).map(BackendSpec::from)
     }
 
     /// The address when the host is an IP literal (no resolution needed).
@@ -61,6 +36,15 @@ impl BackendSpec {
             .parse::<std::net::IpAddr>()
             .ok()
             .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl From<cpe_config::Backend> for BackendSpec {
+    fn from(b: cpe_config::Backend) -> BackendSpec {
+        BackendSpec {
+            host: b.host,
+            port: b.port,
+        }
     }
 }
 
@@ -111,35 +95,29 @@ impl LbConfig {
         }
     }
 
+    /// From a resolved plan, as it is.
+    pub fn from_plan(plan: &LbPlan) -> LbConfig {
+        LbConfig {
+            listen: plan.listen,
+            admin: plan.admin,
+            max_connections: plan.max_connections,
+            drain_timeout: plan.drain_timeout,
+            connect_timeout: plan.connect_timeout,
+            health: plan.health.clone(),
+            backends: plan
+                .backends
+                .iter()
+                .cloned()
+                .map(BackendSpec::from)
+                .collect(),
+            workers: default_workers(),
+        }
+    }
+
     /// From a resolved definition in external-LB mode: every machine's API server is a
     /// backend (spares included: they get connections only once they answer).
-    pub fn from_endpoint(ep: &Endpoint) -> Result<LbConfig, String> {
-        let lb = match (&ep.load_balancer, ep.mode) {
-            (Some(lb), Mode::ExternalLb) => lb,
-            (_, mode) => {
-                return Err(format!(
-                    "mode is {mode}: `cpe lb` runs in external-lb mode only \
-                     (set `mode: external-lb` and a `loadBalancer` section)"
-                ))
-            }
-        };
-        let mut backends: Vec<BackendSpec> = Vec::new();
-        for m in &ep.machines {
-            let b = BackendSpec::from_addr(m.api_server());
-            if !backends.contains(&b) {
-                backends.push(b);
-            }
-        }
-        Ok(LbConfig {
-            listen: lb.listen,
-            admin: Some(lb.admin),
-            max_connections: lb.max_connections,
-            drain_timeout: lb.drain_timeout,
-            connect_timeout: lb.connect_timeout,
-            health: ep.health.clone(),
-            backends,
-            workers: default_workers(),
-        })
+    pub fn from_endpoint(ep: &Endpoint) -> Result<LbConfig, PlanError> {
+        cpe_config::plan::lb_plan(ep).map(|p| LbConfig::from_plan(&p))
     }
 }
 

@@ -19,6 +19,7 @@
 
 pub mod agent;
 pub mod etcd_leader;
+pub mod guard;
 pub mod machine;
 pub mod metrics;
 pub mod settings;

@@ -5,7 +5,7 @@
 //! Credentials: `--ca`, `--cert`, `--key`, else the definition's `healthCheck` files.
 //! Exit codes: 0 nothing failed, 1 a check failed or the definition is invalid, 2 usage.
 
-use super::preflight::{load, parse_duration, print, Output};
+use super::preflight::{load, print, Output};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH", requires = "cert")]
     key: Option<PathBuf>,
     /// Timeout of each connect and request (e.g. 500ms, 2s).
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cpe_config::duration::parse)]
     timeout: Duration,
     /// A table per machine, or one JSON document (checks, summary, exit code).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]

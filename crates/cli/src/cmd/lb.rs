@@ -1,18 +1,18 @@
 //! `cpe lb`: the L4 load balancer, from a definition file (`-f endpoint.yaml`, reloaded on
 //! SIGHUP) or ad hoc from flags (`--listen ... --backend ... --backend ...`). SIGTERM or
-//! Ctrl-C: stop accepting, drain, exit 0. All the work is in `cpe-lb`; this module turns
-//! arguments and signals into calls.
+//! Ctrl-C: stop accepting, drain, exit 0. The flags and the file are checked and resolved
+//! by cpe-config (one set of rules; problems name the flag or the file's line) into a
+//! [`cpe_config::LbPlan`]; the work is in `cpe-lb`. This module maps clap's values onto
+//! [`cpe_config::LbFlags`] and signals onto calls.
 
 use anyhow::Context;
-use cpe_config::{HealthCheck, Protocol, Unauthorized};
-use cpe_lb::{BackendSpec, Lb, LbConfig, LbHandle};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use cpe_config::{LbFlags, PlanError};
+use cpe_lb::{Lb, LbConfig, LbHandle};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 #[command(
     after_help = "Examples:\n  cpe lb -f endpoint.yaml\n  cpe lb --listen 0.0.0.0:6443 --backend 10.0.0.11:6443 --backend 10.0.0.12:6443 --backend 10.0.0.13:6443\n\nSIGHUP reloads the file (an invalid file is reported and the old one kept); SIGTERM stops accepting, drains and exits."
 )]
@@ -22,10 +22,10 @@ pub struct Args {
     file: Option<PathBuf>,
     /// Address to accept clients on (without -f).
     #[arg(long, value_name = "ADDR:PORT", requires = "backend")]
-    listen: Option<SocketAddr>,
-    /// A backend API server, repeatable (without -f). An IP or a DNS name.
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_backend, requires = "listen")]
-    backend: Vec<BackendSpec>,
+    listen: Option<String>,
+    /// A backend API server, repeatable (without -f), each once. An IP or a DNS name.
+    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
+    backend: Vec<String>,
     /// Admin listener for /metrics and /status (default 127.0.0.1:9630; `off` for none).
     #[arg(long, value_name = "ADDR:PORT|off")]
     admin: Option<String>,
@@ -35,18 +35,18 @@ pub struct Args {
     /// Health check path (http/https).
     #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
-    /// Time between checks of one backend, e.g. 250ms.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    health_interval: Option<Duration>,
+    /// Time between checks of one backend, e.g. 250ms (at least 10ms).
+    #[arg(long, value_name = "DURATION")]
+    health_interval: Option<String>,
     /// Time a check may take, e.g. 500ms.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    health_timeout: Option<Duration>,
-    /// Consecutive passes before a backend is up again.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
-    rise: Option<u32>,
-    /// Consecutive failures before a backend is down.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
-    fall: Option<u32>,
+    #[arg(long, value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Consecutive passes before a backend is up again (1 to 1000).
+    #[arg(long, allow_negative_numbers = true)]
+    rise: Option<i64>,
+    /// Consecutive failures before a backend is down (1 to 1000).
+    #[arg(long, allow_negative_numbers = true)]
+    fall: Option<i64>,
     /// CA to verify the API servers' certificates (none: not verified).
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
@@ -60,14 +60,14 @@ pub struct Args {
     #[arg(long, value_enum)]
     unauthorized: Option<UnauthorizedArg>,
     /// Client connections at once; past it new ones are closed and counted.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    max_connections: Option<u64>,
+    #[arg(long, allow_negative_numbers = true)]
+    max_connections: Option<i64>,
     /// How long connections may continue after SIGTERM or after their backend is removed.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    drain_timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    drain_timeout: Option<String>,
     /// Connect timeout to a backend before trying another.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    connect_timeout: Option<Duration>,
+    #[arg(long, value_name = "DURATION")]
+    connect_timeout: Option<String>,
     /// Threads accepting and forwarding connections, each with its own listening socket
     /// (SO_REUSEPORT) [default: one per CPU].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
@@ -90,119 +90,76 @@ enum UnauthorizedArg {
     Down,
 }
 
-fn parse_backend(s: &str) -> Result<BackendSpec, String> {
-    BackendSpec::parse(s)
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    cpe_config::duration::parse(s)
-}
-
-fn load(path: &Path) -> anyhow::Result<LbConfig> {
-    let loaded = cpe_config::load_file(path).map_err(|e| {
-        let problems = e.problems();
-        if problems.is_empty() {
-            anyhow::anyhow!("{e}")
-        } else {
-            anyhow::anyhow!(
-                "{}: invalid definition:\n{}",
-                path.display(),
-                problems
-                    .iter()
-                    .map(|p| format!("  {p}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        }
-    })?;
-    for w in &loaded.warnings {
-        tracing::warn!("{}: {w}", path.display());
-    }
-    LbConfig::from_endpoint(&loaded.endpoint)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 impl Args {
-    /// Flags override the file's values (the file keeps the backends).
-    fn config(&self) -> anyhow::Result<LbConfig> {
-        let mut c = match (&self.file, self.listen) {
-            (Some(f), _) => load(f)?,
-            (None, Some(listen)) => LbConfig::new(listen, self.backend.clone()),
-            (None, None) => anyhow::bail!(
-                "give a definition (-f endpoint.yaml) or --listen ADDR:PORT with --backend HOST:PORT"
-            ),
-        };
-        self.apply_flags(&mut c)?;
-        Ok(c)
+    /// The flags as typed, for cpe-config to check and lay over the definition.
+    fn flags(&self) -> LbFlags {
+        LbFlags {
+            listen: self.listen.clone(),
+            backends: self.backend.clone(),
+            admin: self.admin.clone(),
+            health_check: self.health_check.map(|p| {
+                match p {
+                    HealthProto::Https => "https",
+                    HealthProto::Http => "http",
+                    HealthProto::Tcp => "tcp",
+                }
+                .to_string()
+            }),
+            health_path: self.health_path.clone(),
+            health_interval: self.health_interval.clone(),
+            health_timeout: self.health_timeout.clone(),
+            rise: self.rise,
+            fall: self.fall,
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            unauthorized: self.unauthorized.map(|u| {
+                match u {
+                    UnauthorizedArg::Alive => "alive",
+                    UnauthorizedArg::Down => "down",
+                }
+                .to_string()
+            }),
+            max_connections: self.max_connections,
+            drain_timeout: self.drain_timeout.clone(),
+            connect_timeout: self.connect_timeout.clone(),
+        }
     }
 
-    fn apply_flags(&self, c: &mut LbConfig) -> anyhow::Result<()> {
-        if let Some(a) = &self.admin {
-            c.admin = match a.as_str() {
-                "off" | "none" => None,
-                a => Some(a.parse().map_err(|_| {
-                    anyhow::anyhow!("--admin {a}: not ADDR:PORT (e.g. 127.0.0.1:9630) or `off`")
-                })?),
-            };
+    /// The definition (if any) and the flags, resolved; the definition's warnings are
+    /// logged (at start and on every reload).
+    fn config(&self) -> Result<LbConfig, PlanError> {
+        let resolved = self.flags().resolve(self.file.as_deref())?;
+        let name = self.file.as_ref().map(|f| f.display().to_string());
+        for w in &resolved.warnings {
+            tracing::warn!("{}", w.render(name.as_deref()));
         }
-        let h: &mut HealthCheck = &mut c.health;
-        if let Some(p) = self.health_check {
-            h.protocol = match p {
-                HealthProto::Https => Protocol::Https,
-                HealthProto::Http => Protocol::Http,
-                HealthProto::Tcp => Protocol::Tcp,
-            };
-        }
-        if let Some(p) = &self.health_path {
-            anyhow::ensure!(p.starts_with('/'), "--health-path {p}: must start with /");
-            h.path = p.clone();
-        }
-        if let Some(d) = self.health_interval {
-            anyhow::ensure!(!d.is_zero(), "--health-interval: must be more than 0");
-            h.interval = d;
-        }
-        if let Some(d) = self.health_timeout {
-            anyhow::ensure!(!d.is_zero(), "--health-timeout: must be more than 0");
-            h.timeout = d;
-        }
-        if let Some(r) = self.rise {
-            h.rise = r;
-        }
-        if let Some(f) = self.fall {
-            h.fall = f;
-        }
-        if self.ca_file.is_some() {
-            h.ca_file = self.ca_file.clone();
-        }
-        if self.cert_file.is_some() {
-            h.cert_file = self.cert_file.clone();
-            h.key_file = self.key_file.clone();
-        }
-        if let Some(u) = self.unauthorized {
-            h.unauthorized = match u {
-                UnauthorizedArg::Alive => Unauthorized::Alive,
-                UnauthorizedArg::Down => Unauthorized::Down,
-            };
-        }
-        if let Some(m) = self.max_connections {
-            c.max_connections = m as usize;
-        }
+        let mut c = LbConfig::from_plan(&resolved.plan);
         if let Some(w) = self.workers {
             c.workers = w as usize;
         }
-        if let Some(d) = self.drain_timeout {
-            c.drain_timeout = d;
-        }
-        if let Some(d) = self.connect_timeout {
-            anyhow::ensure!(!d.is_zero(), "--connect-timeout: must be more than 0");
-            c.connect_timeout = d;
-        }
-        Ok(())
+        Ok(c)
     }
 }
 
+/// Every problem, one per line (the file's with their lines).
+fn render(e: &PlanError, args: &Args) -> String {
+    e.render(args.file.as_deref()).join("\n")
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = args.config()?;
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", render(&e, &args));
+            // An invalid definition fails (1); a flag is a usage error (2).
+            let code = match e {
+                PlanError::Load(_) => 1,
+                PlanError::Invalid(_) => 2,
+            };
+            return Ok(ExitCode::from(code));
+        }
+    };
     if args.no_splice {
         cpe_lb::forward::set_splice(false);
     }
@@ -216,7 +173,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let handle = lb.handle();
     let reloader = tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            reload(&args, &handle);
+            // The file is read off the runtime that runs the checks and the signals: a
+            // slow disk must not stall them (FIFOs and devices are refused unopened).
+            let a = args.clone();
+            match tokio::task::spawn_blocking(move || a.config()).await {
+                Ok(result) => reload(&args, &handle, result),
+                Err(e) => tracing::error!("reload failed: {e}"),
+            }
         }
     });
     lb.run(async move {
@@ -230,14 +193,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reload(args: &Args, handle: &LbHandle) {
+fn reload(args: &Args, handle: &LbHandle, result: Result<LbConfig, PlanError>) {
     let Some(file) = &args.file else {
         tracing::warn!("SIGHUP: nothing to reload (started without -f)");
         return;
     };
-    match args.config() {
+    match result {
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = render(&e, args);
             tracing::error!(file = %file.display(), "reload failed, still running on the previous definition: {msg}");
             handle.reload_failed(&msg);
         }

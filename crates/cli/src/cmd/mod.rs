@@ -1,5 +1,8 @@
 //! One module per subcommand. Each has an `Args` (clap) and a `run` that returns the exit
-//! code; shared plumbing (logging, runtime, loading a definition) is here.
+//! code; the shared plumbing here is logging and the async runtime. Loading and checking
+//! a definition, and resolving flags over it, is cpe-config's (`load_file`, `VipFlags`,
+//! `LbFlags`); `cpe preflight` and `cpe check` share their loading and printing through
+//! `preflight::{load, print}`.
 
 pub mod check;
 pub mod demo;

@@ -88,10 +88,11 @@ impl Source {
         }
     }
 
-    /// Reads and checks the definition. Never fails: unreadable files become problems.
+    /// Reads and checks the definition. Never fails: unreadable files become problems. A
+    /// pipe or a device is read too (`cpe plan -f /dev/stdin`), never past the 1 MiB limit.
     pub fn check(&self) -> Checked {
         match &self.file {
-            Some(path) => match cpe_config::read_file(path) {
+            Some(path) => match cpe_config::read_file_or_stream(path) {
                 Ok(text) => cpe_config::check_str(&text),
                 Err(e) => Checked {
                     problems: e.problems(),

@@ -33,18 +33,14 @@ pub struct Args {
     #[arg(long)]
     etcd_exists: bool,
     /// Timeout of each connect and request (e.g. 500ms, 2s).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cpe_config::duration::parse)]
     timeout: Duration,
     /// How long the ARP/NDP probe for the VIP waits for an answer (--local, VIP mode).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cpe_config::duration::parse)]
     dad_wait: Duration,
     /// A table per machine, or one JSON document (checks, summary, exit code).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    cpe_config::duration::parse(s)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +50,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let report = if args.local {
         let node = args.node.clone().unwrap_or_default();
+        let mut endpoint = endpoint;
+        if let Err(e) = etcd_to_check(&mut endpoint, &node, &args) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         let opts = cpe_preflight::run::Local {
             node,
             external_etcd: args.external_etcd,
@@ -76,6 +77,32 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cpe_preflight::run::remote(&endpoint, &opts).await
     };
     Ok(print(&report, args.output))
+}
+
+/// With `--etcd-exists`, the etcd endpoints to check are the ones `cpe vip` would use
+/// (cpe-config's [`cpe_config::plan::etcd_for`]: the definition's, else with stacked etcd
+/// every machine's `https://ADDRESS:2379`, this machine's first), so the check is never
+/// silently empty; when nothing says where etcd is, that is an error that says so.
+/// Without it nothing changes (`--external-etcd` alone checks the endpoints written).
+fn etcd_to_check(e: &mut cpe_config::Endpoint, node: &str, args: &Args) -> Result<(), String> {
+    if !args.etcd_exists {
+        return Ok(());
+    }
+    let machine = e.machine(node).cloned();
+    let written = e.etcd.as_ref().is_some_and(|x| !x.endpoints.is_empty());
+    // etcd elsewhere: the machines' own addresses would be a guess.
+    let etcd = if args.external_etcd && !written {
+        None
+    } else {
+        cpe_config::plan::etcd_for(e, machine.as_ref())
+    };
+    match etcd {
+        Some(etcd) => {
+            e.etcd = Some(etcd);
+            Ok(())
+        }
+        None => Err("--etcd-exists: the definition lists no etcd.endpoints and etcd is external, so there is no etcd to check; add etcd.endpoints".to_string()),
+    }
 }
 
 // What `cpe preflight` and `cpe check` share: loading the definition (problems printed,
@@ -119,4 +146,55 @@ pub fn print(report: &cpe_preflight::Report, output: Output) -> ExitCode {
         ),
     }
     ExitCode::from(report.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["cpe", "-f", "x.yaml", "--local", "--node", "cp2"];
+        T::try_parse_from(base.iter().chain(extra)).unwrap().a
+    }
+
+    const EXT3: &str = "endpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\n";
+
+    #[test]
+    fn etcd_exists_checks_the_endpoints_cpe_vip_would_use() {
+        let mut e = cpe_config::load_str(EXT3).unwrap().endpoint;
+        assert!(e.etcd.is_none());
+        etcd_to_check(&mut e, "cp2", &args(&["--etcd-exists"])).unwrap();
+        let etcd = e.etcd.unwrap();
+        assert_eq!(
+            etcd.endpoints,
+            vec![
+                "https://10.0.0.12:2379",
+                "https://10.0.0.11:2379",
+                "https://10.0.0.13:2379"
+            ]
+        );
+        assert!(etcd.ca_file.is_some());
+    }
+
+    #[test]
+    fn etcd_exists_without_a_known_etcd_says_why() {
+        let mut e = cpe_config::load_str(
+            &EXT3.replace("  replicas: 3\n", "  replicas: 3\n  etcd: external\n"),
+        )
+        .unwrap()
+        .endpoint;
+        let err = etcd_to_check(&mut e, "cp2", &args(&["--etcd-exists"])).unwrap_err();
+        assert!(err.contains("no etcd.endpoints"), "{err}");
+        // Without --etcd-exists nothing is derived (as before).
+        let mut e = cpe_config::load_str(EXT3).unwrap().endpoint;
+        etcd_to_check(&mut e, "cp2", &args(&["--external-etcd"])).unwrap();
+        assert!(e.etcd.is_none());
+    }
 }

@@ -47,13 +47,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "plain_http")]
     client_ca: Option<PathBuf>,
     /// How long /readyz answers 503 after SIGTERM while everything is still served.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cpe_config::duration::parse)]
     shutdown_delay: Duration,
     /// How long open connections get to finish once the listener is closed.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cpe_config::duration::parse)]
     shutdown_grace: Duration,
     /// Interval between two events of the watch stream.
-    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = cpe_config::duration::parse)]
     stream_interval: Duration,
     /// Serve plain HTTP (HTTP/1.1 and h2c) instead of TLS.
     #[arg(long)]
@@ -64,10 +64,6 @@ pub struct Args {
     /// Start with /readyz answering 503 (SIGUSR1 or `POST /debug/ready true` makes it ready).
     #[arg(long)]
     not_ready: bool,
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    cpe_config::duration::parse(s)
 }
 
 fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {

@@ -1,0 +1,170 @@
+//! Flags laid over a definition (or over the defaults) by the definition's own rules, and
+//! the plans one node runs.
+
+use cpe_config::plan::{etcd_endpoints, etcd_for};
+use cpe_config::{load_str, HealthTarget, LbFlags, PlanError, VipFlags};
+use std::time::Duration;
+
+const EXT3: &str = "cluster: prod\nendpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\n";
+
+fn problems(e: PlanError) -> Vec<String> {
+    e.render(None)
+}
+
+#[test]
+fn lb_flags_over_a_definition_replace_its_values_by_the_same_rules() {
+    let def = load_str(EXT3).unwrap().endpoint;
+    let flags = LbFlags {
+        admin: Some("off".into()),
+        health_interval: Some("100ms".into()),
+        rise: Some(5),
+        ..Default::default()
+    };
+    let p = flags.plan_for(Some(&def)).unwrap();
+    assert_eq!(p.admin, None);
+    assert_eq!(p.health.interval, Duration::from_millis(100));
+    assert_eq!(p.health.rise, 5);
+    assert_eq!(p.backends.len(), 3);
+    assert_eq!(p.listen, "0.0.0.0:6443".parse().unwrap());
+
+    let bad = LbFlags {
+        health_interval: Some("5ms".into()),
+        rise: Some(0),
+        health_path: Some("readyz".into()),
+        cert_file: Some("c.crt".into()),
+        max_connections: Some(0),
+        drain_timeout: Some("0s".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        problems(bad.plan_for(Some(&def)).unwrap_err()),
+        vec![
+            "error: --health-path = readyz: must start with / and contain no spaces\n  hint: e.g. /readyz (the API server's readiness)",
+            "error: --health-interval = 5ms: must be at least 10ms",
+            "error: --rise = 0: must be between 1 and 1000",
+            "error: --cert-file = c.crt: needs --key-file too\n  hint: a client certificate is used with its private key",
+            "error: --max-connections = 0: must be between 1 and 10000000",
+            "error: --drain-timeout = 0s: must be longer than zero",
+        ]
+    );
+}
+
+#[test]
+fn lb_ad_hoc_needs_listen_and_backends_each_once() {
+    let none = LbFlags::default().plan_for(None).unwrap_err();
+    let ps = problems(none);
+    assert!(
+        ps[0].starts_with("error: --listen: is required without -f"),
+        "{ps:?}"
+    );
+    assert!(
+        ps[1].starts_with("error: --backend: is required without -f"),
+        "{ps:?}"
+    );
+    let twice = LbFlags {
+        listen: Some("127.0.0.1:6443".into()),
+        backends: vec!["cp1.example.com:6443".into(), "cp1.example.com:6443".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        problems(twice.plan_for(None).unwrap_err()),
+        vec!["error: --backend = cp1.example.com:6443: is already backend 1 (--backend cp1.example.com:6443)\n  hint: give every backend once"]
+    );
+    // The same backend written two ways is the same backend.
+    let v6 = LbFlags {
+        listen: Some("[::1]:6443".into()),
+        backends: vec!["[fd00::2]:6443".into(), "[fd00:0::2]:6443".into()],
+        ..Default::default()
+    };
+    assert!(v6.plan_for(None).is_err());
+}
+
+#[test]
+fn an_lb_definition_in_another_mode_is_refused() {
+    let vip =
+        EXT3.replace("host: lb.example.com", "host: 10.0.0.10") + "virtualIP:\n  interface: eth0\n";
+    let def = load_str(&vip).unwrap().endpoint;
+    let ps = problems(LbFlags::default().plan_for(Some(&def)).unwrap_err());
+    assert!(
+        ps[0].contains("mode is virtual-ip: `cpe lb` runs in external-lb mode only"),
+        "{ps:?}"
+    );
+}
+
+#[test]
+fn vip_etcd_endpoints_put_the_nodes_own_member_first() {
+    let vip = EXT3.replace("host: lb.example.com", "host: 10.0.0.10")
+        + "virtualIP:\n  interface: eth0\netcd:\n  endpoints: [https://10.0.0.11:2379, https://10.0.0.12:2379, https://10.0.0.13:2379]\n";
+    let def = load_str(&vip).unwrap().endpoint;
+    let flags = VipFlags {
+        node: "cp3".into(),
+        ..Default::default()
+    };
+    let p = flags.plan_for(Some(&def)).unwrap();
+    assert_eq!(
+        p.etcd,
+        vec![
+            "https://10.0.0.13:2379",
+            "https://10.0.0.11:2379",
+            "https://10.0.0.12:2379"
+        ]
+    );
+    assert_eq!(
+        p.health,
+        HealthTarget::Machine("10.0.0.13:6443".parse().unwrap())
+    );
+    assert_eq!(
+        p.health.describe(&p.health_check),
+        "https://10.0.0.13:6443/readyz"
+    );
+}
+
+#[test]
+fn etcd_for_a_node_is_derived_where_etcd_is_known_only() {
+    let def = load_str(EXT3).unwrap().endpoint;
+    // Stacked etcd (the default): every machine's member, this node's first, kubeadm's files.
+    let etcd = etcd_for(&def, def.machine("cp2")).unwrap();
+    assert_eq!(
+        etcd.endpoints,
+        vec![
+            "https://10.0.0.12:2379",
+            "https://10.0.0.11:2379",
+            "https://10.0.0.13:2379"
+        ]
+    );
+    assert_eq!(
+        etcd.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt"))
+    );
+    // External etcd and no endpoints: nothing says where it is.
+    let ext = load_str(&EXT3.replace("  replicas: 3\n", "  replicas: 3\n  etcd: external\n"))
+        .unwrap()
+        .endpoint;
+    assert!(etcd_endpoints(&ext, None).is_empty());
+    assert!(etcd_for(&ext, None).is_none());
+}
+
+#[test]
+fn vip_flags_name_themselves_and_the_pairs_they_need() {
+    let flags = VipFlags {
+        node: "n1".into(),
+        vip: Some("10.0.0.10".into()),
+        interface: Some("eth/0".into()),
+        etcd: vec!["http://127.0.0.1:2379".into()],
+        etcd_key: Some("k.pem".into()),
+        election: Some("no-slash".into()),
+        admin: Some("localhost".into()),
+        health_timeout: Some("0s".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        problems(flags.plan_for(None).unwrap_err()),
+        vec![
+            "error: --interface = eth/0: must be an interface name: 1 to 15 characters, no '/', ':' or whitespace\n  hint: the interface that carries the machines' addresses, e.g. eth0 (`ip -br addr`)",
+            "error: --etcd-key = k.pem: needs --etcd-cert too\n  hint: a client certificate is used with its private key",
+            "error: --health-timeout = 0s: must be longer than zero",
+            "error: --election = no-slash: must be an etcd key prefix starting with / and without spaces",
+            "error: --admin = localhost: must be an IP address and port, e.g. 127.0.0.1:9630 or [::1]:9630",
+        ]
+    );
+}
