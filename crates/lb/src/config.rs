@@ -1,77 +1,38 @@
-//! What a load balancer runs with: where it listens, its limits, how backends are checked,
-//! and which backends exist. Built from cpe-config's resolved [`cpe_config::LbPlan`] (a
-//! definition and/or flags, already checked: nothing is re-validated here); reloaded whole
-//! on SIGHUP.
+//! What a load balancer runs with: cpe-config's resolved [`cpe_config::LbPlan`] (where it
+//! listens, its limits, how backends are checked, which backends exist — a definition
+//! and/or flags, already checked: nothing is re-validated here) plus what only the
+//! running process decides, the number of workers. Reloaded whole on SIGHUP.
 
 use cpe_config::{Endpoint, HealthCheck, LbPlan, LoadBalancer, PlanError};
-use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
 
 /// One backend as written: an `IP:port` or a `name:port` resolved by the health checker
-/// (a name that does not resolve is a backend that is down, not an error at start).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BackendSpec {
-    pub host: String,
-    pub port: u16,
-}
+/// (a name that does not resolve is a backend that is down, not an error at start). The
+/// definition's own type: one idea, one type. (`Backend` in this crate is a running one.)
+pub use cpe_config::Backend as BackendSpec;
 
-impl BackendSpec {
-    pub fn from_addr(addr: SocketAddr) -> BackendSpec {
-        BackendSpec {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        }
-    }
-
-    /// Parses `10.0.0.2:6443`, `[fd00::2]:6443` or `cp1.example.com:6443` (cpe-config's
-    /// rule, the one `--backend` is held to).
-    pub fn parse(text: &str) -> Result<BackendSpec, cpe_config::BackendError> {
-        cpe_config::parse_backend(text).map(BackendSpec::from)
-    }
-
-    /// The address when the host is an IP literal (no resolution needed).
-    pub fn literal(&self) -> Option<SocketAddr> {
-        self.host
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, self.port))
-    }
-}
-
-impl From<cpe_config::Backend> for BackendSpec {
-    fn from(b: cpe_config::Backend) -> BackendSpec {
-        BackendSpec {
-            host: b.host,
-            port: b.port,
-        }
-    }
-}
-
-impl fmt::Display for BackendSpec {
-    /// The backend's name in logs, metrics and `/status`: `10.0.0.2:6443`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.literal() {
-            Some(a) => write!(f, "{a}"),
-            None => write!(f, "{}:{}", self.host, self.port),
-        }
-    }
-}
-
-/// Everything a load balancer runs with.
+/// Everything a load balancer runs with: the plan, and the workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbConfig {
-    pub listen: SocketAddr,
-    /// `None`: no admin listener.
-    pub admin: Option<SocketAddr>,
-    pub max_connections: usize,
-    pub drain_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub health: HealthCheck,
-    pub backends: Vec<BackendSpec>,
+    pub plan: LbPlan,
     /// Threads accepting and forwarding, each with its own event loop and its own
     /// listening socket (`SO_REUSEPORT`). Default: one per CPU.
     pub workers: usize,
+}
+
+/// The plan's fields read as the config's own (`config.listen`, `config.backends`).
+impl Deref for LbConfig {
+    type Target = LbPlan;
+    fn deref(&self) -> &LbPlan {
+        &self.plan
+    }
+}
+
+impl DerefMut for LbConfig {
+    fn deref_mut(&mut self) -> &mut LbPlan {
+        &mut self.plan
+    }
 }
 
 /// One worker per CPU the process may run on.
@@ -83,7 +44,7 @@ impl LbConfig {
     /// Defaults for everything but where to listen and what to send to.
     pub fn new(listen: SocketAddr, backends: Vec<BackendSpec>) -> LbConfig {
         let lb = LoadBalancer::with_listen(listen);
-        LbConfig {
+        LbConfig::from_plan(&LbPlan {
             listen,
             admin: Some(lb.admin),
             max_connections: lb.max_connections,
@@ -91,25 +52,13 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: HealthCheck::default(),
             backends,
-            workers: default_workers(),
-        }
+        })
     }
 
-    /// From a resolved plan, as it is.
+    /// From a resolved plan, as it is, with one worker per CPU.
     pub fn from_plan(plan: &LbPlan) -> LbConfig {
         LbConfig {
-            listen: plan.listen,
-            admin: plan.admin,
-            max_connections: plan.max_connections,
-            drain_timeout: plan.drain_timeout,
-            connect_timeout: plan.connect_timeout,
-            health: plan.health.clone(),
-            backends: plan
-                .backends
-                .iter()
-                .cloned()
-                .map(BackendSpec::from)
-                .collect(),
+            plan: plan.clone(),
             workers: default_workers(),
         }
     }

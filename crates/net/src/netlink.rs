@@ -226,18 +226,7 @@ impl Netlink {
     /// The remaining valid lifetime of `ip` on interface `index` in seconds as the kernel
     /// reports it (`None`: not there; `Some(Lifetime::Forever)`: no lifetime).
     pub async fn lifetime(&self, index: u32, ip: IpAddr) -> Result<Option<Lifetime>, NetError> {
-        let mut s = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(ip)
-            .execute();
-        while let Some(m) = s
-            .try_next()
-            .await
-            .map_err(|e| nl_err("list addresses", e))?
-        {
+        for m in self.matching(index, ip).await? {
             if address_of(&m) != Some(ip) {
                 continue;
             }
@@ -255,21 +244,23 @@ impl Netlink {
         Ok(None)
     }
 
-    /// Removes `ip` from interface `index`. Returns whether it was there.
-    pub async fn remove(&self, index: u32, ip: IpAddr) -> Result<bool, NetError> {
-        let mut s = self
-            .handle
+    /// The kernel's messages for `ip` on interface `index` (none when it is not there).
+    async fn matching(&self, index: u32, ip: IpAddr) -> Result<Vec<AddressMessage>, NetError> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(index)
             .set_address_filter(ip)
-            .execute();
-        let mut removed = false;
-        while let Some(m) = s
-            .try_next()
+            .execute()
+            .try_collect()
             .await
-            .map_err(|e| nl_err("list addresses", e))?
-        {
+            .map_err(|e| nl_err("list addresses", e))
+    }
+
+    /// Removes `ip` from interface `index`. Returns whether it was there.
+    pub async fn remove(&self, index: u32, ip: IpAddr) -> Result<bool, NetError> {
+        let mut removed = false;
+        for m in self.matching(index, ip).await? {
             match self.handle.address().del(m).execute().await {
                 Ok(()) => removed = true,
                 Err(rtnetlink::Error::NetlinkError(m))

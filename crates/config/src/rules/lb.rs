@@ -82,6 +82,31 @@ impl Backend {
             port: addr.port(),
         }
     }
+
+    /// Parses `10.0.0.2:6443`, `[fd00::2]:6443` or `cp1.example.com:6443` (the rule
+    /// `--backend` and `loadBalancer` entries are held to).
+    pub fn parse(text: &str) -> Result<Backend, BackendError> {
+        parse_backend(text)
+    }
+
+    /// The address when the host is an IP literal (no resolution needed).
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl std::fmt::Display for Backend {
+    /// The backend's name in logs, metrics and `/status`: `10.0.0.2:6443`,
+    /// `[fd00::2]:6443`, `cp1.example.com:6443`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.literal() {
+            Some(a) => write!(f, "{a}"),
+            None => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// Why a backend as written is not one.
