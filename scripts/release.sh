@@ -18,8 +18,8 @@
 # image layout, tar packs it.
 #
 # Environment: REGISTRY (default ghcr.io/cpe-dev) goes into the archive's
-# io.containerd.image.name annotation, so `ctr images import` names the image exactly as
-# `cpe render` does by default; SOURCE_DATE_EPOCH (default: the last commit's time) fixes
+# io.containerd.image.name annotation, so `ctr images import` and `podman load` name the
+# image exactly as `cpe render` does by default; SOURCE_DATE_EPOCH (default: the last commit's time) fixes
 # every timestamp, so two builds of one commit give the same archives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,9 +93,10 @@ build_image() {
     --manifest.annotation "org.opencontainers.image.source=$SOURCE_URL" \
     --manifest.annotation "org.opencontainers.image.created=$CREATED"
   umoci gc --layout "$work/layout"
-  # The reference the archive carries: `cpe:<version>` (podman load names it
-  # localhost/cpe:<version>), and the full name for containerd's importer. umoci's tags
-  # cannot hold a `:`, so the index (not content-addressed) is written here.
+  # The references the archive carries: `cpe:<version>` (the OCI ref name), and the full
+  # name REGISTRY/cpe:<version> that `ctr images import` and `podman load` give the image,
+  # which is what `cpe render` names by default. umoci's tags cannot hold a `:`, so the
+  # index (not content-addressed) is written here.
   local index="$work/layout/index.json"
   sed -i "s|\"org.opencontainers.image.ref.name\":\"$v\"|\"io.containerd.image.name\":\"$REGISTRY/$ref\",\"org.opencontainers.image.ref.name\":\"$ref\"|" "$index"
   grep -q "\"org.opencontainers.image.ref.name\":\"$ref\"" "$index" || {
