@@ -10,7 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 async fn get_eventually(addr: SocketAddr, path: &str) -> String {
@@ -65,7 +68,10 @@ async fn lb_answers_probes_and_build_and_process_metrics() {
         "process_cpu_seconds_total ",
         "process_start_time_seconds ",
     ] {
-        assert!(metrics.contains(want), "{want} missing from /metrics:\n{metrics}");
+        assert!(
+            metrics.contains(want),
+            "{want} missing from /metrics:\n{metrics}"
+        );
     }
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");

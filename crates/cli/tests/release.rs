@@ -108,12 +108,21 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
     assert_eq!(manifests.len(), 1, "{index}");
     let m = &manifests[0];
     let ann = &m["annotations"];
-    assert_eq!(ann["org.opencontainers.image.ref.name"], format!("cpe:{VERSION}"));
-    let full_name = ann["io.containerd.image.name"].as_str().unwrap().to_string();
+    assert_eq!(
+        ann["org.opencontainers.image.ref.name"],
+        format!("cpe:{VERSION}")
+    );
+    let full_name = ann["io.containerd.image.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(full_name, format!("ghcr.io/cpe-dev/cpe:{VERSION}"));
     let manifest = json(&blob(&layout, m["digest"].as_str().unwrap()));
     assert_eq!(manifest["schemaVersion"], 2);
-    let config = json(&blob(&layout, manifest["config"]["digest"].as_str().unwrap()));
+    let config = json(&blob(
+        &layout,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
     assert_eq!(config["os"], "linux");
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/cpe"]));
@@ -121,7 +130,10 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
     let build: serde_json::Value =
         serde_json::from_str(&run(Command::new(&bin).args(["version", "--json"]))).unwrap();
     assert_eq!(labels["org.opencontainers.image.version"], VERSION);
-    assert_eq!(labels["org.opencontainers.image.revision"], build["revision"]);
+    assert_eq!(
+        labels["org.opencontainers.image.revision"],
+        build["revision"]
+    );
     assert!(labels["org.opencontainers.image.source"]
         .as_str()
         .unwrap()
@@ -132,7 +144,10 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
     assert_eq!(layers.len(), 1, "{manifest}");
     let layer = blob(&layout, layers[0]["digest"].as_str().unwrap());
     let listing = run(Command::new("tar").arg("-tzf").arg(&layer));
-    let entries: Vec<&str> = listing.lines().map(|l| l.trim_start_matches("./")).collect();
+    let entries: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./"))
+        .collect();
     assert_eq!(entries, ["cpe"], "the image holds more than the binary");
     let rootfs = dir.path().join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();
@@ -147,7 +162,9 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
     );
 
     // It runs with nothing but itself in its root filesystem.
-    let v = run(Command::new("chroot").arg(&rootfs).args(["/cpe", "version"]));
+    let v = run(Command::new("chroot")
+        .arg(&rootfs)
+        .args(["/cpe", "version"]));
     assert!(v.starts_with(&format!("cpe {VERSION}\n")), "{v}");
     assert!(v.contains("ring"), "{v}");
 
@@ -199,7 +216,10 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
             .to_string()
     };
     assert_eq!(image_of(&[]), full_name);
-    assert_eq!(image_of(&["--image-registry", ""]), format!("cpe:{VERSION}"));
+    assert_eq!(
+        image_of(&["--image-registry", ""]),
+        format!("cpe:{VERSION}")
+    );
 }
 
 #[test]
@@ -219,7 +239,10 @@ fn completions_and_man_pages_cover_the_cli() {
         let text = std::fs::read_to_string(m.join(format!("{page}.1"))).unwrap();
         assert!(text.contains(".TH"), "{page}.1 is not a man page");
     }
-    assert!(!m.join("cpe-generate.1").exists(), "a page for the hidden subcommand");
+    assert!(
+        !m.join("cpe-generate.1").exists(),
+        "a page for the hidden subcommand"
+    );
     let render = std::fs::read_to_string(m.join("cpe-render.1")).unwrap();
     assert!(render.contains("image\\-registry"), "{render}");
     // bash accepts its completion script.
@@ -229,7 +252,12 @@ fn completions_and_man_pages_cover_the_cli() {
 #[test]
 fn version_names_revision_date_compiler_and_tls_provider() {
     let v = run(cpe().arg("version"));
-    for key in ["revision:", "build date:", "rustc:", "TLS provider: rustls (ring)"] {
+    for key in [
+        "revision:",
+        "build date:",
+        "rustc:",
+        "TLS provider: rustls (ring)",
+    ] {
         assert!(v.contains(key), "{key} missing:\n{v}");
     }
     let short = run(cpe().arg("--version"));
