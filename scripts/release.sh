@@ -70,15 +70,19 @@ build_image() {
   rev=$(revision)
   ref="cpe:$v"
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
   mkdir -p "$out"
   # A copy with a fixed time and mode, so the layer's bytes depend on the binary only.
   install -m 0755 "$bin" "$work/cpe"
   touch -d "@$SOURCE_DATE_EPOCH" "$work/cpe"
   umoci init --layout "$work/layout"
   umoci new --image "$work/layout:$v"
-  umoci insert --image "$work/layout:$v" --history.created "$CREATED" \
-    --history.created_by "scripts/release.sh: the static cpe binary" "$work/cpe" /cpe
+  # unpack + repack, not `umoci insert`: umoci 0.4.7's insert leaves the layer's tar
+  # without its final padding and end-of-archive blocks (GNU tar: "Unexpected EOF").
+  umoci unpack --image "$work/layout:$v" "$work/bundle" >/dev/null
+  install -m 0755 "$work/cpe" "$work/bundle/rootfs/cpe"
+  touch -d "@$SOURCE_DATE_EPOCH" "$work/bundle/rootfs/cpe" "$work/bundle/rootfs"
+  umoci repack --image "$work/layout:$v" --history.created "$CREATED" \
+    --history.created_by "scripts/release.sh: the static cpe binary" "$work/bundle"
   umoci config --image "$work/layout:$v" --created "$CREATED" --history.created "$CREATED" \
     --os linux --architecture amd64 \
     --config.entrypoint /cpe --config.cmd version \
@@ -104,6 +108,7 @@ build_image() {
     exit 1
   }
   det_tar -C "$work/layout" -cf "$out/cpe-$v-oci.tar" oci-layout index.json blobs
+  rm -rf "$work"
   echo "$out/cpe-$v-oci.tar ($ref, $(du -h "$out/cpe-$v-oci.tar" | cut -f1))"
 }
 
@@ -111,11 +116,13 @@ build_image() {
 # (static glibc resolves through its built-in files and dns back ends, see docs/install.md).
 check_static() {
   local bin=$1
-  file -L "$bin" | tee /dev/stderr | grep -Eq 'statically linked|static-pie linked' || {
+  file -L "$bin" | grep -Eq 'statically linked|static-pie linked' || {
     echo "scripts/release.sh: $bin is not statically linked" >&2
     exit 1
   }
-  if ldd "$bin" >/dev/null 2>&1; then
+  # ldd says "not a dynamic executable" (static) or "statically linked" (static-pie):
+  # any "=>" line is a shared library it would load.
+  if ldd "$bin" 2>&1 | grep -q '=>'; then
     echo "scripts/release.sh: ldd finds shared libraries in $bin:" >&2
     ldd "$bin" >&2
     exit 1
@@ -137,7 +144,11 @@ release() {
   RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --locked --target "$TARGET" -p cpe
   echo "scripts/release.sh: static build took $((SECONDS - start)) s"
-  bin="target/$TARGET/release/cpe"
+  # The shipped copy without debug information (the release profile keeps line tables
+  # for backtraces during development; they are most of the file's size).
+  mkdir -p "target/$TARGET/dist"
+  bin="target/$TARGET/dist/cpe"
+  objcopy --strip-debug "target/$TARGET/release/cpe" "$bin"
   check_static "$bin"
 
   dist=$(mktemp -d)

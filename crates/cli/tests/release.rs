@@ -147,6 +147,7 @@ fn the_image_archive_holds_only_the_static_binary_and_it_runs() {
     let entries: Vec<&str> = listing
         .lines()
         .map(|l| l.trim_start_matches("./"))
+        .filter(|l| !l.is_empty() && *l != ".")
         .collect();
     assert_eq!(entries, ["cpe"], "the image holds more than the binary");
     let rootfs = dir.path().join("rootfs");
