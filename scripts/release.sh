@@ -7,7 +7,7 @@
 #   cpe-<version>-SHA256SUMS          checksums of the two
 #
 # Usage:
-#   scripts/release.sh                    everything (static build ~6 min on 2 cores)
+#   scripts/release.sh                    everything (the static build takes minutes)
 #   scripts/release.sh image BINARY DIR   only the OCI archive, from a given static binary,
 #                                         into DIR (what crates/cli/tests/release.rs runs)
 #
@@ -135,7 +135,7 @@ check_static() {
 
 release() {
   need_packages
-  local v out bin dist name
+  local v out bin name
   v=$(version)
   out=target/release
   name="cpe-$v-linux-amd64"
@@ -151,7 +151,7 @@ release() {
   objcopy --strip-debug "target/$TARGET/release/cpe" "$bin"
   check_static "$bin"
 
-  dist=$(mktemp -d)
+  dist=$(mktemp -d) # global: the EXIT trap removes it
   trap 'rm -rf "$dist"' EXIT
   local d="$dist/$name"
   mkdir -p "$d/systemd" "$d/examples" "$d/docs" "$out"
