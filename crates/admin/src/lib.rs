@@ -2,6 +2,10 @@
 //! `/metrics` (Prometheus text) and `/status` (JSON), and the matching client that
 //! `cpe status` uses. It knows nothing about load balancing or VIPs: the caller hands it a
 //! function from path to response. Bind it to loopback by default; it has no auth.
+//!
+//! What every agent shares is answered here, around the caller's function ([`route`]):
+//! `/livez`, `/readyz` and `/healthz` (the caller's own answer when it has one, else a
+//! fallback), and `/metrics` gets the build and process metrics of [`process`] appended.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -13,6 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+
+pub mod process;
+pub use process::set_build_info;
 
 /// What a route returns.
 #[derive(Debug, Clone)]
@@ -98,7 +105,7 @@ pub async fn serve_with_actions(
                         body: format!("no such path: {path}\n"),
                     };
                     let r = match (req.method().clone(), actions) {
-                        (hyper::Method::GET, _) => handler(&path).unwrap_or_else(not_found),
+                        (hyper::Method::GET, _) => route(&handler, &path).unwrap_or_else(not_found),
                         (hyper::Method::POST, Some(actions)) => {
                             match http_body_util::Limited::new(req.into_body(), MAX_ACTION_BODY)
                                 .collect()
@@ -131,6 +138,31 @@ pub async fn serve_with_actions(
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+/// A `GET`: the caller's handler, with what every agent answers the same way.
+///
+/// - `/metrics`: the handler's text with `cpe_build_info` and the process metrics
+///   inserted before `# EOF` (see [`process`]).
+/// - `/livez`, `/readyz`: the handler's answer for that path when it has one, else its
+///   `/healthz`, else 200 `ok` (the listener answering means the process and its runtime
+///   are alive, which is all a handler without a check of its own can say).
+/// - `/healthz`: the handler's, else 200 `ok`.
+pub fn route(handler: &Handler, path: &str) -> Option<Response> {
+    let ok = || Response::text("ok\n".into());
+    match path {
+        "/metrics" => handler(path).map(|mut r| {
+            if r.status == 200 {
+                r.body = process::append_to(&r.body);
+            }
+            r
+        }),
+        "/livez" | "/readyz" => handler(path)
+            .or_else(|| handler("/healthz"))
+            .or_else(|| Some(ok())),
+        "/healthz" => handler(path).or_else(|| Some(ok())),
+        _ => handler(path),
     }
 }
 
@@ -238,6 +270,65 @@ mod tests {
         );
         tx.send(()).unwrap();
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn probes_and_process_metrics_for_every_handler() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        // An agent with metrics and its own /readyz, but no /livez or /healthz.
+        let handler: Handler = Arc::new(|p| match p {
+            "/metrics" => Some(Response::metrics(
+                "# TYPE cpe_x gauge\ncpe_x 1\n# EOF\n".into(),
+            )),
+            "/readyz" => Some(Response {
+                status: 503,
+                content_type: "text/plain",
+                body: "not ready\n".into(),
+            }),
+            _ => None,
+        });
+        let server = tokio::spawn(serve(l, handler, std::future::pending()));
+        let t = Duration::from_secs(2);
+        assert_eq!(get(addr, "/livez", t).await.unwrap(), "ok\n");
+        assert_eq!(get(addr, "/healthz", t).await.unwrap(), "ok\n");
+        let err = get(addr, "/readyz", t).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Status { status: 503, .. }),
+            "{err}"
+        );
+        let m = get(addr, "/metrics", t).await.unwrap();
+        for name in [
+            "cpe_x 1",
+            "cpe_build_info{version=",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_cpu_seconds_total ",
+        ] {
+            assert!(m.contains(name), "{name} missing:\n{m}");
+        }
+        assert!(m.ends_with("# EOF\n"), "{m}");
+        server.abort();
+
+        // A handler with a /healthz of its own: /livez and /readyz follow it.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let handler: Handler = Arc::new(|p| {
+            (p == "/healthz").then(|| Response {
+                status: 503,
+                content_type: "text/plain",
+                body: "stuck\n".into(),
+            })
+        });
+        let server = tokio::spawn(serve(l, handler, std::future::pending()));
+        for p in ["/livez", "/readyz", "/healthz"] {
+            let err = get(addr, p, t).await.unwrap_err();
+            assert!(
+                matches!(err, ClientError::Status { status: 503, .. }),
+                "{p}: {err}"
+            );
+        }
+        server.abort();
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! own code). Each subcommand lives in its own module under `cmd/` and calls into the
 //! library crates; no decision logic lives here.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
@@ -50,6 +50,11 @@ enum Command {
     /// A stand-in API server for tests and demos (TLS, /readyz, /version, watch; not Kubernetes).
     #[command(name = "test-apiserver")]
     TestApiserver(cmd::test_apiserver::Args),
+    /// Print the version, git revision, build date, compiler and TLS provider.
+    Version(cmd::version::Args),
+    /// Write shell completions or man pages generated from this CLI (used by the release).
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         cli.log.as_str()
     };
     cmd::init_logging(log, cli.log_format);
+    // What /metrics reports as cpe_build_info on both agents' admin listeners.
+    cpe_admin::set_build_info(cmd::version::BUILD.version, cmd::version::BUILD.revision);
     let result = match cli.command {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Render(a) => cmd::render::run(a),
@@ -75,6 +82,8 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::block_on(cmd::status::run(a)),
         Command::Demo(a) => cmd::block_on(cmd::demo::run(a)),
         Command::TestApiserver(a) => cmd::block_on(cmd::test_apiserver::run(a)),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Generate(a) => cmd::generate::run(a, Cli::command()),
     };
     match result {
         Ok(code) => code,

@@ -26,8 +26,21 @@ use cpe_config::{duration, Endpoint, Host, Mode};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// The image of the VIP agent's static pod unless `--image` says otherwise.
-pub const DEFAULT_IMAGE: &str = "ghcr.io/cpe-dev/cpe:v0.1.0";
+/// The version of cpe that renders, which is the image tag the release builds.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The image's name; `scripts/release.sh` tags its archive `cpe:<version>`.
+pub const IMAGE_NAME: &str = "cpe";
+/// Where the released image is pushed, unless `--image-registry` says otherwise.
+pub const DEFAULT_REGISTRY: &str = "ghcr.io/cpe-dev";
+/// The image of the VIP agent's static pod unless `--image`/`--image-registry` say
+/// otherwise: [`image`]`(`[`DEFAULT_REGISTRY`]`)`.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/cpe-dev/cpe:", env!("CARGO_PKG_VERSION"));
+/// The resources the VIP agent's static pod requests (measured: the agent's resident
+/// memory stays under 20 MiB and it idles at well under 1% of a core).
+const REQUESTS_CPU: &str = "25m";
+const REQUESTS_MEMORY: &str = "32Mi";
+/// The variable `cpe vip` reads the whole definition from (`--inline`).
+pub const DEFINITION_ENV: &str = "CPE_DEFINITION";
 /// Where the definition is installed on each machine (read by `cpe vip` / `cpe lb`).
 pub const DEFAULT_DEFINITION_PATH: &str = "/etc/cpe/endpoint.yaml";
 /// Where the `cpe` binary is installed, for systemd units.
@@ -38,6 +51,15 @@ pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.32.4";
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 /// kubeadm's default API server bind port.
 const KUBEADM_BIND_PORT: u16 = 6443;
+
+/// The image this version's release builds, under `registry` (`REGISTRY/cpe:<version>`;
+/// with an empty registry the bare `cpe:<version>` the archive is tagged with).
+pub fn image(registry: &str) -> String {
+    match registry.trim_end_matches('/') {
+        "" => format!("{IMAGE_NAME}:{VERSION}"),
+        r => format!("{r}/{IMAGE_NAME}:{VERSION}"),
+    }
+}
 
 /// What to render.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +109,9 @@ pub struct Options {
     pub kubernetes_version: String,
     /// Namespace of the Cluster API objects.
     pub namespace: String,
+    /// Static pod (and Cluster API): the definition inside the pod ([`DEFINITION_ENV`])
+    /// instead of a file on the host.
+    pub inline: bool,
 }
 
 impl Default for Options {
@@ -98,6 +123,7 @@ impl Default for Options {
             node: "%H".into(),
             kubernetes_version: DEFAULT_KUBERNETES_VERSION.into(),
             namespace: "default".into(),
+            inline: false,
         }
     }
 }
@@ -294,12 +320,14 @@ spec:
             q(&format!("{MANIFESTS_DIR}/cpe-vip.yaml"))
         );
         s.push_str(&indent_block(&pod, "          "));
-        let _ = writeln!(
-            s,
-            "      - path: {}\n        owner: root:root\n        permissions: \"0644\"\n        content: |",
-            q(&o.definition_path.display().to_string())
-        );
-        s.push_str(&indent_block(&def, "          "));
+        if !o.inline {
+            let _ = writeln!(
+                s,
+                "      - path: {}\n        owner: root:root\n        permissions: \"0644\"\n        content: |",
+                q(&o.definition_path.display().to_string())
+            );
+            s.push_str(&indent_block(&def, "          "));
+        }
     }
     Ok(s)
 }
@@ -354,9 +382,22 @@ fn static_pod(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
         absolute("an etcd certificate path (etcd.caFile/certFile/keyFile)", p)?;
     }
     let def = o.definition_path.display().to_string();
+    let (install, definition_args) = if o.inline {
+        (
+            format!(
+                "# control-plane machine. The definition is inside ({DEFINITION_ENV}): the host needs\n# only the etcd client certificates."
+            ),
+            String::new(),
+        )
+    } else {
+        (
+            format!("# control-plane machine, with the definition at {def}."),
+            format!("        - -f\n        - {}\n", q(&def)),
+        )
+    };
     let mut s = format!(
         "# The cpe VIP agent as a static pod: copy to {MANIFESTS_DIR}/cpe-vip.yaml on every
-# control-plane machine, with the definition at {def}.
+{install}
 # It holds the virtual IP {vip_addr} on {iface} while this machine's API server answers;
 # the election runs on etcd, so it does not depend on the API server it fronts.
 apiVersion: v1
@@ -367,20 +408,19 @@ metadata:
   labels:
     app.kubernetes.io/name: cpe-vip
     app.kubernetes.io/part-of: cpe
+    app.kubernetes.io/version: {version}
 spec:
   # The VIP is added to the host's interface and announced on the host's network.
   hostNetwork: true
   priorityClassName: system-node-critical
   containers:
     - name: cpe-vip
+      # Built by scripts/release.sh (the image's entrypoint is /cpe).
       image: {image}
       imagePullPolicy: IfNotPresent
-      command:
-        - cpe
+      args:
         - vip
-        - -f
-        - {def_q}
-        - --node
+{definition_args}        - --node
         - $(NODE_NAME)
       env:
         # The machine's name in the definition must be its node name.
@@ -388,6 +428,28 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: spec.nodeName
+",
+        vip_addr = vip.address,
+        iface = vip.interface,
+        version = q(VERSION),
+        image = q(&o.image),
+    );
+    if o.inline {
+        let _ = writeln!(s, "        - name: {DEFINITION_ENV}\n          value: |");
+        s.push_str(&indent_block(&definition(e), "            "));
+    }
+    let _ = write!(
+        s,
+        "      ports:
+        # The admin listener (/metrics, /status, /livez, /readyz); with hostNetwork this is
+        # the host's port, listening on {admin_host_plain} as the definition's virtualIP.admin says.
+        - name: admin
+          containerPort: {admin_port}
+          protocol: TCP
+      resources:
+        requests:
+          cpu: {cpu}
+          memory: {memory}
       securityContext:
         # NET_ADMIN adds and removes the address; NET_RAW sends gratuitous ARP / NA.
         capabilities:
@@ -400,39 +462,38 @@ spec:
         httpGet:
           host: {admin_host}
           port: {admin_port}
-          path: /healthz
+          path: /livez
         periodSeconds: 10
         failureThreshold: 3
-      volumeMounts:
-        - name: definition
-          mountPath: {def_q}
-          readOnly: true
 ",
-        vip_addr = vip.address,
-        iface = vip.interface,
-        image = q(&o.image),
-        def_q = q(&def),
+        admin_host_plain = vip.admin.ip(),
         admin_host = q(&vip.admin.ip().to_string()),
         admin_port = vip.admin.port(),
+        cpu = REQUESTS_CPU,
+        memory = REQUESTS_MEMORY,
     );
-    for (name, p) in &files {
+    let mut mounts: Vec<(&str, String)> = Vec::new();
+    if !o.inline {
+        mounts.push(("definition", def.clone()));
+    }
+    mounts.extend(files.iter().map(|(n, p)| (*n, p.display().to_string())));
+    if mounts.is_empty() {
+        return Ok(s);
+    }
+    s.push_str("      volumeMounts:\n");
+    for (name, p) in &mounts {
         let _ = write!(
             s,
             "        - name: {name}\n          mountPath: {}\n          readOnly: true\n",
-            q(&p.display().to_string())
+            q(p)
         );
     }
     s.push_str("  volumes:\n");
-    let _ = write!(
-        s,
-        "    - name: definition\n      hostPath:\n        path: {}\n        type: File\n",
-        q(&def)
-    );
-    for (name, p) in &files {
+    for (name, p) in &mounts {
         let _ = write!(
             s,
             "    - name: {name}\n      hostPath:\n        path: {}\n        type: File\n",
-            q(&p.display().to_string())
+            q(p)
         );
     }
     Ok(s)

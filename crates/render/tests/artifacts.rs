@@ -118,22 +118,31 @@ fn the_static_pod_has_host_network_two_capabilities_and_read_only_etcd_certifica
             &serde_json::json!(["ALL"])
         );
         assert_eq!(c["image"], cpe_render::DEFAULT_IMAGE);
-        let cmd: Vec<&str> = c["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
         assert_eq!(
-            cmd,
+            c["image"].as_str().unwrap(),
+            format!("ghcr.io/cpe-dev/cpe:{}", env!("CARGO_PKG_VERSION"))
+        );
+        // The image's entrypoint is /cpe: the pod gives the arguments only.
+        assert!(c["command"].is_null(), "{name}");
+        assert_eq!(
+            strings(&c["args"]),
             [
-                "cpe",
                 "vip",
                 "-f",
                 "/etc/cpe/endpoint.yaml",
                 "--node",
                 "$(NODE_NAME)"
             ]
+        );
+        let admin = e.vip.as_ref().unwrap().admin;
+        assert_eq!(at(c, "ports.0.containerPort"), admin.port(), "{name}");
+        assert_eq!(at(c, "ports.0.name"), "admin", "{name}");
+        assert_eq!(at(c, "livenessProbe.httpGet.path"), "/livez", "{name}");
+        assert!(at(c, "resources.requests.cpu").is_string(), "{name}");
+        assert!(at(c, "resources.requests.memory").is_string(), "{name}");
+        assert!(
+            at(c, "resources.limits").is_null(),
+            "{name}: a limit could kill the VIP holder"
         );
         let mounts = c["volumeMounts"].as_array().unwrap();
         assert!(mounts.iter().all(|m| m["readOnly"] == true), "{name}");
@@ -152,6 +161,79 @@ fn the_static_pod_has_host_network_two_capabilities_and_read_only_etcd_certifica
         }
     }
     assert!(vip_examples >= 2);
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_inline_static_pod_carries_the_definition_and_mounts_only_the_etcd_certificates() {
+    let o = Options {
+        inline: true,
+        ..Options::default()
+    };
+    let mut checked = 0;
+    for (name, e) in common::examples() {
+        if e.mode != Mode::VirtualIp {
+            continue;
+        }
+        let pod = &yaml_docs(&render(&e, Kind::StaticPod, &o).unwrap())[0];
+        let c = at(pod, "spec.containers.0");
+        assert_eq!(
+            strings(&c["args"]),
+            ["vip", "--node", "$(NODE_NAME)"],
+            "{name}"
+        );
+        let env = c["env"].as_array().unwrap();
+        let def = env
+            .iter()
+            .find(|v| v["name"] == cpe_render::DEFINITION_ENV)
+            .unwrap_or_else(|| panic!("{name}: no {}", cpe_render::DEFINITION_ENV));
+        let text = def["value"].as_str().unwrap();
+        assert_eq!(cpe_config::load_str(text).unwrap().endpoint, e, "{name}");
+        let etcd = e.etcd.as_ref().unwrap();
+        let want: Vec<&str> = [&etcd.ca_file, &etcd.cert_file, &etcd.key_file]
+            .into_iter()
+            .map(|f| f.as_ref().unwrap().to_str().unwrap())
+            .collect();
+        let mounted: Vec<&str> = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            mounted, want,
+            "{name}: the host needs only the etcd certificates"
+        );
+        // Cluster API: no definition file beside the pod either.
+        let capi = yaml_docs(&render(&e, Kind::Capi, &o).unwrap());
+        let files = at(&capi[1], "spec.kubeadmConfigSpec.files")
+            .as_array()
+            .unwrap();
+        assert_eq!(files.len(), 1, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn the_image_is_the_one_the_release_tags() {
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(cpe_render::image(""), format!("cpe:{v}"));
+    assert_eq!(
+        cpe_render::image("registry.example:5000/"),
+        format!("registry.example:5000/cpe:{v}")
+    );
+    assert_eq!(
+        cpe_render::image(cpe_render::DEFAULT_REGISTRY),
+        cpe_render::DEFAULT_IMAGE
+    );
 }
 
 #[test]
@@ -273,7 +355,14 @@ fn kubectl_accepts_the_static_pod_and_reads_what_was_written() {
         if e.mode != Mode::VirtualIp {
             continue;
         }
-        let mut sources = vec![render(&e, Kind::StaticPod, &Options::default()).unwrap()];
+        let inline = Options {
+            inline: true,
+            ..Options::default()
+        };
+        let mut sources = vec![
+            render(&e, Kind::StaticPod, &Options::default()).unwrap(),
+            render(&e, Kind::StaticPod, &inline).unwrap(),
+        ];
         // The copy inside the KubeadmControlPlane's files too.
         let capi = yaml_docs(&render(&e, Kind::Capi, &Options::default()).unwrap());
         sources.push(
@@ -294,5 +383,5 @@ fn kubectl_accepts_the_static_pod_and_reads_what_was_written() {
             checked += 1;
         }
     }
-    assert!(checked >= 4, "{checked}");
+    assert!(checked >= 6, "{checked}");
 }

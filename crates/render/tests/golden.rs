@@ -1,5 +1,6 @@
 //! Golden files: every kind rendered from every example is compared with
-//! `tests/golden/<example>.<kind>` (an error is pinned as `....error`). Run with
+//! `tests/golden/<example>.<kind>` (an error is pinned as `....error`; the `--inline`
+//! static pod as `<example>.static-pod.inline.yaml`). Run with
 //! `UPDATE_GOLDEN=1` to rewrite them after an intended change, then review the diff.
 
 mod common;
@@ -13,9 +14,20 @@ fn rendered_artifacts_match_the_golden_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut mismatches = Vec::new();
     let mut expected_files = Vec::new();
+    let default = Options::default();
+    let inline = Options {
+        inline: true,
+        ..Options::default()
+    };
+    // Every kind with the default options, and the one-file static pod (`--inline`).
+    let variants: Vec<(Kind, &str, &Options)> = Kind::ALL
+        .into_iter()
+        .map(|k| (k, "", &default))
+        .chain([(Kind::StaticPod, ".inline", &inline)])
+        .collect();
     for (name, e) in common::examples() {
-        for kind in Kind::ALL {
-            let (text, ext) = match render(&e, kind, &Options::default()) {
+        for &(kind, suffix, options) in &variants {
+            let (text, ext) = match render(&e, kind, options) {
                 Ok(t) => (
                     t,
                     if kind == Kind::Systemd {
@@ -26,7 +38,7 @@ fn rendered_artifacts_match_the_golden_files() {
                 ),
                 Err(err) => (format!("{err}\n"), "error"),
             };
-            let file = dir.join(format!("{name}.{kind}.{ext}"));
+            let file = dir.join(format!("{name}.{kind}{suffix}.{ext}"));
             expected_files.push(file.file_name().unwrap().to_owned());
             if update {
                 std::fs::write(&file, &text).unwrap();

@@ -6,12 +6,15 @@
 
 pub mod check;
 pub mod demo;
+pub mod generate;
+pub mod inline;
 pub mod lb;
 pub mod plan;
 pub mod preflight;
 pub mod render;
 pub mod status;
 pub mod test_apiserver;
+pub mod version;
 pub mod vip;
 
 use std::future::Future;

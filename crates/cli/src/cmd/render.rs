@@ -39,6 +39,7 @@ impl From<KindArg> for Kind {
 #[command(after_help = "Examples:
   cpe render -f endpoint.yaml --kind kubeadm > cluster-configuration.yaml
   cpe render -f endpoint.yaml --kind static-pod > /etc/kubernetes/manifests/cpe-vip.yaml
+  cpe render -f endpoint.yaml --kind static-pod --inline --image-registry registry.example:5000
   cpe render -f endpoint.yaml --kind systemd > /etc/systemd/system/cpe-lb.service
 
 The artifact goes to stdout, warnings and problems to stderr.
@@ -50,9 +51,19 @@ pub struct Args {
     /// What to render.
     #[arg(short = 'k', long, value_enum)]
     pub kind: KindArg,
-    /// Image of the VIP agent's static pod (static-pod, capi).
-    #[arg(long, value_name = "IMAGE", default_value = cpe_render::DEFAULT_IMAGE)]
-    pub image: String,
+    /// Image of the VIP agent's static pod (static-pod, capi), in full; overrides
+    /// --image-registry. [default: REGISTRY/cpe:<this cpe's version>, what scripts/release.sh builds]
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Registry the released image was pushed to: the pod runs REGISTRY/cpe:<this cpe's
+    /// version>. Empty for the bare `cpe:<version>` the release archive is tagged with.
+    #[arg(long, value_name = "REGISTRY", default_value = cpe_render::DEFAULT_REGISTRY)]
+    pub image_registry: String,
+    /// Put the definition inside the static pod (environment variable CPE_DEFINITION)
+    /// instead of mounting it from the host: one file to install, plus the etcd
+    /// certificates kubeadm already wrote (static-pod, capi).
+    #[arg(long)]
+    pub inline: bool,
     /// Where the definition is installed on each machine; the static pod mounts it and the
     /// systemd unit reads it.
     #[arg(long, value_name = "PATH", default_value = cpe_render::DEFAULT_DEFINITION_PATH)]
@@ -90,12 +101,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     eprint!("{}", problems_text(&label, &warnings));
     let options = Options {
-        image: args.image,
+        image: args
+            .image
+            .unwrap_or_else(|| cpe_render::image(&args.image_registry)),
         definition_path: args.definition_path,
         binary: args.binary,
         node: args.node,
         kubernetes_version: args.kubernetes_version,
         namespace: args.namespace,
+        inline: args.inline,
     };
     match cpe_render::render(endpoint, args.kind.into(), &options) {
         Ok(text) => {

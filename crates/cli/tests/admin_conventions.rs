@@ -1,0 +1,78 @@
+//! What operators expect of a running agent's admin listener, checked on a real `cpe lb`
+//! on loopback (no root): `/livez`, `/readyz` and `/healthz` answer, and `/metrics` has
+//! `cpe_build_info` with this binary's version and revision and the process metrics read
+//! from `/proc/self`. (`cpe vip` serves the same listener; its end-to-end tests need
+//! etcd and namespaces, and scrape it there.)
+
+use cpe_testkit::Child;
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn get_eventually(addr: SocketAddr, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match cpe_admin::get(addr, path, Duration::from_secs(2)).await {
+            Ok(body) => return body,
+            Err(e) if Instant::now() > deadline => panic!("GET {path} on {addr}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The revision `cpe version --json` reports.
+fn build() -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cpe"))
+        .args(["version", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn lb_answers_probes_and_build_and_process_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    // A backend that accepts TCP: the LB has something to check.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = free_addr();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpe"));
+    c.args(["lb", "--listen", &free_addr().to_string()])
+        .args(["--backend", &backend.local_addr().unwrap().to_string()])
+        .args(["--health-check", "tcp", "--admin", &admin.to_string()]);
+    let _lb = Child::spawn("lb", c, &dir.path().join("lb.log")).unwrap();
+
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(get_eventually(admin, path).await, "ok\n", "{path}");
+    }
+    let b = build();
+    let metrics = get_eventually(admin, "/metrics").await;
+    let info = format!(
+        "cpe_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+        b["version"].as_str().unwrap(),
+        b["revision"].as_str().unwrap()
+    );
+    for want in [
+        info.as_str(),
+        "cpe_lb_connections_accepted_total",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_cpu_seconds_total ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(
+            metrics.contains(want),
+            "{want} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
+}
