@@ -244,3 +244,27 @@ fn plan_reads_streams_only_up_to_the_limit() {
         r.stderr
     );
 }
+
+/// A one-file pod (`cpe render --kind static-pod --inline`) carries the definition in
+/// `CPE_DEFINITION`: `cpe vip` without `-f` reads it through the same loader and rules,
+/// and its messages name the private file it was written to.
+#[test]
+fn vip_reads_an_inline_definition_from_the_environment() {
+    let out = cpe()
+        .args(["vip", "--node", "cp1"])
+        .env("CPE_DEFINITION", format!("{VIP}  leaseTTL: 1s\n"))
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            ".yaml:12:13: error: virtualIP.leaseTTL = 1s: {TTL_RULE}"
+        )) && stderr.contains("cpe-definition-"),
+        "{stderr}"
+    );
+    // Without the variable and without -f, the flags a definition would give are required.
+    let bare = run(&["vip", "--node", "cp1"]);
+    assert_eq!(bare.code, Some(2), "{}", bare.stderr);
+}

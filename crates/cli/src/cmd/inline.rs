@@ -7,10 +7,6 @@
 //! It does not parse or check the definition: the loader does, exactly as for any file,
 //! and its messages name the file written here. It writes nothing when [`ENV`] is unset.
 
-// `cpe vip` calls it once its `-f` is resolved with it (crates/cli/src/cmd/vip.rs, wired
-// at the merge); until then only the tests do.
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};

@@ -161,10 +161,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.guard {
         return guard(&args).await;
     }
-    let resolved = match args.flags().resolve(args.file.as_deref()) {
+    // `-f FILE`, or the definition carried inline by a one-file pod (`CPE_DEFINITION`,
+    // `cpe render --kind static-pod --inline`), written to a private file first.
+    let file = match &args.file {
+        Some(f) => Some(f.clone()),
+        None => super::inline::definition_file_from_env()?,
+    };
+    let resolved = match args.flags().resolve(file.as_deref()) {
         Ok(r) => r,
         Err(e) => {
-            for line in e.render(args.file.as_deref()) {
+            for line in e.render(file.as_deref()) {
                 eprintln!("{line}");
             }
             // An invalid definition fails like `cpe preflight` (1); a flag is a usage error.
@@ -176,7 +182,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     // The definition's warnings, as `cpe plan` prints them.
-    let name = args.file.as_ref().map(|f| f.display().to_string());
+    let name = file.as_ref().map(|f| f.display().to_string());
     for w in &resolved.warnings {
         eprintln!("{}", w.render(name.as_deref()));
     }
