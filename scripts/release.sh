@@ -9,7 +9,7 @@
 # Usage:
 #   scripts/release.sh                    everything (the static build takes minutes)
 #   scripts/release.sh image BINARY DIR   only the OCI archive, from a given static binary,
-#                                         into DIR (what crates/cli/tests/release.rs runs)
+#                                         into DIR (what crates/e2e/tests/e2e/release.rs runs)
 #
 # Nothing is downloaded but Debian packages (umoci, file) and crates: the static binary is
 # the host target (x86_64-unknown-linux-gnu) linked with +crt-static against Debian's

@@ -12,7 +12,7 @@ packages=(
   iproute2 iputils-ping iputils-arping tcpdump nftables procps psmisc curl  # hosts as namespaces
   etcd-server etcd-client                                                   # VIP election, etcdctl watch
   haproxy keepalived wrk                                                    # peers for the benchmarks
-  umoci file podman runc                                                    # release image (crates/cli/tests/release.rs)
+  umoci file podman runc                                                    # release image (crates/e2e/tests/e2e/release.rs)
 )
 
 if [ "$(id -u)" != 0 ]; then

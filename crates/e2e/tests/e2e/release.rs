@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn workspace() -> PathBuf {
+    // crates/e2e -> the workspace root
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn cpe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cpe"))
+    Command::new(cpe_e2e::cpe_bin())
 }
 
 fn run(cmd: &mut Command) -> String {
