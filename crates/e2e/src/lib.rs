@@ -1,8 +1,9 @@
 //! Support for cpe's root-only end-to-end suites (`tests/`): where the `cpe` binary they
 //! run is. The suites themselves are in `tests/e2e/` (the agent on one host, preflight and
-//! check against real conditions) and `tests/vip_e2e.rs` (the three-machine failover
-//! scenarios, a test binary of its own so that nothing else runs beside them while they
-//! measure outages).
+//! check against real conditions), `tests/vip_e2e.rs` (the three-machine failover
+//! scenarios) and `tests/vip_lifetime.rs` (a frozen, group-killed or starved holder), each
+//! a test binary of its own so that nothing else runs beside them while they measure
+//! outages.
 //!
 //! Cargo tells a package's tests where that package's binaries are
 //! (`CARGO_BIN_EXE_<name>`), and only that package's: this crate is another one, so

@@ -206,9 +206,17 @@ impl Netlink {
     ) -> Result<(), NetError> {
         let mut req = self.handle.address().add(index, ip, prefix);
         if ip.is_ipv6() {
+            // With a lifetime, no prefix route of its own: the kernel would give the
+            // subnet's route (shared with the interface's own address, which the VIP must
+            // lie in) the address's expiry when that route already expires (SLAAC,
+            // DHCPv6), and drop it with the VIP.
+            let flags = match lifetime {
+                Lifetime::Forever => AddressFlags::Nodad,
+                Lifetime::Seconds(_) => AddressFlags::Nodad | AddressFlags::Noprefixroute,
+            };
             req.message_mut()
                 .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                .push(AddressAttribute::Flags(flags));
         }
         if let Some(ci) = lifetime.cache_info() {
             req.message_mut()

@@ -124,3 +124,45 @@ fn ipv4_address_with_a_lifetime_is_removed_by_the_kernel_and_renewal_extends_it(
 fn ipv6_address_with_a_lifetime_is_removed_by_the_kernel_and_renewal_extends_it() {
     lifetime_case("fd00:99::10".parse().unwrap(), 64);
 }
+
+/// The interface's own IPv6 address may itself have a lifetime (SLAAC, DHCPv6), and with
+/// it its subnet route: the VIP's lifetimes, renewals and removal must leave that route
+/// alone (the VIP gets no prefix route of its own).
+#[test]
+fn ipv6_vip_lifetime_leaves_the_subnet_route_alone() {
+    in_netns(|| {
+        runtime().block_on(async {
+            let st = Command::new("ip")
+                .args(["-6", "addr", "add", "fd00:98::1/64", "dev", "d0", "nodad"])
+                .args(["valid_lft", "100", "preferred_lft", "100"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let nl = Netlink::connect().unwrap();
+            let index = nl.interface("d0").await.unwrap().index;
+            let vip: IpAddr = "fd00:98::10".parse().unwrap();
+            nl.add_for(index, vip, 64, Lifetime::Seconds(1))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            nl.add_for(index, vip, 64, Lifetime::Seconds(1))
+                .await
+                .unwrap();
+            gone_after(&nl, index, vip, Duration::from_secs(3)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let out = Command::new("ip")
+                .args(["-6", "route", "show", "fd00:98::/64", "dev", "d0"])
+                .output()
+                .unwrap();
+            let routes = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                routes.contains("fd00:98::/64"),
+                "the subnet route went with the VIP: {routes:?}"
+            );
+            assert!(
+                routes.contains("expires 9"),
+                "its expiry changed: {routes:?}"
+            );
+        })
+    });
+}

@@ -20,15 +20,21 @@
 //! etcd, performs the transfer and only reports, so a slow or failing etcd never delays
 //! the VIP.
 //!
+//! The address goes on with a lifetime ending no later than the lease deadline the machine
+//! gives (`cpe_net::Lifetime::within`), extended at every renewal, so the kernel removes it
+//! at the deadline even when this process is frozen or killed with its guard. The election
+//! value carries this node's name and MAC ([`ElectionValue`]); a takeover probe answered by
+//! the previous holder's MAC is reported to the machine as such, not as a stranger.
+//!
 //! It does not parse or validate settings ([`crate::settings`]) and holds no rule of the
 //! holder's: those are [`crate::machine`]'s.
 
 use crate::machine::{Action, Config, Input, Machine, Role, Transition};
 use crate::metrics::Metrics;
-use crate::status::{Holder, Snapshot, StatusCell};
+use crate::status::{ElectionValue, Holder, Snapshot, StatusCell};
 use crate::tasks::{self, send, Event};
 use cpe_health::{State as HealthState, Target};
-use cpe_net::{Announcer, Interface, Netlink};
+use cpe_net::{Announcer, Interface, Lifetime, Netlink};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -139,6 +145,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         revokes: Vec::new(),
         address_added: false,
         holder_seen: Holder::NotAsked,
+        previous_holder: None,
         wall_since: SystemTime::now(),
         last_transition_wall: None,
     };
@@ -174,6 +181,9 @@ struct Driver {
     /// Whether this process put the address on the interface and has not removed it.
     address_added: bool,
     holder_seen: Holder,
+    /// The last other node seen leading, with the MAC it published: a probe answered by
+    /// that MAC is the previous holder whose address lifetime has not run out.
+    previous_holder: Option<(String, String)>,
     wall_since: SystemTime,
     last_transition_wall: Option<(Transition, SystemTime)>,
 }
@@ -228,9 +238,14 @@ impl Driver {
                         self.campaign = None;
                         Input::Elected { lease }
                     }
+                    Some(Event::Probed(mac)) => self.probe_answer(mac),
                     Some(Event::Leader(l, sent_at)) => match l {
-                        Ok(Some((name, lease))) => {
-                            self.holder_seen = Holder::Node(name);
+                        Ok(Some((value, lease))) => {
+                            let v = ElectionValue::parse(&value);
+                            if let (true, Some(mac)) = (v.node != self.settings.node, &v.mac) {
+                                self.previous_holder = Some((v.node.clone(), mac.clone()));
+                            }
+                            self.holder_seen = Holder::Node(v.node);
                             Input::LeaderSeen { lease: Some(lease), sent_at }
                         }
                         Ok(None) => {
@@ -271,6 +286,58 @@ impl Driver {
         })
         .await;
         Ok(())
+    }
+
+    /// What a takeover probe's answer means: nobody, the previous holder (its published
+    /// MAC: its address lifetime has not run out yet), or a host outside the cluster.
+    fn probe_answer(&self, mac: Option<String>) -> Input {
+        let vip = self.settings.vip;
+        match (mac, &self.previous_holder) {
+            (None, _) => Input::ProbeDone { foreign_mac: None },
+            (Some(m), Some((node, prev))) if prev.eq_ignore_ascii_case(&m) => {
+                tracing::warn!(%vip, "{node} ({m}) still answers for the VIP: waiting for its address lifetime to end");
+                Input::PreviousHolderAnswers {
+                    node: node.clone(),
+                    mac: m,
+                }
+            }
+            (Some(m), _) => {
+                tracing::error!(%vip, mac = %m,
+                    "a host outside the cluster answers for the VIP: not taking it (find the host with MAC {m} and remove the address from it)");
+                Input::ProbeDone {
+                    foreign_mac: Some(m),
+                }
+            }
+        }
+    }
+
+    /// Puts the VIP on with a lifetime ending no later than `until` (the lease deadline);
+    /// nothing when less than a second is left. Returns the lifetime given.
+    async fn add_until(&mut self, until: Instant) -> Option<Lifetime> {
+        let Some(lifetime) = Lifetime::within(until.saturating_duration_since(Instant::now()))
+        else {
+            tracing::debug!("less than a second of lease left: the address is not (re)added");
+            return None;
+        };
+        match self
+            .nl
+            .add_for(
+                self.iface.index,
+                self.settings.vip,
+                self.settings.prefix_len,
+                lifetime,
+            )
+            .await
+        {
+            Ok(()) => {
+                self.address_added = true;
+                Some(lifetime)
+            }
+            Err(e) => {
+                tracing::error!("cannot add the VIP: {e}; retrying");
+                None
+            }
+        }
     }
 
     /// Feeds one input and performs the actions. Returns true on `Exit`.
@@ -348,7 +415,11 @@ impl Driver {
                 }
                 let etcd = self.settings.etcd.clone();
                 let name = self.settings.election.clone();
-                let node = self.settings.node.clone();
+                let node = ElectionValue {
+                    node: self.settings.node.clone(),
+                    mac: Some(self.iface.mac.to_string()),
+                }
+                .encode();
                 let tx = self.tx.clone();
                 self.campaign = Some(tokio::spawn(async move {
                     let failures = etcd.failures();
@@ -385,35 +456,25 @@ impl Driver {
                 let wait = self.settings.probe_wait;
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let foreign_mac = match cpe_net::probe(index, mac, vip, wait).await {
+                    let answered = match cpe_net::probe(index, mac, vip, wait).await {
                         Ok(m) => m.map(|m| m.to_string()),
                         Err(e) => {
                             tracing::warn!("probe for a foreign holder failed: {e}; going ahead");
                             None
                         }
                     };
-                    if let Some(m) = &foreign_mac {
-                        tracing::error!(vip = %vip, mac = %m,
-                            "a host outside the cluster answers for the VIP: not taking it (find the host with MAC {m} and remove the address from it)");
-                    }
-                    send(&tx, Event::Machine(Input::ProbeDone { foreign_mac }));
+                    send(&tx, Event::Probed(answered));
                 });
             }
-            Action::AddAddress => {
-                match self
-                    .nl
-                    .add(
-                        self.iface.index,
-                        self.settings.vip,
-                        self.settings.prefix_len,
-                    )
-                    .await
-                {
-                    Ok(()) => {
-                        self.address_added = true;
-                        tracing::info!(vip = %self.settings.vip, interface = %self.iface.name, "address added");
-                    }
-                    Err(e) => tracing::error!("cannot add the VIP: {e}; retrying"),
+            Action::AddAddress { until } => {
+                if let Some(Lifetime::Seconds(s)) = self.add_until(until).await {
+                    tracing::info!(vip = %self.settings.vip, interface = %self.iface.name,
+                        "address added (lifetime {s} s, extended at every lease renewal)");
+                }
+            }
+            Action::ExtendAddress { until } => {
+                if let Some(l) = self.add_until(until).await {
+                    tracing::trace!(?l, "address lifetime extended");
                 }
             }
             Action::Announce => match self.announcer.announce() {
@@ -443,9 +504,14 @@ impl Driver {
 
     async fn remove_address(&mut self) {
         match self.nl.remove(self.iface.index, self.settings.vip).await {
-            Ok(_) => {
+            Ok(true) => {
                 self.address_added = false;
                 tracing::info!(vip = %self.settings.vip, interface = %self.iface.name, "address removed");
+            }
+            Ok(false) => {
+                self.address_added = false;
+                tracing::info!(vip = %self.settings.vip, interface = %self.iface.name,
+                    "address already gone (its lifetime ran out, or someone removed it)");
             }
             Err(e) => tracing::error!("cannot remove the VIP: {e}"),
         }

@@ -20,6 +20,23 @@
 //!   `Holder` clears the schedule, so no announcement follows the removal.
 //! - A holder puts the address back and announces again when it disappears from the
 //!   interface or when the link comes back up.
+//!
+//! # The kernel's part (issue #16)
+//!
+//! - The address is added with a lifetime that ends no later than the lease deadline:
+//!   `AddAddress { until }` and `ExtendAddress { until }` carry the deadline, and the
+//!   driver turns it into the longest whole-second lifetime ending by then. The kernel
+//!   removes the address when it runs out, so a frozen, starved or killed agent loses it
+//!   at the deadline without running an instruction.
+//! - Every renewal that moves the deadline extends the lifetime (`ExtendAddress`).
+//! - The address is added, extended or put back only while at least
+//!   [`Config::min_lifetime`] (1 s, the shortest lifetime the kernel takes) of lease is
+//!   left. With less, a holder waits for the next renewal to add it: it never re-adds an
+//!   address whose lifetime ran out while the lease is not known to be alive.
+//! - A takeover probe answered by the previous holder (its MAC, published with its
+//!   election value) is not a stranger: the node stays elected and probes again once the
+//!   previous holder's lifetime must have ended (at most a lease TTL after the election),
+//!   instead of refusing the address and backing off.
 
 use cpe_health::{State as HealthState, Transition as HealthTransition};
 use std::fmt;
@@ -41,6 +58,9 @@ pub struct Config {
     pub backoff_max: Duration,
     /// How long to stay out of the election after a foreign host was found on the VIP.
     pub foreign_backoff: Duration,
+    /// The shortest address lifetime: with less lease left, the address is not added,
+    /// extended or put back (the kernel takes whole seconds, at least one).
+    pub min_lifetime: Duration,
 }
 
 impl Config {
@@ -57,6 +77,7 @@ impl Config {
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             foreign_backoff: Duration::from_secs(5),
+            min_lifetime: Duration::from_secs(1),
         }
     }
 }
@@ -225,9 +246,16 @@ pub enum Input {
         lease: Option<i64>,
         sent_at: Instant,
     },
-    /// The probe for a foreign host answering for the address finished.
+    /// The probe for a foreign host answering for the address finished (`Some`: the MAC
+    /// of a host outside the cluster that answered).
     ProbeDone {
         foreign_mac: Option<String>,
+    },
+    /// The probe was answered by the previous holder (its MAC is the one it published
+    /// with its election value): its address lifetime has not run out yet.
+    PreviousHolderAnswers {
+        node: String,
+        mac: String,
     },
     /// Whether the VIP is on the interface now.
     Address {
@@ -250,7 +278,16 @@ pub enum Action {
     CancelCampaign,
     /// Ask the segment whether anyone answers for the address.
     Probe,
-    AddAddress,
+    /// Put the address on the interface with a lifetime ending no later than `until` (the
+    /// lease deadline); the driver adds nothing when less than a second is left by then.
+    AddAddress {
+        until: Instant,
+    },
+    /// Extend the address's lifetime to end no later than `until` (a renewal moved the
+    /// deadline). The kernel re-creates the address if it is gone.
+    ExtendAddress {
+        until: Instant,
+    },
     /// One announcement (gratuitous ARP / unsolicited NA).
     Announce,
     RemoveAddress,
@@ -294,6 +331,11 @@ pub struct Machine {
     link_up: bool,
     last_transition: Option<Transition>,
     foreign_mac: Option<String>,
+    /// A holder that wants the address but had less than [`Config::min_lifetime`] of lease
+    /// left: it adds the address at the next renewal.
+    address_pending: bool,
+    /// When an acquiring node probes again after the previous holder answered.
+    reprobe_at: Option<Instant>,
 }
 
 /// The result of one input.
@@ -326,6 +368,8 @@ impl Machine {
             link_up: true,
             last_transition: None,
             foreign_mac: None,
+            address_pending: false,
+            reprobe_at: None,
         }
     }
 
@@ -410,10 +454,22 @@ impl Machine {
                     // cannot revive it here: the deadline check on every input below
                     // has dropped such a lease already.
                     let d = sent_at + ttl.saturating_sub(self.cfg.safety_margin);
-                    if d > l.deadline {
+                    let moved = d > l.deadline;
+                    if moved {
                         l.deadline = d;
                     }
                     l.ttl = ttl;
+                    // The kernel's lifetime follows the deadline; a holder that could not
+                    // add the address (too little lease left) adds it now.
+                    if self.role == Role::Holder && self.address_pending {
+                        if self.link_up {
+                            self.put_address(now, &mut out);
+                        }
+                    } else if self.role == Role::Holder && moved {
+                        if let Some(until) = self.addable(now) {
+                            out.actions.push(Action::ExtendAddress { until });
+                        }
+                    }
                 }
             }
             Input::LeaseGone { id } => {
@@ -488,27 +544,45 @@ impl Machine {
                         }
                         None if alive && self.healthy => {
                             self.foreign_mac = None;
+                            self.waiting_for = None;
                             self.set_role(now, Role::Holder, Reason::Acquired, &mut out);
                             self.holder_since = Some(now);
-                            out.actions.push(Action::AddAddress);
-                            self.start_burst(now, &mut out);
+                            self.put_address(now, &mut out);
                         }
                         None => self.leave_election(now, Reason::ElectedTooLate, &mut out),
                     }
                 }
             }
+            Input::PreviousHolderAnswers { node, mac } => {
+                if self.role == Role::Acquiring {
+                    // Still elected: its lease ended before ours won, and its address
+                    // lifetime ends no later than its lease deadline, so the address goes
+                    // at most a TTL after our election (an address added with a lifetime
+                    // renewed at the very moment its lease was revoked). Probe again
+                    // then; an older agent without lifetimes is probed every TTL.
+                    let ttl = self.lease.map_or(Duration::ZERO, |l| l.ttl);
+                    let bound = self.elected_at.map_or(now, |e| e + ttl);
+                    let at = if bound > now + self.cfg.backoff_min {
+                        bound
+                    } else {
+                        now + ttl.max(self.cfg.backoff_min)
+                    };
+                    self.reprobe_at = Some(at);
+                    self.waiting_for = Some(format!(
+                        "{node} ({mac}) still answers for the VIP: waiting for its address lifetime to end"
+                    ));
+                }
+            }
             Input::Address { present } => {
                 if self.role == Role::Holder && !present && self.link_up {
-                    out.actions.push(Action::AddAddress);
-                    self.start_burst(now, &mut out);
+                    self.put_address(now, &mut out);
                 }
             }
             Input::Link { up } => {
                 let was = self.link_up;
                 self.link_up = up;
                 if self.role == Role::Holder && up && !was {
-                    out.actions.push(Action::AddAddress);
-                    self.start_burst(now, &mut out);
+                    self.put_address(now, &mut out);
                 }
             }
             Input::Shutdown => {
@@ -562,6 +636,10 @@ impl Machine {
                     out.actions.push(Action::Campaign { lease: l.id });
                 }
             }
+            Role::Acquiring if self.reprobe_at.is_some_and(|t| now >= t) => {
+                self.reprobe_at = None;
+                out.actions.push(Action::Probe);
+            }
             Role::Holder => {
                 if let Some(t) = self.next_announce {
                     if now >= t && self.link_up {
@@ -610,6 +688,31 @@ impl Machine {
         }
         self.waiting_for = Some("lease lapsed: etcd majority unreachable?".into());
         self.back_off(now);
+    }
+
+    /// The lease deadline, when at least [`Config::min_lifetime`] of it is left: the end
+    /// of a lifetime the address may be given now.
+    fn addable(&self, now: Instant) -> Option<Instant> {
+        self.lease
+            .map(|l| l.deadline)
+            .filter(|d| d.saturating_duration_since(now) >= self.cfg.min_lifetime)
+    }
+
+    /// A holder (re)puts the address and announces it, if the lease leaves it a lifetime;
+    /// otherwise the next renewal does.
+    fn put_address(&mut self, now: Instant, out: &mut Output) {
+        match self.addable(now) {
+            Some(until) => {
+                self.address_pending = false;
+                out.actions.push(Action::AddAddress { until });
+                self.start_burst(now, out);
+            }
+            None => {
+                // No announcing an address that is not there.
+                self.address_pending = true;
+                self.next_announce = None;
+            }
+        }
     }
 
     fn start_burst(&mut self, now: Instant, out: &mut Output) {
@@ -670,6 +773,12 @@ impl Machine {
             to,
             reason,
         };
+        if to != Role::Holder {
+            self.address_pending = false;
+        }
+        if to != Role::Acquiring {
+            self.reprobe_at = None;
+        }
         self.role = to;
         self.last_transition = Some(t.clone());
         out.transition = Some(t);
@@ -745,7 +854,8 @@ mod tests {
             assert_eq!(self.at(n, Input::Elected { lease: 7 }).actions, vec![Probe]);
             assert_eq!(self.m.role(), Role::Acquiring);
             let o = self.at(n, Input::ProbeDone { foreign_mac: None });
-            assert_eq!(o.actions, vec![AddAddress, Announce]);
+            let until = self.t(n + 1500);
+            assert_eq!(o.actions, vec![AddAddress { until }, Announce]);
             assert_eq!(self.m.role(), Role::Holder);
         }
         /// Marks the node unhealthy without the input's consequences (for a state check).
@@ -766,6 +876,11 @@ mod tests {
     }
 
     const DROP: [Action; 2] = [RemoveAddress, RevokeLease { id: 7 }];
+
+    /// Whether an action puts the address on the interface or extends its lifetime.
+    fn is_add(a: &Action) -> bool {
+        matches!(a, AddAddress { .. } | ExtendAddress { .. })
+    }
 
     #[test]
     fn unhealthy_node_asks_for_nothing() {
@@ -853,7 +968,8 @@ mod tests {
         assert_eq!(o.actions, vec![Probe]);
         assert_eq!(o.transition.unwrap().reason, Reason::Elected);
         let o = h.at(200, Input::ProbeDone { foreign_mac: None });
-        assert_eq!(o.actions, vec![AddAddress, Announce]);
+        // With a lifetime ending at the lease deadline (granted at 0: 1500).
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(1500) }, Announce]);
         let t = o.transition.unwrap();
         assert_eq!(
             (t.from, t.to, t.reason),
@@ -967,7 +1083,7 @@ mod tests {
         assert_eq!(o.actions, vec![Probe]);
         assert_eq!(o.transition.unwrap().reason, Reason::Resumed);
         let o = h.at(2680, Input::ProbeDone { foreign_mac: None });
-        assert_eq!(o.actions, vec![AddAddress, Announce]);
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(4100) }, Announce]);
         assert_eq!(h.m.role(), Role::Holder);
         // A renewal sent long ago (before the deadline) but answered late does not count
         // more than its send time: deadline 1000 + 1500 = 2500 < now.
@@ -1072,7 +1188,7 @@ mod tests {
         h.candidate(0);
         // The campaign answer arrives after the deadline passed.
         let o = h.at(1600, Input::Elected { lease: 7 });
-        assert!(!o.actions.contains(&Probe) && !o.actions.contains(&AddAddress));
+        assert!(!o.actions.contains(&Probe) && !o.actions.iter().any(is_add));
         assert_eq!(h.m.role(), Role::Waiting);
         // The probe answer arrives after the deadline: nothing is added; the node is
         // suspended (lease kept) until etcd answers.
@@ -1128,7 +1244,7 @@ mod tests {
             .actions
             .is_empty());
         let o = h.at(150, Input::Address { present: false });
-        assert_eq!(o.actions, vec![AddAddress, Announce]);
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(1500) }, Announce]);
         assert_eq!(h.m.role(), Role::Holder);
         // Not a holder: an absent address is none of its business.
         let mut h = H::new();
@@ -1151,7 +1267,7 @@ mod tests {
             .actions
             .is_empty());
         let o = h.at(300, Input::Link { up: true });
-        assert_eq!(o.actions, vec![AddAddress, Announce]);
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(1500) }, Announce]);
         // The burst restarts from the link coming back.
         assert!(h.at(499, Input::Tick).actions.is_empty());
         assert_eq!(h.at(500, Input::Tick).actions, vec![Announce]);
@@ -1354,6 +1470,116 @@ mod tests {
             .is_empty());
     }
 
+    #[test]
+    fn the_address_lifetime_follows_the_lease_deadline() {
+        let mut h = H::new();
+        h.holder(0); // added until 1500
+        let o = h.renew(500, 520);
+        // (Then the takeover burst's due announcement.)
+        assert_eq!(o.actions[0], ExtendAddress { until: h.t(2000) });
+        assert!(!o.actions[1..].iter().any(is_add));
+        // A renewal that does not move the deadline extends nothing.
+        assert!(!h.renew(300, 600).actions.iter().any(is_add));
+        // A candidate's renewals touch no address.
+        let mut c = H::new();
+        c.candidate(0);
+        assert!(c.renew(500, 520).actions.is_empty());
+        // Frozen from here on: the kernel removes the address by 2000 at the latest, and
+        // the agent, when it runs again, removes it too and never puts it back.
+        let o = h.at(9000, Input::Tick);
+        assert_eq!(o.actions, vec![RemoveAddress]);
+        assert_eq!(h.m.role(), Role::Suspended);
+        assert!(h
+            .at(9050, Input::Address { present: false })
+            .actions
+            .is_empty());
+        // A renewal sent before the freeze, answered after it, proves nothing.
+        assert!(!h.renew(1900, 9100).actions.iter().any(is_add));
+    }
+
+    #[test]
+    fn with_under_a_second_of_lease_left_the_next_renewal_adds_the_address() {
+        let mut h = H::new();
+        h.candidate(0); // deadline 1500
+        h.at(100, Input::Elected { lease: 7 });
+        // The probe ends with 900 ms left: holder, but no lifetime fits yet.
+        let o = h.at(600, Input::ProbeDone { foreign_mac: None });
+        assert!(o.actions.is_empty(), "{:?}", o.actions);
+        assert_eq!(h.m.role(), Role::Holder);
+        assert!(
+            h.at(650, Input::Tick).actions.is_empty(),
+            "nothing announced"
+        );
+        let o = h.renew(550, 620);
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(2050) }, Announce]);
+    }
+
+    #[test]
+    fn a_vanished_address_is_put_back_only_with_a_second_of_lease_left() {
+        let mut h = H::new();
+        h.holder(0); // deadline 1500
+                     // Gone with 900 ms of lease left (its lifetime ran out before a renewal came):
+                     // not put back now, nor announced.
+        assert!(h
+            .at(600, Input::Address { present: false })
+            .actions
+            .is_empty());
+        assert!(!h.at(1400, Input::Tick).actions.contains(&Announce));
+        // The next renewal proves the lease alive: the address comes back.
+        let o = h.renew(1000, 1010);
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(2500) }, Announce]);
+        // The link coming back with too little lease left adds nothing either.
+        h.at(1100, Input::Link { up: false });
+        assert!(h.at(1600, Input::Link { up: true }).actions.is_empty());
+        assert_eq!(
+            h.renew(1500, 1520).actions,
+            vec![AddAddress { until: h.t(3000) }, Announce]
+        );
+    }
+
+    #[test]
+    fn the_previous_holder_answering_is_waited_for_not_refused() {
+        let mut h = H::new();
+        h.candidate(0);
+        h.at(100, Input::Elected { lease: 7 });
+        let o = h.at(
+            300,
+            Input::PreviousHolderAnswers {
+                node: "n1".into(),
+                mac: "02:00:00:00:00:02".into(),
+            },
+        );
+        assert!(o.actions.is_empty() && o.transition.is_none(), "{o:?}");
+        assert_eq!(h.m.role(), Role::Acquiring, "still elected");
+        assert_eq!(
+            h.m.waiting_for(),
+            Some("n1 (02:00:00:00:00:02) still answers for the VIP: waiting for its address lifetime to end")
+        );
+        assert_eq!(h.m.foreign_mac(), None, "not a stranger");
+        // Probed again a lease TTL after the election (100 + 2000), the lease kept alive.
+        for n in (400..2100).step_by(400) {
+            h.renew(n, n);
+            assert!(!h.at(n + 10, Input::Tick).actions.contains(&Probe));
+        }
+        assert!(h.at(2099, Input::Tick).actions.is_empty());
+        assert_eq!(h.at(2100, Input::Tick).actions, vec![Probe]);
+        let o = h.at(2200, Input::ProbeDone { foreign_mac: None });
+        assert!(o.actions.contains(&AddAddress { until: h.t(3500) }));
+        assert_eq!(h.m.waiting_for(), None);
+        // Not elected (or no longer): the answer changes nothing.
+        let mut h = H::new();
+        h.candidate(0);
+        let o = h.at(
+            300,
+            Input::PreviousHolderAnswers {
+                node: "n1".into(),
+                mac: "02:00:00:00:00:02".into(),
+            },
+        );
+        assert!(o.actions.is_empty());
+        assert!(h.at(2500, Input::Tick).actions.iter().all(|a| *a != Probe));
+    }
+
     /// A tiny deterministic generator so the random walk below needs no crate.
     struct Rng(u64);
     impl Rng {
@@ -1380,6 +1606,8 @@ mod tests {
             let mut m = Machine::new(Config::new(TTL), t0);
             let mut now_ms = 0u64;
             let mut address = false;
+            // When the kernel removes the address (its lifetime's end).
+            let mut address_until = t0;
             let mut next_id = 1i64;
             let mut granted: Vec<i64> = vec![];
             let mut probes_pending = false;
@@ -1391,7 +1619,14 @@ mod tests {
                     .map(|l| l.id)
                     .or(granted.last().copied())
                     .unwrap_or(0);
-                let input = match r.below(15) {
+                if address && now >= address_until {
+                    address = false; // the kernel: the lifetime ran out
+                }
+                let input = match r.below(16) {
+                    15 => Input::PreviousHolderAnswers {
+                        node: "n1".into(),
+                        mac: "02:00:00:00:00:02".into(),
+                    },
                     14 => Input::LeaderSeen {
                         lease: (r.below(3) != 0).then_some(lease_id),
                         sent_at: now - ms(r.below(500).min(now_ms)),
@@ -1466,7 +1701,24 @@ mod tests {
                 }
                 for a in &o.actions {
                     match a {
-                        AddAddress => address = true,
+                        AddAddress { until } | ExtendAddress { until } => {
+                            // The address never outlives the lease: its lifetime ends at
+                            // the deadline at the latest, and it is (re)added only with
+                            // at least a second of lease left, never after the deadline.
+                            let l = m.lease().unwrap_or_else(|| {
+                                panic!("seed {seed}: {a:?} without a lease after {input:?}")
+                            });
+                            assert!(
+                                *until <= l.deadline,
+                                "seed {seed}: lifetime past the deadline: {a:?}, {l:?}"
+                            );
+                            assert!(
+                                *until >= now + Duration::from_secs(1),
+                                "seed {seed}: {a:?} with under a second of lease left at {now_ms} ms"
+                            );
+                            address = true;
+                            address_until = *until;
+                        }
                         RemoveAddress => address = false,
                         Probe => probes_pending = true,
                         _ => {}
@@ -1476,6 +1728,10 @@ mod tests {
                     let l = m.lease().unwrap_or_else(|| {
                         panic!("seed {seed}: address without lease after {input:?}")
                     });
+                    assert!(
+                        address_until <= l.deadline,
+                        "seed {seed}: the address outlives the lease after {input:?}"
+                    );
                     assert!(
                         now < l.deadline,
                         "seed {seed}: address past the deadline after {input:?}"

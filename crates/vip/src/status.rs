@@ -2,6 +2,9 @@
 //! and operators' scripts read them) and its table for `cpe status`. See docs/vip.md for
 //! every field.
 //!
+//! Also the election value's format ([`ElectionValue`]: node name and MAC, old plain names
+//! still read), since `holder` shows the name it carries.
+//!
 //! It reads the driver's snapshots only: it decides nothing and asks nobody.
 
 use crate::machine::{Role, Transition};
@@ -22,6 +25,44 @@ pub enum Holder {
     Node(String),
     /// etcd could not say: the error, as text.
     Unknown(String),
+}
+
+/// What a node campaigns with: its name and the MAC its VIP answers from, so that a
+/// candidate whose takeover probe is answered by that MAC knows it is the previous holder
+/// (waiting for its address lifetime to end), not a stranger. On the wire it is JSON,
+/// `{"node":"cp1","mac":"02:00:00:00:00:01"}`; an older agent's plain node name is read
+/// as a name without a MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionValue {
+    pub node: String,
+    pub mac: Option<String>,
+}
+
+impl ElectionValue {
+    pub fn encode(&self) -> String {
+        json!({ "node": self.node, "mac": self.mac }).to_string()
+    }
+
+    pub fn parse(value: &str) -> ElectionValue {
+        let parsed = value
+            .trim_start()
+            .starts_with('{')
+            .then(|| serde_json::from_str::<Value>(value).ok())
+            .flatten();
+        match parsed
+            .as_ref()
+            .and_then(|v| Some((v.get("node")?.as_str()?, v)))
+        {
+            Some((node, v)) => ElectionValue {
+                node: node.to_string(),
+                mac: v.get("mac").and_then(|m| m.as_str()).map(str::to_string),
+            },
+            None => ElectionValue {
+                node: value.to_string(),
+                mac: None,
+            },
+        }
+    }
 }
 
 /// What the driver publishes after every step.
@@ -285,6 +326,26 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn election_values_carry_node_and_mac_and_old_plain_names_still_read() {
+        let v = ElectionValue {
+            node: "cp1".into(),
+            mac: Some("02:00:00:00:00:01".into()),
+        };
+        assert_eq!(ElectionValue::parse(&v.encode()), v);
+        assert_eq!(v.encode(), r#"{"mac":"02:00:00:00:00:01","node":"cp1"}"#);
+        // An older agent campaigned with its plain node name.
+        assert_eq!(
+            ElectionValue::parse("cp2"),
+            ElectionValue {
+                node: "cp2".into(),
+                mac: None
+            }
+        );
+        // JSON that is not ours is a name as it stands.
+        assert_eq!(ElectionValue::parse(r#"{"x":1}"#).node, r#"{"x":1}"#);
+    }
 
     #[test]
     fn rfc3339_known_instants() {

@@ -25,7 +25,9 @@ pub(crate) enum Event {
     Machine(Input),
     /// The campaign with this lease won (revoking the lease is how we resign).
     Elected(i64),
-    /// Who leads (node name and lease), asked at the instant given.
+    /// A takeover probe finished: the MAC that answered for the VIP, if any.
+    Probed(Option<String>),
+    /// Who leads (the election value and lease), asked at the instant given.
     Leader(Result<Option<(String, i64)>, cpe_election::Error>, Instant),
     Renewal(Duration),
     /// The outcome of a leadership check while holding; `moved` when a transfer was done.

@@ -84,6 +84,11 @@ pub enum Scenario {
     AgentSigkill,
     /// The holder's agent gets SIGTERM (planned handover).
     AgentSigterm,
+    /// The holder's agent is frozen (SIGSTOP; keepalived: its VRRP process too) while its
+    /// API server is SIGKILLed, as a long stall, a starved cgroup or a stuck write would
+    /// freeze it; 8 s after the failure it resumes (SIGCONT) and 3 s are watched: a
+    /// resumed agent must not take the VIP back.
+    AgentFrozen,
     /// The holder is cut off (IP) from the other machines, not from the client.
     Partition,
     /// The etcd leader (wherever the VIP is) is SIGKILLed.
@@ -94,13 +99,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::ApiserverKilled,
         Scenario::Readyz503,
         Scenario::LinkCut,
         Scenario::LinkCutEtcdLeader,
         Scenario::AgentSigkill,
         Scenario::AgentSigterm,
+        Scenario::AgentFrozen,
         Scenario::Partition,
         Scenario::EtcdLeaderKilled,
         Scenario::RollingReplacement,
@@ -114,6 +120,7 @@ impl Scenario {
             Scenario::LinkCutEtcdLeader => "link-cut-etcd-leader",
             Scenario::AgentSigkill => "agent-sigkill",
             Scenario::AgentSigterm => "agent-sigterm",
+            Scenario::AgentFrozen => "agent-frozen",
             Scenario::Partition => "partition",
             Scenario::EtcdLeaderKilled => "etcd-leader-killed",
             Scenario::RollingReplacement => "rolling-replacement",

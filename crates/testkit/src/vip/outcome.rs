@@ -48,8 +48,9 @@ pub struct Outcome {
     /// Whether the client's neighbour entry pointed at the settled holder's MAC.
     pub neighbour_follows: bool,
     pub neighbour_detail: String,
-    /// Link cut only: holder changes after the link came back (0 = no flapping), and the
-    /// outage the client saw then.
+    /// Link cut: holder changes after the link came back (0 = no flapping); frozen agent:
+    /// after it resumed (0 = it did not take the VIP back). And the outage the client saw
+    /// then.
     pub changes_after_restore: Option<usize>,
     pub restore_outage: Option<Duration>,
     /// Holder and neighbour changes, for printing.
@@ -85,8 +86,12 @@ impl Outcome {
             l += ", VIP stayed on the killed agent's machine";
         }
         if let Some(c) = self.changes_after_restore {
+            let what = match self.scenario {
+                Scenario::AgentFrozen => "resume",
+                _ => "link back",
+            };
             l += &format!(
-                ", changes after link back: {c} (outage then {})",
+                ", changes after {what}: {c} (outage then {})",
                 s(self.restore_outage)
             );
         }

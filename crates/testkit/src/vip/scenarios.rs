@@ -47,6 +47,13 @@ impl Testbed {
             }
             Scenario::AgentSigkill => self.signal_agent(holder, Signal::SIGKILL),
             Scenario::AgentSigterm => self.signal_agent(holder, Signal::SIGTERM),
+            Scenario::AgentFrozen => {
+                if let Some(a) = self.machines[holder].api.as_mut() {
+                    a.kill();
+                }
+                self.signal_agent(holder, Signal::SIGSTOP);
+                self.machines[holder].frozen = true;
+            }
             Scenario::Partition => {
                 let peers: Vec<Ipv4Addr> = self
                     .machines
@@ -107,6 +114,17 @@ impl Testbed {
             self.machines[holder].link_cut = false;
             let t_up = self.now();
             std::thread::sleep(Duration::from_secs(8));
+            let t = self.now();
+            changes_after_restore = Some(self.watch.changes(t_up, t).len());
+            restore_outage = self.prober.requests().outage(t_up, t);
+        }
+        if s == Scenario::AgentFrozen {
+            let until = t_fault + Duration::from_secs(8);
+            std::thread::sleep(until.saturating_sub(self.now()));
+            self.signal_agent(holder, Signal::SIGCONT);
+            self.machines[holder].frozen = false;
+            let t_up = self.now();
+            std::thread::sleep(Duration::from_secs(3));
             let t = self.now();
             changes_after_restore = Some(self.watch.changes(t_up, t).len());
             restore_outage = self.prober.requests().outage(t_up, t);

@@ -27,6 +27,8 @@ pub(super) struct Machine {
     pub(super) unready: bool,
     pub(super) link_cut: bool,
     pub(super) partitioned: bool,
+    /// Its agent is stopped (SIGSTOP) until resumed.
+    pub(super) frozen: bool,
 }
 
 impl Machine {
@@ -40,6 +42,7 @@ impl Machine {
             unready: false,
             link_cut: false,
             partitioned: false,
+            frozen: false,
         }
     }
 }
@@ -49,6 +52,7 @@ impl Machine {
         !self.unready
             && !self.link_cut
             && !self.partitioned
+            && !self.frozen
             && self.api.as_mut().is_some_and(|c| c.is_running())
             && self.agent.as_mut().is_some_and(|c| c.is_running())
     }
@@ -389,11 +393,12 @@ impl Testbed {
         Ok(())
     }
 
-    /// Kills the agent of machine `i` with `sig` (keepalived: its VRRP child too, which is
-    /// the process holding the state).
+    /// Sends `sig` to the agent of machine `i` (keepalived: for SIGKILL, SIGSTOP and SIGCONT
+    /// its VRRP child too, which is the process holding the state).
     pub(super) fn signal_agent(&mut self, i: usize, sig: Signal) {
         let name = self.machines[i].host.name.clone();
-        if matches!(self.agent, AgentKind::Keepalived) && sig == Signal::SIGKILL {
+        let vrrp_too = matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCONT);
+        if matches!(self.agent, AgentKind::Keepalived) && vrrp_too {
             let pidfile = self.dir.path().join(format!("keepalived-{name}.vrrp.pid"));
             if let Some(pid) = std::fs::read_to_string(pidfile)
                 .ok()
@@ -503,6 +508,10 @@ impl Testbed {
     /// Undoes every injected failure and waits for a steady state.
     pub fn repair(&mut self) -> Result<usize> {
         for i in 0..self.machines.len() {
+            if self.machines[i].frozen {
+                self.signal_agent(i, Signal::SIGCONT);
+                self.machines[i].frozen = false;
+            }
             let m = &mut self.machines[i];
             if m.partitioned {
                 m.host.heal()?;
