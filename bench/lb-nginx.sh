@@ -149,11 +149,12 @@ for round in $(seq "$ROUNDS"); do
   for mode in keepalive close bulk; do
     read -r _ _ _ drps _ < <(run direct "$mode")
     S[direct.$mode.rps]+="$drps "
-    line="round $round/$ROUNDS $mode: direct $drps$([ "$mode" = bulk ] && echo " MB")/s"
+    if [ "$mode" = bulk ]; then per=MB; rate="MB/s"; else per=request; rate="/s"; fi
+    line="round $round/$ROUNDS $mode: direct $drps $rate"
     for target in $order; do
       read -r _ _ cpu rps p99 < <(run "$target" "$mode")
       S[$target.$mode.cpu]+="$cpu "; S[$target.$mode.rps]+="$rps "; S[$target.$mode.p99]+="$p99 "
-      line+="; $target $rps$([ "$mode" = bulk ] && echo " MB")/s, $cpu µs CPU per $([ "$mode" = bulk ] && echo MB || echo request), p99 ${p99} ms"
+      line+="; $target $rps $rate, $cpu µs CPU per $per, p99 ${p99} ms"
     done
     echo "$line" >&2
   done
