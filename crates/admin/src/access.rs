@@ -4,7 +4,8 @@
 //!
 //! The rules, in order:
 //! 1. `Host` must name the address the connection arrived on (an IP literal, or
-//!    `localhost` when that address is loopback), with its port when a port is written.
+//!    `localhost` or `0.0.0.0` when that address is loopback), with its port when a port
+//!    is written.
 //!    A browser that a DNS-rebinding page points at the listener sends the page's name:
 //!    refused (421), so no web page can read `/status` or send actions.
 //! 2. A state-changing request (anything but `GET`/`HEAD`) must carry no `Origin`: only
@@ -257,7 +258,11 @@ fn host_names(host: Option<&str>, local: SocketAddr) -> bool {
     if name.eq_ignore_ascii_case("localhost") {
         return ip.is_loopback();
     }
-    name.parse::<IpAddr>().is_ok_and(|n| n.to_canonical() == ip)
+    // `0.0.0.0` reaches this host's loopback: what a probe configured with a wildcard
+    // admin address (`host: 0.0.0.0`) sends. A page can make a browser send it, but not
+    // read the answer, and a state change is still refused on its `Origin`.
+    name.parse::<IpAddr>()
+        .is_ok_and(|n| n.to_canonical() == ip || (n.is_unspecified() && ip.is_loopback()))
 }
 
 #[cfg(test)]
@@ -286,7 +291,13 @@ mod tests {
 
     #[test]
     fn host_must_name_the_listener() {
-        for ok in ["127.0.0.1:9630", "127.0.0.1", "localhost:9630", "LOCALHOST"] {
+        for ok in [
+            "127.0.0.1:9630",
+            "127.0.0.1",
+            "localhost:9630",
+            "LOCALHOST",
+            "0.0.0.0:9630",
+        ] {
             assert_eq!(access(local(), &get(ok), None), Ok(()), "{ok}");
         }
         for bad in [
@@ -316,6 +327,7 @@ mod tests {
         let lan: SocketAddr = "10.0.0.5:9630".parse().unwrap();
         assert_eq!(access(lan, &get("10.0.0.5:9630"), None), Ok(()));
         assert!(access(lan, &get("localhost:9630"), None).is_err());
+        assert!(access(lan, &get("0.0.0.0:9630"), None).is_err());
     }
 
     #[test]
