@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub mod access;
 pub mod process;
-pub use access::{access, Options, Refusal, Seen, Token, TokenError};
+pub use access::{access, Options, Refusal, Seen, Token, TokenError, DEFAULT_MAX_CONNECTIONS};
 pub use process::set_build_info;
 
 /// What a route returns.
