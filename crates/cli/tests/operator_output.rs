@@ -88,7 +88,7 @@ fn logs_are_plain_and_an_unchanged_reload_needs_no_restart() {
         }
     });
     let mut log = Vec::new();
-    let mut wait_for = |what: &str, log: &mut Vec<String>| {
+    let wait_for = |what: &str, log: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
