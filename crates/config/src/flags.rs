@@ -46,6 +46,8 @@ pub struct VipFlags {
     pub election: Option<String>,
     /// `--admin ADDR:PORT`.
     pub admin: Option<String>,
+    /// `--admin-token-file FILE`: replaces `virtualIP.adminTokenFile`.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `cpe lb`'s flags as typed. `None`/empty: not given.
@@ -57,6 +59,8 @@ pub struct LbFlags {
     pub backends: Vec<String>,
     /// `--admin ADDR:PORT`, or `off` for none.
     pub admin: Option<String>,
+    /// `--admin-token-file FILE`: replaces `loadBalancer.adminTokenFile`.
+    pub admin_token_file: Option<PathBuf>,
     /// `--health-check https|http|tcp`.
     pub health_check: Option<String>,
     pub health_path: Option<String>,

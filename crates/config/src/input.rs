@@ -124,6 +124,7 @@ pub struct VirtualIpIn {
     pub lease_ttl: Option<S<String>>,
     pub election: Option<S<String>>,
     pub admin: Option<S<String>>,
+    pub admin_token_file: Option<S<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -140,6 +141,7 @@ pub struct LoadBalancerIn {
     pub pos: Option<Pos>,
     pub listen: Option<S<String>>,
     pub admin: Option<S<String>>,
+    pub admin_token_file: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
     pub drain_timeout: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
@@ -172,11 +174,19 @@ const HEALTH: &[&str] = &[
     "keyFile",
     "unauthorized",
 ];
-const VIP: &[&str] = &["interface", "prefixLength", "leaseTTL", "election", "admin"];
+const VIP: &[&str] = &[
+    "interface",
+    "prefixLength",
+    "leaseTTL",
+    "election",
+    "admin",
+    "adminTokenFile",
+];
 const ETCD: &[&str] = &["endpoints", "caFile", "certFile", "keyFile"];
 const LB: &[&str] = &[
     "listen",
     "admin",
+    "adminTokenFile",
     "maxConnections",
     "drainTimeout",
     "connectTimeout",
@@ -309,6 +319,9 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                     .get("election")
                     .and_then(|v| r.string(v, "virtualIP.election")),
                 admin: m.get("admin").and_then(|v| r.string(v, "virtualIP.admin")),
+                admin_token_file: m
+                    .get("adminTokenFile")
+                    .and_then(|v| r.string(v, "virtualIP.adminTokenFile")),
             });
         }
     }
@@ -345,6 +358,9 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 admin: m
                     .get("admin")
                     .and_then(|v| r.string(v, "loadBalancer.admin")),
+                admin_token_file: m
+                    .get("adminTokenFile")
+                    .and_then(|v| r.string(v, "loadBalancer.adminTokenFile")),
                 max_connections: m
                     .get("maxConnections")
                     .and_then(|v| r.int(v, "loadBalancer.maxConnections")),

@@ -167,6 +167,9 @@ pub struct VirtualIp {
     /// etcd election name (key prefix); default `/cpe/vip/<cluster>`.
     pub election: String,
     pub admin: SocketAddr,
+    /// The bearer token state-changing admin requests must carry (required when `admin`
+    /// is not loopback).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -194,6 +197,9 @@ impl Etcd {
 pub struct LoadBalancer {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The bearer token `POST /maintenance/...` must carry (required when `admin` is not
+    /// loopback).
+    pub admin_token_file: Option<PathBuf>,
     /// Connections accepted at once; past it new ones are refused and counted.
     pub max_connections: usize,
     /// How long existing connections to a removed backend, or at SIGTERM, may continue.
@@ -207,6 +213,7 @@ impl LoadBalancer {
         LoadBalancer {
             listen,
             admin: DEFAULT_LB_ADMIN.parse().expect("constant"),
+            admin_token_file: None,
             max_connections: 20_000,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),

@@ -35,6 +35,9 @@ pub struct VipPlan {
     pub election: String,
     pub lease_ttl: Duration,
     pub admin: SocketAddr,
+    /// The bearer token file of state-changing admin requests (always set when `admin`
+    /// is not loopback: the plan is refused otherwise).
+    pub admin_token_file: Option<std::path::PathBuf>,
     pub health: HealthTarget,
     /// Protocol, path, interval, timeout, rise, fall and what 401/403 means (the
     /// definition's, or the defaults, with the flags laid over).
@@ -75,6 +78,9 @@ pub struct LbPlan {
     pub listen: SocketAddr,
     /// `None`: no admin listener (`--admin off`).
     pub admin: Option<SocketAddr>,
+    /// The bearer token file of `POST /maintenance/...` (always set when `admin` is not
+    /// loopback: the plan is refused otherwise).
+    pub admin_token_file: Option<std::path::PathBuf>,
     pub max_connections: usize,
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
@@ -265,6 +271,22 @@ impl VipFlags {
         let ok = base.is_some();
         let mut plan = base.unwrap_or_else(|| self.placeholder());
         self.overlay(c, &mut plan, def.is_some());
+        if ok {
+            let (field, token_field) = match (&self.admin, def) {
+                (None, Some(_)) => (
+                    "virtualIP.admin",
+                    "virtualIP.adminTokenFile (or --admin-token-file)",
+                ),
+                _ => ("--admin", "--admin-token-file"),
+            };
+            rules::admin_needs_token(
+                c,
+                field,
+                plan.admin,
+                token_field,
+                plan.admin_token_file.is_some(),
+            );
+        }
         ok.then_some(plan)
     }
 
@@ -303,6 +325,7 @@ impl VipFlags {
             election: v.election.clone(),
             lease_ttl: v.lease_ttl,
             admin: v.admin,
+            admin_token_file: v.admin_token_file.clone(),
             health: HealthTarget::Machine(machine.api_server()),
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
@@ -321,6 +344,7 @@ impl VipFlags {
             election: String::new(),
             lease_ttl: DEFAULT_LEASE_TTL,
             admin: DEFAULT_VIP_ADMIN.parse().expect("constant"),
+            admin_token_file: None,
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
@@ -365,6 +389,7 @@ impl VipFlags {
             election: format!("/cpe/vip/{vip}"),
             lease_ttl: DEFAULT_LEASE_TTL,
             admin: DEFAULT_VIP_ADMIN.parse().expect("constant"),
+            admin_token_file: None,
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
@@ -435,6 +460,9 @@ impl VipFlags {
         if self.admin.is_some() {
             plan.admin = c.socket("--admin", &given(&self.admin), DEFAULT_VIP_ADMIN);
         }
+        if self.admin_token_file.is_some() {
+            plan.admin_token_file = flags::path(c, "--admin-token-file", &self.admin_token_file);
+        }
     }
 }
 
@@ -489,6 +517,25 @@ impl LbFlags {
                 "off" | "none" => None,
                 _ => Some(c.socket("--admin", &given(&self.admin), DEFAULT_LB_ADMIN)),
             };
+        }
+        if self.admin_token_file.is_some() {
+            plan.admin_token_file = flags::path(c, "--admin-token-file", &self.admin_token_file);
+        }
+        if let (Some(admin), true) = (plan.admin, ok) {
+            let (field, token_field) = match (&self.admin, def) {
+                (None, Some(_)) => (
+                    "loadBalancer.admin",
+                    "loadBalancer.adminTokenFile (or --admin-token-file)",
+                ),
+                _ => ("--admin", "--admin-token-file"),
+            };
+            rules::admin_needs_token(
+                c,
+                field,
+                admin,
+                token_field,
+                plan.admin_token_file.is_some(),
+            );
         }
         if plan.admin == Some(plan.listen) && self.admin.is_some() {
             c.push(Problem::error(
@@ -615,6 +662,7 @@ fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -
     LbPlan {
         listen: lb.listen,
         admin: Some(lb.admin),
+        admin_token_file: lb.admin_token_file,
         max_connections: lb.max_connections,
         drain_timeout: lb.drain_timeout,
         connect_timeout: lb.connect_timeout,

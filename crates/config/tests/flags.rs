@@ -168,3 +168,66 @@ fn vip_flags_name_themselves_and_the_pairs_they_need() {
         ]
     );
 }
+
+/// Issue 14, item 2: an admin listener off loopback without a token is refused, naming
+/// the flag or the field that put it there and the one that would fix it.
+#[test]
+fn a_non_loopback_admin_listener_needs_a_token() {
+    let lb = |admin: Option<&str>, token: Option<&str>| LbFlags {
+        listen: Some("0.0.0.0:6443".into()),
+        backends: vec!["10.0.0.11:6443".into()],
+        admin: admin.map(Into::into),
+        admin_token_file: token.map(Into::into),
+        ..Default::default()
+    };
+    assert_eq!(
+        problems(lb(Some("0.0.0.0:9630"), None).plan_for(None).unwrap_err()),
+        vec!["error: --admin = 0.0.0.0:9630: is not a loopback address, so state-changing admin requests need a token: set --admin-token-file\n  hint: a file holding a secret of 16+ characters (`cpe status --admin-token-file FILE` sends it), or listen on 127.0.0.1"]
+    );
+    let p = lb(Some("0.0.0.0:9630"), Some("/etc/cpe/token"))
+        .plan_for(None)
+        .unwrap();
+    assert_eq!(p.admin_token_file, Some("/etc/cpe/token".into()));
+    // Loopback (the default) and `off` need none.
+    assert!(lb(None, None).plan_for(None).is_ok());
+    assert!(lb(Some("[::1]:9630"), None).plan_for(None).is_ok());
+    assert!(lb(Some("off"), None).plan_for(None).is_ok());
+
+    // From the definition: the field is named, and the flag fixes it too.
+    let def = load_str(&format!("{EXT3}loadBalancer:\n  admin: 10.0.0.5:9630\n"))
+        .unwrap()
+        .endpoint;
+    let e = LbFlags::default().plan_for(Some(&def)).unwrap_err();
+    assert_eq!(
+        problems(e),
+        vec!["error: loadBalancer.admin = 10.0.0.5:9630: is not a loopback address, so state-changing admin requests need a token: set loadBalancer.adminTokenFile (or --admin-token-file)\n  hint: a file holding a secret of 16+ characters (`cpe status --admin-token-file FILE` sends it), or listen on 127.0.0.1"]
+    );
+    let with_flag = LbFlags {
+        admin_token_file: Some("/t".into()),
+        ..Default::default()
+    };
+    assert!(with_flag.plan_for(Some(&def)).is_ok());
+    let def = load_str(&format!(
+        "{EXT3}loadBalancer:\n  admin: 10.0.0.5:9630\n  adminTokenFile: /etc/cpe/token\n"
+    ))
+    .unwrap()
+    .endpoint;
+    let p = LbFlags::default().plan_for(Some(&def)).unwrap();
+    assert_eq!(p.admin_token_file, Some("/etc/cpe/token".into()));
+
+    // cpe vip, ad hoc.
+    let vip = |admin: &str, token: Option<&str>| VipFlags {
+        node: "cp1".into(),
+        vip: Some("10.0.0.10/24".into()),
+        interface: Some("eth0".into()),
+        etcd: vec!["https://10.0.0.11:2379".into()],
+        admin: Some(admin.into()),
+        admin_token_file: token.map(Into::into),
+        ..Default::default()
+    };
+    let e = vip("0.0.0.0:9631", None).plan_for(None).unwrap_err();
+    assert!(problems(e)[0].starts_with("error: --admin = 0.0.0.0:9631: is not a loopback address"),);
+    let p = vip("0.0.0.0:9631", Some("/t")).plan_for(None).unwrap();
+    assert_eq!(p.admin_token_file, Some("/t".into()));
+    assert!(vip("127.0.0.1:9631", None).plan_for(None).is_ok());
+}

@@ -341,6 +341,21 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("lb admin equals listen", format!("{EXT3}loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:6443\n"), vec![
         "f:16:10: error: loadBalancer.admin = 0.0.0.0:6443: must differ from loadBalancer.listen",
         ]),
+        // Issue 14: an admin listener off loopback is reachable by others; without a
+        // token the agents refuse to start (a warning here, an error in their plan).
+        ("lb admin not loopback, no token", format!("{EXT3}loadBalancer:\n  admin: 0.0.0.0:9630\n"), vec![
+        "f:15:10: warning: loadBalancer.admin = 0.0.0.0:9630: is not a loopback address and loadBalancer.adminTokenFile is not set: the agent will refuse to start (anyone who reaches it could change state)\n  hint: set loadBalancer.adminTokenFile to a file holding a secret of 16+ characters, or listen on 127.0.0.1",
+        ]),
+        ("lb admin not loopback, with a token", format!("{EXT3}loadBalancer:\n  admin: 10.0.0.1:9630\n  adminTokenFile: /etc/cpe/admin-token\n"), vec![
+        "f:15:10: warning: loadBalancer.admin = 10.0.0.1:9630: is not a loopback address: whoever reaches it reads /status and /metrics (actions need the token)\n  hint: keep it on 127.0.0.1 unless a scraper elsewhere needs it, and firewall the port",
+        ]),
+        ("lb admin token file empty", format!("{EXT3}loadBalancer:\n  adminTokenFile: ''\n"), vec![
+        "f:15:19: error: loadBalancer.adminTokenFile: must be a file path",
+        ]),
+        ("vip admin not loopback, no token", format!("{VIP3}  admin: '[fd00::11]:9631'\n"), vec![
+        "f:16:10: warning: virtualIP.admin = [fd00::11]:9631: is not a loopback address and virtualIP.adminTokenFile is not set: the agent will refuse to start (anyone who reaches it could change state)\n  hint: set virtualIP.adminTokenFile to a file holding a secret of 16+ characters, or listen on 127.0.0.1",
+        ]),
+        ("vip admin loopback with a token", format!("{VIP3}  admin: 127.0.0.1:9631\n  adminTokenFile: /etc/cpe/admin-token\n"), vec![]),
         // An integer past 64 bits is too large, not "a decimal number".
         ("lb max connections overflow", format!("{EXT3}loadBalancer:\n  maxConnections: 99999999999999999999999\n"), vec![
         "f:15:19: error: loadBalancer.maxConnections = 99999999999999999999999: is too large\n  hint: see the field's range in docs/definition.md",

@@ -121,7 +121,7 @@ impl Shared {
         if self.fallback.swap(now, Ordering::Relaxed) != now {
             self.metrics.fallback.set(now as i64);
             if now && alive.is_empty() {
-                error!("NO BACKEND IS UP and none accepts TCP: new connections are closed");
+                error!("NO BACKEND IS UP and none outside maintenance accepts TCP: new connections are closed");
             } else if now {
                 error!(
                     tcp_alive = %alive.join(", "),

@@ -47,6 +47,7 @@ impl LbConfig {
         LbConfig::from_plan(&LbPlan {
             listen,
             admin: Some(lb.admin),
+            admin_token_file: None,
             max_connections: lb.max_connections,
             drain_timeout: lb.drain_timeout,
             connect_timeout: lb.connect_timeout,

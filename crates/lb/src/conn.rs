@@ -1,5 +1,5 @@
-//! The connection path, on the workers: accept (a place under the connection limit or an
-//! immediate close), pick a backend ([`select::pick`]), connect (a refused or timed-out
+//! The connection path, on the workers: accept (a place under the connection limit and
+//! the descriptor reserve, or an immediate close), pick a backend ([`select::pick`]), connect (a refused or timed-out
 //! connect marks that backend SUSPECT and the next one is tried), then forward both ways
 //! until either side ends or the backend's drain is cut.
 //!
@@ -82,6 +82,22 @@ impl Shared {
                 },
             };
             self.metrics.accepted.inc();
+            // Near the descriptor limit the client is closed, as past the connection
+            // limit: the rest is kept for health checks, backend connects and the admin
+            // listener, so that a flood cannot turn every backend DOWN.
+            if std::os::fd::AsRawFd::as_raw_fd(&client) as u64 >= self.fd_ceiling {
+                self.metrics.rejected.inc();
+                if last_limit_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                    warn!(
+                        fd_limit_less_reserve = self.fd_ceiling,
+                        %peer,
+                        "file descriptors nearly exhausted: closing new connections to keep a reserve for health checks (counted in cpe_lb_connections_rejected_total)"
+                    );
+                    last_limit_log = Some(Instant::now());
+                }
+                drop(client);
+                continue;
+            }
             let Some(slot) = Slot::take(self) else {
                 self.metrics.rejected.inc();
                 if last_limit_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {

@@ -102,6 +102,8 @@ pub enum LbError {
     NoWorkers,
     #[error("cannot start worker {worker}: {error}")]
     Worker { worker: usize, error: io::Error },
+    #[error(transparent)]
+    AdminToken(#[from] cpe_admin::TokenError),
 }
 
 fn in_use_hint(e: &io::Error, addr: SocketAddr) -> String {
@@ -158,6 +160,9 @@ struct Shared {
     /// Client connections open now, against `max_connections` (see `conn.rs`).
     open: AtomicUsize,
     max_connections: usize,
+    /// The first descriptor number a client connection may not have: the soft limit
+    /// less [`listen::FD_RESERVE`] (see `conn.rs`).
+    fd_ceiling: u64,
     /// Rotates ties in least-connections.
     next: AtomicUsize,
     /// No backend up, some TCP-alive: logged loudly on each change.
@@ -179,6 +184,8 @@ pub struct Lb {
     /// One listening socket per worker (all on the same address), taken by `run`.
     listeners: Vec<std::net::TcpListener>,
     admin: Option<TcpListener>,
+    /// What `POST /maintenance/...` must carry (read from the token file at bind).
+    admin_token: Option<cpe_admin::Token>,
 }
 
 /// A cheap handle on a running load balancer: status, reload, maintenance, metrics.
@@ -201,6 +208,11 @@ impl Lb {
             return Err(LbError::NoConnections);
         }
         let prober = Prober::from_config(&config.health)?;
+        let admin_token = config
+            .admin_token_file
+            .as_deref()
+            .map(cpe_admin::Token::read)
+            .transpose()?;
         if config.workers == 0 {
             return Err(LbError::NoWorkers);
         }
@@ -237,6 +249,7 @@ impl Lb {
             metrics: metrics::Metrics::new(),
             open: AtomicUsize::new(0),
             max_connections: config.max_connections,
+            fd_ceiling: listen::fd_ceiling(),
             next: AtomicUsize::new(0),
             fallback: AtomicBool::new(false),
             stop_checks: CancellationToken::new(),
@@ -270,6 +283,7 @@ impl Lb {
             shared,
             listeners,
             admin,
+            admin_token,
         })
     }
 
@@ -303,10 +317,11 @@ impl Lb {
             let (handler, actions) = admin::routes(LbHandle {
                 shared: shared.clone(),
             });
-            tokio::spawn(cpe_admin::serve_with_actions(
+            tokio::spawn(cpe_admin::serve_with(
                 l,
                 handler,
                 Some(actions),
+                cpe_admin::Options::with_token(this.admin_token.take()),
                 admin_stop.clone().cancelled_owned(),
             ))
         });

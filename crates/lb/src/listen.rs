@@ -72,6 +72,25 @@ pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpLis
     TcpListener::from_std(listen_socket(addr, false, backlog)?)
 }
 
+/// Descriptors kept for the load balancer's own work when clients press: health checks,
+/// backend connects of accepted connections, the admin listener (at most
+/// [`cpe_admin::DEFAULT_MAX_CONNECTIONS`]), logs and DNS.
+pub const FD_RESERVE: u64 = 64 + cpe_admin::DEFAULT_MAX_CONNECTIONS as u64;
+
+/// The soft descriptor limit less [`FD_RESERVE`] (read now: call after
+/// [`raise_fd_limit`]). A client connection whose descriptor number reaches it is closed
+/// at once: the kernel hands out the lowest free number, so a descriptor numbered `n`
+/// means `0..n` are all taken and fewer than the reserve are left.
+pub(crate) fn fd_ceiling() -> u64 {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => soft
+            .saturating_sub(FD_RESERVE)
+            .max(FD_RESERVE.min(soft / 2)),
+        Err(_) => u64::MAX,
+    }
+}
+
 /// Each proxied connection costs two file descriptors: raises the soft limit towards the
 /// hard one so that `max_connections` can be reached, and warns when the hard limit is too
 /// low.

@@ -61,6 +61,9 @@ pub fn needs_restart(old: &LbConfig, new: &LbConfig) -> Vec<&'static str> {
     if new.admin != old.admin {
         out.push("admin");
     }
+    if new.admin_token_file != old.admin_token_file {
+        out.push("adminTokenFile");
+    }
     if new.max_connections != old.max_connections {
         out.push("maxConnections");
     }
@@ -168,11 +171,18 @@ mod tests {
         assert!(needs_restart(&old, &new).is_empty(), "applied on reload");
         new.listen = "127.0.0.1:7443".parse().unwrap();
         new.admin = Some("127.0.0.1:1".parse().unwrap());
+        new.admin_token_file = Some("/etc/cpe/token".into());
         new.max_connections += 1;
         new.workers += 1;
         assert_eq!(
             needs_restart(&old, &new),
-            ["listen", "admin", "maxConnections", "workers"]
+            [
+                "listen",
+                "admin",
+                "adminTokenFile",
+                "maxConnections",
+                "workers"
+            ]
         );
     }
 

@@ -99,10 +99,7 @@ pub fn table(status: &Value) -> String {
         );
     }
     if status.get("fallback").and_then(|f| f.as_bool()) == Some(true) {
-        let _ = writeln!(
-            out,
-            "WARNING: no backend passes its health check; connections go to backends that still accept TCP"
-        );
+        let _ = writeln!(out, "{}", fallback_warning(status));
     }
     if let Some(e) = status.get("last_reload_error").and_then(|e| e.as_str()) {
         let _ = writeln!(
@@ -207,5 +204,74 @@ mod tests {
             "{dr}"
         );
         assert!(!t.contains("WARNING"));
+    }
+}
+
+/// What the fallback means for new connections, from the backends in the document: the
+/// ones not in maintenance that still accept TCP take them (as `select::pick` does); with
+/// none, they are closed.
+fn fallback_warning(status: &Value) -> String {
+    let backends: Vec<&Value> = status
+        .get("backends")
+        .and_then(|b| b.as_array())
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    fn state(b: &Value) -> &str {
+        b.get("state").and_then(|s| s.as_str()).unwrap_or("")
+    }
+    let takers: Vec<&str> = backends
+        .iter()
+        .filter(|b| {
+            b.get("tcp_alive").and_then(|t| t.as_bool()) == Some(true) && state(b) != "maintenance"
+        })
+        .filter_map(|b| b.get("name").and_then(|n| n.as_str()))
+        .collect();
+    if !takers.is_empty() {
+        return format!(
+            "WARNING: no backend passes its health check; new connections go to the ones that still accept TCP: {}",
+            takers.join(", ")
+        );
+    }
+    if !backends.is_empty() && backends.iter().all(|b| state(b) == "maintenance") {
+        "WARNING: every backend is in maintenance: new connections are closed (cpe status --maintenance BACKEND=off takes one out)".into()
+    } else {
+        "WARNING: no backend passes its health check and none outside maintenance accepts TCP: new connections are closed".into()
+    }
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+
+    fn doc(backends: &[(&str, &str, bool)]) -> Value {
+        json!({
+            "fallback": true,
+            "backends": backends.iter().map(|(n, s, tcp)| json!({"name": n, "state": s, "tcp_alive": tcp})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Issue 14, item 5: with every backend in maintenance nothing takes connections;
+    /// the table must not say they go to backends "that still accept TCP".
+    #[test]
+    fn the_warning_says_where_new_connections_go() {
+        let all_maint = table(&doc(&[
+            ("a:1", "maintenance", true),
+            ("b:1", "maintenance", true),
+        ]));
+        assert!(
+            all_maint.contains("every backend is in maintenance: new connections are closed"),
+            "{all_maint}"
+        );
+        assert!(!all_maint.contains("go to"), "{all_maint}");
+        let some = table(&doc(&[("a:1", "down", true), ("b:1", "maintenance", true)]));
+        assert!(
+            some.contains("new connections go to the ones that still accept TCP: a:1"),
+            "{some}"
+        );
+        let none = table(&doc(&[
+            ("a:1", "down", false),
+            ("b:1", "maintenance", true),
+        ]));
+        assert!(none.contains("new connections are closed"), "{none}");
     }
 }

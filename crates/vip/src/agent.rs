@@ -117,9 +117,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 .map_err(|source| AgentError::Admin { addr, source })?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let handler = crate::status::handler(status.clone(), metrics.clone());
-            let task = tokio::spawn(cpe_admin::serve(listener, handler, async {
-                let _ = rx.await;
-            }));
+            let options = cpe_admin::Options::with_token(settings.admin_token.clone());
+            let task = tokio::spawn(cpe_admin::serve_with(
+                listener,
+                handler,
+                None,
+                options,
+                async {
+                    let _ = rx.await;
+                },
+            ));
             (Some(tx), Some(task))
         }
         None => (None, None),

@@ -22,6 +22,9 @@ pub struct Settings {
     pub etcd: Client,
     pub health: HealthCheck,
     pub admin: Option<SocketAddr>,
+    /// The admin listener's token (required by the plan off loopback; `cpe vip` has no
+    /// state-changing route today, so it guards future ones).
+    pub admin_token: Option<cpe_admin::Token>,
     /// How long the takeover probe waits for a foreign host to answer.
     pub probe_wait: Duration,
     /// While holding, hand etcd leadership to another member if this machine's leads.

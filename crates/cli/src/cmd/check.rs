@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let endpoint = match load(&args.file) {
+    let endpoint = match load(&args.file, "check", args.output) {
         Ok(e) => e,
         Err(code) => return Ok(code),
     };

@@ -29,6 +29,11 @@ pub struct Args {
     /// Admin listener for /metrics and /status (default 127.0.0.1:9630; `off` for none).
     #[arg(long, value_name = "ADDR:PORT|off")]
     admin: Option<String>,
+    /// File holding the token `POST /maintenance/...` must carry (`Authorization: Bearer`;
+    /// required when the admin listener is not loopback). Default: the definition's
+    /// loadBalancer.adminTokenFile.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Health check protocol.
     #[arg(long, value_enum)]
     health_check: Option<HealthProto>,
@@ -97,6 +102,7 @@ impl Args {
             listen: self.listen.clone(),
             backends: self.backend.clone(),
             admin: self.admin.clone(),
+            admin_token_file: self.admin_token_file.clone(),
             health_check: self.health_check.map(|p| {
                 match p {
                     HealthProto::Https => "https",

@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let endpoint = match load(&args.file) {
+    let endpoint = match load(&args.file, "preflight", args.output) {
         Ok(e) => e,
         Err(code) => return Ok(code),
     };
@@ -115,8 +115,9 @@ pub enum Output {
 }
 
 /// Loads the definition (its warnings printed), or prints every problem in it and returns
-/// exit code 1.
-pub fn load(path: &Path) -> Result<cpe_config::Endpoint, ExitCode> {
+/// exit code 1. With `-o json` the problems are also one JSON document on stdout
+/// ([`invalid_json`]): a script reading stdout gets JSON whatever happened.
+pub fn load(path: &Path, command: &str, output: Output) -> Result<cpe_config::Endpoint, ExitCode> {
     match cpe_config::load_file(path) {
         Ok(l) => {
             // Warnings about the definition (single node, many replicas) go to stderr, so
@@ -132,9 +133,43 @@ pub fn load(path: &Path) -> Result<cpe_config::Endpoint, ExitCode> {
             for p in e.problems() {
                 eprintln!("{}", p.render(Some(&name)));
             }
+            if let Output::Json = output {
+                let doc = invalid_json(command, &name, &e.problems());
+                println!("{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            }
             Err(ExitCode::from(1))
         }
     }
+}
+
+/// The `-o json` document for a definition that cannot be used: no checks ran.
+fn invalid_json(command: &str, file: &str, problems: &[cpe_config::Problem]) -> serde_json::Value {
+    use cpe_config::Severity;
+    let problems: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "severity": match p.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "file": file,
+                "line": p.pos.map(|p| p.line),
+                "column": p.pos.map(|p| p.column),
+                "field": p.field,
+                "value": p.value,
+                "rule": p.rule,
+                "hint": p.hint,
+                "message": p.render(Some(file)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "command": command,
+        "valid": false,
+        "file": file,
+        "error": "the definition is invalid: no check ran",
+        "problems": problems,
+        "targets": [],
+        "exitCode": 1,
+    })
 }
 
 pub fn print(report: &cpe_preflight::Report, output: Output) -> ExitCode {

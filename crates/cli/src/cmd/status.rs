@@ -21,6 +21,10 @@ pub struct Args {
     /// Talks to `--admin` (default 127.0.0.1:9630).
     #[arg(long, value_name = "BACKEND=on|off")]
     maintenance: Option<String>,
+    /// File holding the agent's admin token, sent as `Authorization: Bearer` with
+    /// --maintenance (the agent's loadBalancer.adminTokenFile / --admin-token-file).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
@@ -48,10 +52,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         };
-        let body = cpe_admin::post(
+        let token = args
+            .admin_token_file
+            .as_deref()
+            .map(cpe_admin::Token::read)
+            .transpose()?;
+        let body = cpe_admin::post_with_token(
             admin,
             &format!("/maintenance/{backend}"),
             on,
+            token.as_ref(),
             Duration::from_secs(3),
         )
         .await?;

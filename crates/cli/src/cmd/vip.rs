@@ -69,6 +69,10 @@ pub struct Args {
     /// Admin listener (/status, /metrics, /healthz). Default 127.0.0.1:9631 or the definition's.
     #[arg(long, value_name = "ADDR:PORT")]
     admin: Option<String>,
+    /// File holding the admin token (`Authorization: Bearer`; required when the admin
+    /// listener is not loopback). Default: the definition's virtualIP.adminTokenFile.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
     /// How long the takeover probe waits for a foreign host answering for the VIP.
     #[arg(long, value_name = "DURATION", value_parser = cpe_config::duration::parse, default_value = "50ms")]
     probe_wait: Duration,
@@ -110,6 +114,7 @@ impl Args {
             lease_ttl: self.lease_ttl.clone(),
             election: self.election.clone(),
             admin: self.admin.clone(),
+            admin_token_file: self.admin_token_file.clone(),
         }
     }
 }
@@ -152,6 +157,11 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             },
         },
         admin: Some(plan.admin),
+        admin_token: plan
+            .admin_token_file
+            .as_deref()
+            .map(cpe_admin::Token::read)
+            .transpose()?,
         probe_wait: args.probe_wait,
         etcd_move_leader: args.etcd_move_leader,
     })

@@ -38,6 +38,17 @@ pub(crate) fn check_lb(
             );
         }
     }
+    out.admin_token_file = c.path("loadBalancer.adminTokenFile", &l.admin_token_file);
+    // (Equal to `listen` is already an error: one problem is enough.)
+    if out.admin != out.listen {
+        admin_exposure(
+            c,
+            ("loadBalancer.admin", &l.admin),
+            "loadBalancer.adminTokenFile",
+            out.admin,
+            out.admin_token_file.is_some(),
+        );
+    }
     if let Some(s) = &l.max_connections {
         if let Some(n) = max_connections(c, "loadBalancer.maxConnections", s) {
             out.max_connections = n;

@@ -30,6 +30,67 @@ pub mod vip;
 
 pub use etcd::is_etcd_url;
 
+/// An admin listener off loopback is reachable by others: they can read `/status` and
+/// `/metrics`, and without a token change state, so the agents refuse to start then
+/// ([`admin_needs_token`]). A warning in the definition (`cpe plan` shows it), naming the
+/// token field when there is none.
+pub(crate) fn admin_exposure(
+    c: &mut Check,
+    (field, written): (&str, &Option<S<String>>),
+    token_field: &str,
+    admin: SocketAddr,
+    has_token: bool,
+) {
+    if admin.ip().is_loopback() {
+        return;
+    }
+    let (raw, pos) = written
+        .as_ref()
+        .map(|s| (short(&s.raw), s.pos))
+        .unwrap_or_else(|| (admin.to_string(), None));
+    let p = if has_token {
+        Problem::warning(
+            field,
+            raw,
+            "is not a loopback address: whoever reaches it reads /status and /metrics (actions need the token)",
+        )
+        .hint("keep it on 127.0.0.1 unless a scraper elsewhere needs it, and firewall the port")
+    } else {
+        Problem::warning(
+            field,
+            raw,
+            format!("is not a loopback address and {token_field} is not set: the agent will refuse to start (anyone who reaches it could change state)"),
+        )
+        .hint(format!("set {token_field} to a file holding a secret of 16+ characters, or listen on 127.0.0.1"))
+    };
+    c.push(p.at(pos));
+}
+
+/// The agents' rule: an admin listener off loopback needs a token (see
+/// [`admin_exposure`]). `field` and `token_field` as the user wrote them (a flag or the
+/// definition's field).
+pub(crate) fn admin_needs_token(
+    c: &mut Check,
+    field: &str,
+    admin: SocketAddr,
+    token_field: &str,
+    has_token: bool,
+) {
+    if has_token || admin.ip().is_loopback() {
+        return;
+    }
+    c.push(
+        Problem::error(
+            field,
+            admin.to_string(),
+            format!(
+                "is not a loopback address, so state-changing admin requests need a token: set {token_field}"
+            ),
+        )
+        .hint("a file holding a secret of 16+ characters (`cpe status --admin-token-file FILE` sends it), or listen on 127.0.0.1"),
+    );
+}
+
 /// Checks a definition already read (from a file or built from flags).
 pub fn check(f: &input::File) -> Checked {
     let mut c = Check::default();

@@ -43,6 +43,17 @@ pub(crate) fn check_vip(
         &vip_in.and_then(|v| v.admin.clone()),
         DEFAULT_VIP_ADMIN,
     );
+    let admin_token_file = c.path(
+        "virtualIP.adminTokenFile",
+        &vip_in.and_then(|v| v.admin_token_file.clone()),
+    );
+    admin_exposure(
+        c,
+        ("virtualIP.admin", &vip_in.and_then(|v| v.admin.clone())),
+        "virtualIP.adminTokenFile",
+        admin,
+        admin_token_file.is_some(),
+    );
     let prefix_len = match (address, vip_in.and_then(|v| v.prefix_length.as_ref())) {
         (Some(a), Some(s)) => prefix_len(c, "virtualIP.prefixLength", a, s),
         (Some(a), None) => full_prefix(a),
@@ -55,6 +66,7 @@ pub(crate) fn check_vip(
         lease_ttl,
         election,
         admin,
+        admin_token_file,
     })
 }
 
