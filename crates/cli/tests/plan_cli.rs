@@ -437,7 +437,8 @@ fn help_explains_every_flag_with_its_default() {
     for want in [
         "--kind <KIND>",
         "static-pod",
-        "[default: ghcr.io/cpe-dev/cpe:v0.1.0]",
+        "--image-registry <REGISTRY>",
+        "[default: ghcr.io/cpe-dev]",
         "[default: /etc/cpe/endpoint.yaml]",
         "[default: /usr/local/bin/cpe]",
         "[default: %H]",

@@ -697,6 +697,7 @@ mod tests {
             lease_ttl: Duration::from_secs(2),
             election: "/cpe/vip/k".into(),
             admin: "127.0.0.1:9631".parse().unwrap(),
+            admin_token_file: None,
         }
     }
 
