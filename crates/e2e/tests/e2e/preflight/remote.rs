@@ -107,12 +107,17 @@ fn remote_external_lb_resolves_and_port_free_or_taken() {
     assert_eq!(status(&r, "endpoint", "endpoint.lb"), "pass", "{out}");
 
     // A real `cpe lb` already runs there (its admin listener reachable on the LB's
-    // address): the port is taken, by the right thing.
+    // address, so with a token, as cpe requires off loopback): the port is taken, by the
+    // right thing.
+    let token = write(dir.path(), "admin.token", "preflight-e2e-admin-token\n");
     let lb_def = write(
         dir.path(),
         "lb-host.yaml",
         &(std::fs::read_to_string(def).unwrap()
-            + "loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:9630\n"),
+            + &format!(
+                "loadBalancer:\n  listen: 0.0.0.0:6443\n  admin: 0.0.0.0:9630\n  adminTokenFile: {}\n",
+                token.display()
+            )),
     );
     let mut cpe_lb = lb
         .spawn(
