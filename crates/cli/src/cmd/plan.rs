@@ -276,23 +276,24 @@ fn summary_text(e: &Endpoint, inferred: bool) -> String {
     s
 }
 
+/// One problem as `-o json` prints it (`cpe plan`, and `cpe preflight`/`cpe check` for a
+/// definition they cannot use).
+pub(crate) fn problem_json(p: &cpe_config::Problem, file: &str) -> serde_json::Value {
+    serde_json::json!({
+        "severity": match p.severity { Severity::Error => "error", Severity::Warning => "warning" },
+        "file": file,
+        "line": p.pos.map(|p| p.line),
+        "column": p.pos.map(|p| p.column),
+        "field": p.field,
+        "value": p.value,
+        "rule": p.rule,
+        "hint": p.hint,
+    })
+}
+
 fn json_report(label: &str, c: &Checked) -> serde_json::Value {
-    let problems: Vec<serde_json::Value> = c
-        .problems
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "severity": match p.severity { Severity::Error => "error", Severity::Warning => "warning" },
-                "file": label,
-                "line": p.pos.map(|p| p.line),
-                "column": p.pos.map(|p| p.column),
-                "field": p.field,
-                "value": p.value,
-                "rule": p.rule,
-                "hint": p.hint,
-            })
-        })
-        .collect();
+    let problems: Vec<serde_json::Value> =
+        c.problems.iter().map(|p| problem_json(p, label)).collect();
     let summary = c.endpoint.as_ref().map(|e| {
         serde_json::json!({
             "mode": e.mode,

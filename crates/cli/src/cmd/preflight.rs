@@ -144,21 +144,12 @@ pub fn load(path: &Path, command: &str, output: Output) -> Result<cpe_config::En
 
 /// The `-o json` document for a definition that cannot be used: no checks ran.
 fn invalid_json(command: &str, file: &str, problems: &[cpe_config::Problem]) -> serde_json::Value {
-    use cpe_config::Severity;
     let problems: Vec<serde_json::Value> = problems
         .iter()
         .map(|p| {
-            serde_json::json!({
-                "severity": match p.severity { Severity::Error => "error", Severity::Warning => "warning" },
-                "file": file,
-                "line": p.pos.map(|p| p.line),
-                "column": p.pos.map(|p| p.column),
-                "field": p.field,
-                "value": p.value,
-                "rule": p.rule,
-                "hint": p.hint,
-                "message": p.render(Some(file)),
-            })
+            let mut v = super::plan::problem_json(p, file);
+            v["message"] = p.render(Some(file)).into();
+            v
         })
         .collect();
     serde_json::json!({
