@@ -17,9 +17,9 @@
 
 use crate::probe::{Failure, Observation, Outcome, Prober};
 use crate::state::{Event, Health, Rules, Step};
-use std::fmt;
+pub use crate::target::Target;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -66,37 +66,6 @@ impl<O: Observe + ?Sized> Observe for &mut O {
     }
     fn resolved(&mut self, addr: SocketAddr) {
         (**self).resolved(addr)
-    }
-}
-
-/// What to probe.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// An address, probed as is.
-    Addr(SocketAddr),
-    /// A name, resolved before every probe.
-    Name { host: String, port: u16 },
-}
-
-impl Target {
-    /// `host` as an address when it is an IP literal, as a name otherwise.
-    pub fn new(host: &str, port: u16) -> Target {
-        match host.parse::<IpAddr>() {
-            Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
-            Err(_) => Target::Name {
-                host: host.to_string(),
-                port,
-            },
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Addr(a) => write!(f, "{a}"),
-            Target::Name { host, port } => write!(f, "{host}:{port}"),
-        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`state`]: [`State`] (ordered: maintenance < down < suspect < draining < recovering
 //!   < up), the [`Health`] of one backend, and the [`Transition`]s it reports, which
 //!   display as `10.0.0.2:6443 RECOVERING->UP (probe)`.
+//! - [`target`]: what a probe is aimed at (an address, or a name resolved per probe).
 //! - [`checker`]: the one [`Checker`] both the load balancer (one per backend) and the
 //!   VIP agent run: resolve the target, probe it every interval, feed the pure state
 //!   machine, hand each [`Round`] (with its [`Transition`]) to the caller.
@@ -27,6 +28,7 @@
 pub mod checker;
 pub mod probe;
 pub mod state;
+pub mod target;
 
 pub use checker::{Check, Checker, Observe, Probe, ResolveError, Round, Target};
 

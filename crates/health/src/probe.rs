@@ -245,10 +245,10 @@ impl Prober {
     /// The URL's host and port as what a [`Checker`](crate::Checker) probes (a name is
     /// resolved by the checker before every probe); `None` for a prober built from a
     /// config, which probes addresses it is given.
-    pub fn url_target(&self) -> Option<crate::checker::Target> {
+    pub fn url_target(&self) -> Option<crate::target::Target> {
         self.target
             .as_ref()
-            .map(|(h, p)| crate::checker::Target::new(h, *p))
+            .map(|(h, p)| crate::target::Target::new(h, *p))
     }
 
     /// One probe of `addr`, bounded by the timeout. Never panics, never outlives the
@@ -691,7 +691,7 @@ mod tests {
         assert_eq!(p.target().unwrap(), "127.0.0.1:6443");
         assert_eq!(
             p.url_target(),
-            Some(crate::checker::Target::Addr(([127, 0, 0, 1], 6443).into()))
+            Some(crate::target::Target::Addr(([127, 0, 0, 1], 6443).into()))
         );
         assert_eq!(p.path, "/readyz");
         let p = Prober::from_url("http://[::1]:8080", &t, d).unwrap();
