@@ -4,17 +4,12 @@
 //! from `/proc/self`. (`cpe vip` serves the same listener; its end-to-end tests need
 //! etcd and namespaces, and scrape it there.)
 
+mod common;
+use common::free_addr;
 use cpe_testkit::Child;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 async fn get_eventually(addr: SocketAddr, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -7,22 +7,13 @@
 //! - with a low descriptor limit (`prlimit --nofile=300`), 420 idle admin connections do
 //!   not starve the data path: the backends stay UP and a client gets through the LB.
 
+mod common;
+use common::{cpe, free_addr};
 use cpe_testkit::Child;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn cpe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cpe"))
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 fn wait_port(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -8,21 +8,12 @@
 //!   FIFO is refused on SIGHUP, the load balancer keeps its definition, its memory and its
 //!   admin listener, and a SIGTERM afterwards is acted on at once (nothing blocked).
 
+mod common;
+use common::{cpe, free_addr};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn cpe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cpe"))
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 #[test]
 fn preflight_and_check_print_json_for_an_invalid_definition() {
