@@ -8,6 +8,7 @@
 //! is updated under the same lock.
 
 use crate::config::BackendSpec;
+use crate::forward;
 use crate::metrics::{BackendLabel, Metrics};
 use crate::select::View;
 use arc_swap::ArcSwapOption;
@@ -39,6 +40,9 @@ pub struct Backend {
     pub active: Gauge,
     pub connects: Counter,
     pub failures: Counter,
+    /// Bytes forwarded to and from the backend ([`forward::Tally`]).
+    pub sent_bytes: Counter,
+    pub received_bytes: Counter,
     pub check_seconds: Histogram,
     /// Last check latency in microseconds, for `/status`.
     pub last_check_us: AtomicU64,
@@ -76,6 +80,8 @@ impl Backend {
             active: metrics.backend_active.get_or_create_owned(&label),
             connects: metrics.backend_connects.get_or_create_owned(&label),
             failures: metrics.backend_connect_failures.get_or_create_owned(&label),
+            sent_bytes: metrics.backend_sent_bytes.get_or_create_owned(&label),
+            received_bytes: metrics.backend_received_bytes.get_or_create_owned(&label),
             check_seconds: metrics.backend_check_seconds.get_or_create_owned(&label),
             last_check_us: AtomicU64::new(0),
             stop,
@@ -135,5 +141,12 @@ impl Observe for &Backend {
     /// The address the data path connects to follows the name.
     fn resolved(&mut self, addr: SocketAddr) {
         self.set_addr(addr);
+    }
+}
+
+impl forward::Tally for Backend {
+    fn add(&self, to_backend: u64, to_client: u64) {
+        self.sent_bytes.inc_by(to_backend);
+        self.received_bytes.inc_by(to_client);
     }
 }

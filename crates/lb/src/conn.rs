@@ -163,7 +163,7 @@ impl Shared {
         b.active.inc();
         let _b_active = GaugeGuard(&b.active);
         tokio::select! {
-            r = forward::both_ways(&client, &upstream) => {
+            r = forward::both_ways(&client, &upstream, &*b) => {
                 if let Err(e) = r {
                     debug!(backend = %b.name, %peer, error = %e, "connection ended with an error");
                 }

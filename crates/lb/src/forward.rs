@@ -18,6 +18,10 @@
 //! socket inside the kernel, never copied to user space. It switches back when reads get
 //! small again, closing the pipe, so idle connections hold no pipe either.
 //!
+//! Byte counts go to the caller's [`Tally`] in batches (every [`FLUSH`] bytes, and what is
+//! left when the connection ends or is cut by a drain), so a per-backend counter shared by
+//! the workers is written once per 64 KiB, not once per read.
+//!
 //! It does not time out idle connections (long watches are the normal case) and does not
 //! parse anything.
 
@@ -56,38 +60,102 @@ pub struct Moved {
     pub to_client: u64,
 }
 
+/// Where the bytes moved are counted (per backend, in `cpe lb`).
+pub trait Tally {
+    fn add(&self, to_backend: u64, to_client: u64);
+}
+
+/// Counting nothing (tests, benchmarks of the forwarding alone).
+impl Tally for () {
+    fn add(&self, _: u64, _: u64) {}
+}
+
+/// Bytes counted locally before they are handed to the [`Tally`].
+pub const FLUSH: u64 = 64 * 1024;
+
+/// Bytes moved and not yet handed to the tally; hands them over when dropped, so a
+/// connection cut by a drain (its future dropped) is counted too.
+struct Unflushed<'a, T: Tally> {
+    tally: &'a T,
+    to_backend: u64,
+    to_client: u64,
+}
+
+impl<T: Tally> Unflushed<'_, T> {
+    fn flush(&mut self) {
+        if self.to_backend > 0 || self.to_client > 0 {
+            self.tally.add(self.to_backend, self.to_client);
+            self.to_backend = 0;
+            self.to_client = 0;
+        }
+    }
+}
+
+impl<T: Tally> Drop for Unflushed<'_, T> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 /// Forwards until both directions have ended, or either fails.
 ///
 /// One hand-written poll loop for both directions, driven by the sockets' readiness
 /// (`poll_read_ready` / `poll_write_ready`) rather than by stored `readable()` futures:
 /// an idle connection costs two small [`Dir`] states, not four readiness futures.
-pub async fn both_ways(client: &TcpStream, backend: &TcpStream) -> io::Result<Moved> {
+pub async fn both_ways(
+    client: &TcpStream,
+    backend: &TcpStream,
+    tally: &impl Tally,
+) -> io::Result<Moved> {
     let mut up = Dir::default();
     let mut down = Dir::default();
+    let mut counted = Unflushed {
+        tally,
+        to_backend: 0,
+        to_client: 0,
+    };
     std::future::poll_fn(|cx| {
-        if !up.eof {
-            if let Poll::Ready(Err(e)) = poll_dir(cx, client, backend, &mut up) {
-                return Poll::Ready(Err(e));
-            }
+        let before = (up.total, down.total);
+        let r = poll_both(cx, client, backend, &mut up, &mut down);
+        counted.to_backend += up.total - before.0;
+        counted.to_client += down.total - before.1;
+        if counted.to_backend + counted.to_client >= FLUSH {
+            counted.flush();
         }
-        if !down.eof {
-            if let Poll::Ready(Err(e)) = poll_dir(cx, backend, client, &mut down) {
-                return Poll::Ready(Err(e));
-            }
-        }
-        pass_half_close(&mut up, backend, &down);
-        pass_half_close(&mut down, client, &up);
-        if up.done && down.done {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+        r
     })
     .await?;
     Ok(Moved {
         to_backend: up.total,
         to_client: down.total,
     })
+}
+
+/// One wake-up of [`both_ways`]: both directions polled, half-closes passed on.
+fn poll_both(
+    cx: &mut Context<'_>,
+    client: &TcpStream,
+    backend: &TcpStream,
+    up: &mut Dir,
+    down: &mut Dir,
+) -> Poll<io::Result<()>> {
+    if !up.eof {
+        if let Poll::Ready(Err(e)) = poll_dir(cx, client, backend, up) {
+            return Poll::Ready(Err(e));
+        }
+    }
+    if !down.eof {
+        if let Poll::Ready(Err(e)) = poll_dir(cx, backend, client, down) {
+            return Poll::Ready(Err(e));
+        }
+    }
+    pass_half_close(up, backend, down);
+    pass_half_close(down, client, up);
+    if up.done && down.done {
+        Poll::Ready(Ok(()))
+    } else {
+        Poll::Pending
+    }
 }
 
 /// End of stream read in direction `d`: tell the other side with `shutdown(SHUT_WR)`,
@@ -343,7 +411,7 @@ mod tests {
     async fn bytes_pass_both_ways_and_half_close_propagates() {
         let (mut client, a) = pair().await;
         let (b, mut backend) = pair().await;
-        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+        let fwd = tokio::spawn(async move { both_ways(&a, &b, &()).await });
 
         // 1 MiB up, then the client half-closes; the backend sees EOF and still answers.
         let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
@@ -379,7 +447,7 @@ mod tests {
     async fn an_answer_followed_by_the_backends_close_arrives_whole_then_eof() {
         let (mut client, a) = pair().await;
         let (b, mut backend) = pair().await;
-        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+        let fwd = tokio::spawn(async move { both_ways(&a, &b, &()).await });
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut req = [0u8; 18];
         backend.read_exact(&mut req).await.unwrap();
@@ -409,7 +477,7 @@ mod tests {
         let (mut client, a) = pair().await;
         let (b, mut backend) = pair().await;
         let fwd = tokio::spawn(async move {
-            let r = both_ways(&a, &b).await;
+            let r = both_ways(&a, &b, &()).await;
             drop((a, b));
             r
         });
@@ -434,7 +502,7 @@ mod tests {
     async fn a_reset_ends_both_directions() {
         let (client, a) = pair().await;
         let (b, backend) = pair().await;
-        let fwd = tokio::spawn(async move { both_ways(&a, &b).await });
+        let fwd = tokio::spawn(async move { both_ways(&a, &b, &()).await });
         // The backend dies abruptly (RST): the forwarder ends, the client sees the end.
         SockRef::from(&backend)
             .set_linger(Some(Duration::ZERO))
@@ -465,7 +533,7 @@ mod size {
             .await
             .unwrap();
         let (b, _) = l.accept().await.unwrap();
-        let f = super::both_ways(&a, &b);
+        let f = super::both_ways(&a, &b, &());
         let size = std::mem::size_of_val(&f);
         assert!(size <= 256, "both_ways future is {size} bytes");
     }

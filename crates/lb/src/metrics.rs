@@ -51,6 +51,8 @@ pub struct Metrics {
     pub backend_active: Family<BackendLabel, Gauge>,
     pub backend_connects: Family<BackendLabel, Counter>,
     pub backend_connect_failures: Family<BackendLabel, Counter>,
+    pub backend_sent_bytes: Family<BackendLabel, Counter>,
+    pub backend_received_bytes: Family<BackendLabel, Counter>,
     pub backend_checks: Family<ResultLabel, Counter>,
     pub backend_check_seconds: Family<BackendLabel, Histogram, fn() -> Histogram>,
     pub backend_transitions: Family<TransitionLabel, Counter>,
@@ -78,6 +80,8 @@ impl Metrics {
             backend_active: Family::default(),
             backend_connects: Family::default(),
             backend_connect_failures: Family::default(),
+            backend_sent_bytes: Family::default(),
+            backend_received_bytes: Family::default(),
             backend_checks: Family::default(),
             backend_check_seconds: Family::new_with_constructor(latency_histogram),
             backend_transitions: Family::default(),
@@ -110,6 +114,16 @@ impl Metrics {
             "cpe_lb_backend_connect_failures",
             "Connects to the backend that were refused or timed out (retried on another backend)",
             m.backend_connect_failures.clone(),
+        );
+        registry.register(
+            "cpe_lb_backend_sent_bytes",
+            "Bytes forwarded from clients to the backend (counted every 64 KiB per connection and when it ends)",
+            m.backend_sent_bytes.clone(),
+        );
+        registry.register(
+            "cpe_lb_backend_received_bytes",
+            "Bytes forwarded from the backend to clients (counted every 64 KiB per connection and when it ends)",
+            m.backend_received_bytes.clone(),
         );
         registry.register(
             "cpe_lb_backend_checks",

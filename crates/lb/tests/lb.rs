@@ -325,3 +325,50 @@ async fn dropping_the_run_future_stops_the_workers() {
         .expect("the connection outlived the load balancer");
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
 }
+
+/// The value of one backend's counter in the metrics text (0 when absent).
+fn counter(text: &str, name: &str, backend: &str) -> u64 {
+    let prefix = format!("{name}_total{{backend=\"{backend}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_each_way_are_counted_per_backend_while_flowing_and_at_the_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("b0").await;
+    let lb = start(config(vec![b.spec()])).await;
+    until("up", || state_of(&lb.handle, &b) == State::Up).await;
+    let name = b.addr.to_string();
+
+    // A request with a 200 KiB header: past the 64 KiB batch, so it is counted while the
+    // connection is still open (a long watch must not wait for its end to be seen).
+    let request = format!(
+        "GET / HTTP/1.1\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let response = "HTTP/1.1 200 X\r\ncontent-length: 2\r\n\r\nb0";
+    let mut s = TcpStream::connect(lb.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; response.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(String::from_utf8(got).unwrap(), response);
+    let open = lb.handle.metrics_text();
+    let sent_open = counter(&open, "cpe_lb_backend_sent_bytes", &name);
+    assert!(
+        sent_open >= 64 * 1024,
+        "counted while open: {sent_open} bytes\n{open}"
+    );
+
+    // Closed: the rest is counted, to the byte.
+    drop(s);
+    until("the connection's bytes counted", || {
+        let m = lb.handle.metrics_text();
+        counter(&m, "cpe_lb_backend_sent_bytes", &name) == request.len() as u64
+            && counter(&m, "cpe_lb_backend_received_bytes", &name) == response.len() as u64
+    })
+    .await;
+    lb.stop.cancel();
+    lb.task.await.unwrap();
+}

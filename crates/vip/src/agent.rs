@@ -240,7 +240,14 @@ impl Driver {
                     Input::Shutdown
                 }
                 ev = rx.recv() => match ev {
-                    Some(Event::Machine(i)) => i,
+                    Some(Event::Machine(i)) => {
+                        match &i {
+                            Input::LeaseGranted { .. } => { self.metrics.etcd_reachable.set(1); }
+                            Input::LeaseGrantFailed { .. } => { self.metrics.etcd_reachable.set(0); }
+                            _ => {}
+                        }
+                        i
+                    }
                     Some(Event::Elected(lease)) => {
                         self.campaign = None;
                         Input::Elected { lease }
@@ -248,6 +255,7 @@ impl Driver {
                     Some(Event::Probed(mac)) => self.probe_answer(mac),
                     Some(Event::Leader(l, sent_at)) => match l {
                         Ok(Some((value, lease))) => {
+                            self.metrics.etcd_reachable.set(1);
                             let v = ElectionValue::parse(&value);
                             if let (true, Some(mac)) = (v.node != self.settings.node, &v.mac) {
                                 self.previous_holder = Some((v.node.clone(), mac.clone()));
@@ -256,12 +264,19 @@ impl Driver {
                             Input::LeaderSeen { lease: Some(lease), sent_at }
                         }
                         Ok(None) => {
+                            self.metrics.etcd_reachable.set(1);
                             self.holder_seen = Holder::Nobody;
                             Input::LeaderSeen { lease: None, sent_at }
                         }
-                        Err(e) => { self.holder_seen = Holder::Unknown(e.to_string()); self.publish(); continue }
+                        Err(e) => {
+                            self.metrics.etcd_reachable.set(0);
+                            self.holder_seen = Holder::Unknown(e.to_string());
+                            self.publish();
+                            continue
+                        }
                     },
-                    Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
+                    Some(Event::Renewal(d)) => { self.metrics.renewed(d); continue }
+                    Some(Event::RenewalFailed) => { self.metrics.etcd_reachable.set(0); continue }
                     Some(Event::EtcdLeader { detail, moved }) => {
                         let mut snap = self.status.get();
                         if moved {
@@ -555,6 +570,8 @@ impl Driver {
     fn publish(&self) {
         let now = Instant::now();
         let m = &self.machine;
+        self.metrics
+            .set_lease_deadline(m.lease().map(|l| l.deadline));
         let snap = Snapshot {
             role: m.role(),
             holding: self.address_added,

@@ -30,6 +30,9 @@ pub(crate) enum Event {
     /// Who leads (the election value and lease), asked at the instant given.
     Leader(Result<Option<(String, i64)>, cpe_election::Error>, Instant),
     Renewal(Duration),
+    /// A renewal got no answer from etcd (for the reachability metric; the machine acts
+    /// on the deadline, not on this).
+    RenewalFailed,
     /// The outcome of a leadership check while holding; `moved` when a transfer was done.
     EtcdLeader {
         detail: String,
@@ -84,7 +87,10 @@ pub(crate) async fn keepalive_loop(
                 send(&tx, Event::Machine(Input::LeaseGone { id }));
                 return;
             }
-            Err(e) => tracing::warn!("lease {id:x} renewal failed: {e}"),
+            Err(e) => {
+                tracing::warn!("lease {id:x} renewal failed: {e}");
+                send(&tx, Event::RenewalFailed);
+            }
         }
     }
 }

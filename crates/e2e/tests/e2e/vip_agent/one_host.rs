@@ -49,6 +49,46 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
         .unwrap();
     assert!(table.contains("holder (etcd)  a"), "{table}");
 
+    // The holder's /metrics, scraped as Prometheus would: every agent metric the docs name
+    // is there with the holder's values (the lease is renewed, so some of it remains).
+    wait_for("a lease renewal", Duration::from_secs(5), || {
+        a.exec("curl", &["-sf", "http://127.0.0.1:9631/metrics"])
+            .is_ok_and(|m| {
+                m.contains("cpe_vip_lease_renewal_seconds_count")
+                    && !m.contains("cpe_vip_lease_renewal_seconds_count 0")
+            })
+    });
+    let metrics = a
+        .exec("curl", &["-sf", "http://127.0.0.1:9631/metrics"])
+        .expect("curl /metrics");
+    for want in [
+        "cpe_vip_holder 1",
+        "cpe_vip_healthy 1",
+        "cpe_vip_etcd_reachable 1",
+        "cpe_vip_lease_last_renewal_seconds ",
+        "cpe_vip_lease_remaining_seconds ",
+        "cpe_vip_announcements_total ",
+        "cpe_vip_transitions_total{to=\"holder\"",
+        "cpe_vip_etcd_leader_moves_total 0",
+        "cpe_build_info{",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(
+            metrics.contains(want),
+            "{want} missing from /metrics:\n{metrics}"
+        );
+    }
+    let remaining: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cpe_vip_lease_remaining_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("lease_remaining_seconds value");
+    assert!(
+        remaining > 0.0,
+        "the holder's lease has time left: {remaining}\n{metrics}"
+    );
+
     // Someone deletes the address: it comes back.
     a.exec("ip", &["addr", "del", &format!("{vip}/24"), "dev", "eth0"])
         .unwrap();
