@@ -228,6 +228,29 @@ async fn answer(
     }
 }
 
+/// The paths a metrics-only listener answers: what Prometheus and the kubelet's probes
+/// read. `/status` (the topology) and every action stay on the admin listener.
+pub const METRICS_PATHS: [&str; 4] = ["/metrics", "/livez", "/readyz", "/healthz"];
+
+/// Serves `handler`'s [`METRICS_PATHS`] only, `GET` only, until `shutdown` completes: the
+/// listener an operator may bind on the node address for an in-cluster Prometheus while
+/// the admin listener (with `/status` and the actions) stays on loopback. The same
+/// [`access()`] rules and limits as the admin listener apply.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    handler: Handler,
+    shutdown: impl Future<Output = ()>,
+) {
+    let only: Handler = Arc::new(move |path: &str| {
+        if METRICS_PATHS.contains(&path) {
+            handler(path)
+        } else {
+            None
+        }
+    });
+    serve_with(listener, only, None, Options::default(), shutdown).await
+}
+
 /// A `GET`: the caller's handler, with what every agent answers the same way.
 ///
 /// - `/metrics`: the handler's text with `cpe_build_info` and the process metrics

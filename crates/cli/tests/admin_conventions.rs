@@ -71,3 +71,40 @@ async fn lb_answers_probes_and_build_and_process_metrics() {
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
 }
+
+/// Issue 13, item 3: `--metrics` opens a second listener with `/metrics` and the probes
+/// only, for an in-cluster Prometheus on the node address: no `/status` (the topology),
+/// no actions, while the admin listener keeps both.
+#[tokio::test]
+async fn the_metrics_listener_serves_metrics_and_probes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (admin, metrics) = (free_addr(), free_addr());
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpe"));
+    c.args(["lb", "--listen", &free_addr().to_string()])
+        .args(["--backend", &backend.local_addr().unwrap().to_string()])
+        .args(["--health-check", "tcp", "--admin", &admin.to_string()])
+        .args(["--metrics", &metrics.to_string()]);
+    let _lb = Child::spawn("lb", c, &dir.path().join("lb.log")).unwrap();
+
+    let text = get_eventually(metrics, "/metrics").await;
+    assert!(text.contains("cpe_lb_backend_state"), "{text}");
+    assert!(text.contains("cpe_build_info{"), "{text}");
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(get_eventually(metrics, path).await, "ok\n", "{path}");
+    }
+    match cpe_admin::get(metrics, "/status", Duration::from_secs(2)).await {
+        Err(cpe_admin::ClientError::Status { status: 404, .. }) => {}
+        other => panic!("/status on the metrics listener: {other:?}"),
+    }
+    let backend_name = backend.local_addr().unwrap().to_string();
+    let path = format!("/maintenance/{backend_name}");
+    match cpe_admin::post(metrics, &path, "on", Duration::from_secs(2)).await {
+        Err(cpe_admin::ClientError::Status { status: 405, .. }) => {}
+        other => panic!("POST {path} on the metrics listener: {other:?}"),
+    }
+    // The admin listener still has both.
+    assert!(get_eventually(admin, "/status")
+        .await
+        .contains(&backend_name));
+}

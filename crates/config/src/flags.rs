@@ -48,6 +48,8 @@ pub struct VipFlags {
     pub admin: Option<String>,
     /// `--admin-token-file FILE`: replaces `virtualIP.adminTokenFile`.
     pub admin_token_file: Option<PathBuf>,
+    /// `--metrics ADDR:PORT` (or `off`): replaces `virtualIP.metrics`.
+    pub metrics: Option<String>,
 }
 
 /// `cpe lb`'s flags as typed. `None`/empty: not given.
@@ -61,6 +63,8 @@ pub struct LbFlags {
     pub admin: Option<String>,
     /// `--admin-token-file FILE`: replaces `loadBalancer.adminTokenFile`.
     pub admin_token_file: Option<PathBuf>,
+    /// `--metrics ADDR:PORT` (or `off`): replaces `loadBalancer.metrics`.
+    pub metrics: Option<String>,
     /// `--health-check https|http|tcp`.
     pub health_check: Option<String>,
     pub health_path: Option<String>,

@@ -125,6 +125,7 @@ pub struct VirtualIpIn {
     pub election: Option<S<String>>,
     pub admin: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    pub metrics: Option<S<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -142,6 +143,7 @@ pub struct LoadBalancerIn {
     pub listen: Option<S<String>>,
     pub admin: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    pub metrics: Option<S<String>>,
     pub max_connections: Option<S<i64>>,
     pub drain_timeout: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
@@ -181,12 +183,14 @@ const VIP: &[&str] = &[
     "election",
     "admin",
     "adminTokenFile",
+    "metrics",
 ];
 const ETCD: &[&str] = &["endpoints", "caFile", "certFile", "keyFile"];
 const LB: &[&str] = &[
     "listen",
     "admin",
     "adminTokenFile",
+    "metrics",
     "maxConnections",
     "drainTimeout",
     "connectTimeout",
@@ -322,6 +326,9 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 admin_token_file: m
                     .get("adminTokenFile")
                     .and_then(|v| r.string(v, "virtualIP.adminTokenFile")),
+                metrics: m
+                    .get("metrics")
+                    .and_then(|v| r.string(v, "virtualIP.metrics")),
             });
         }
     }
@@ -361,6 +368,9 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 admin_token_file: m
                     .get("adminTokenFile")
                     .and_then(|v| r.string(v, "loadBalancer.adminTokenFile")),
+                metrics: m
+                    .get("metrics")
+                    .and_then(|v| r.string(v, "loadBalancer.metrics")),
                 max_connections: m
                     .get("maxConnections")
                     .and_then(|v| r.int(v, "loadBalancer.maxConnections")),

@@ -170,6 +170,10 @@ pub struct VirtualIp {
     /// The bearer token state-changing admin requests must carry (required when `admin`
     /// is not loopback).
     pub admin_token_file: Option<PathBuf>,
+    /// A second listener with `/metrics` and the probes only (no `/status`, no actions),
+    /// so Prometheus can scrape the node address while the admin listener stays on
+    /// loopback. `None`: none.
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -200,6 +204,8 @@ pub struct LoadBalancer {
     /// The bearer token `POST /maintenance/...` must carry (required when `admin` is not
     /// loopback).
     pub admin_token_file: Option<PathBuf>,
+    /// The metrics-only listener (see [`VirtualIp::metrics`]).
+    pub metrics: Option<SocketAddr>,
     /// Connections accepted at once; past it new ones are refused and counted.
     pub max_connections: usize,
     /// How long existing connections to a removed backend, or at SIGTERM, may continue.
@@ -214,6 +220,7 @@ impl LoadBalancer {
             listen,
             admin: DEFAULT_LB_ADMIN.parse().expect("constant"),
             admin_token_file: None,
+            metrics: None,
             max_connections: 20_000,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),

@@ -38,6 +38,8 @@ pub struct VipPlan {
     /// The bearer token file of state-changing admin requests (always set when `admin`
     /// is not loopback: the plan is refused otherwise).
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// The metrics-only listener (`/metrics` and the probes), if any.
+    pub metrics: Option<SocketAddr>,
     pub health: HealthTarget,
     /// Protocol, path, interval, timeout, rise, fall and what 401/403 means (the
     /// definition's, or the defaults, with the flags laid over).
@@ -81,6 +83,8 @@ pub struct LbPlan {
     /// The bearer token file of `POST /maintenance/...` (always set when `admin` is not
     /// loopback: the plan is refused otherwise).
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// The metrics-only listener (`/metrics` and the probes), if any.
+    pub metrics: Option<SocketAddr>,
     pub max_connections: usize,
     pub drain_timeout: Duration,
     pub connect_timeout: Duration,
@@ -326,6 +330,7 @@ impl VipFlags {
             lease_ttl: v.lease_ttl,
             admin: v.admin,
             admin_token_file: v.admin_token_file.clone(),
+            metrics: v.metrics,
             health: HealthTarget::Machine(machine.api_server()),
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
@@ -345,6 +350,7 @@ impl VipFlags {
             lease_ttl: DEFAULT_LEASE_TTL,
             admin: DEFAULT_VIP_ADMIN.parse().expect("constant"),
             admin_token_file: None,
+            metrics: None,
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
@@ -390,6 +396,7 @@ impl VipFlags {
             lease_ttl: DEFAULT_LEASE_TTL,
             admin: DEFAULT_VIP_ADMIN.parse().expect("constant"),
             admin_token_file: None,
+            metrics: None,
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
@@ -462,6 +469,14 @@ impl VipFlags {
         }
         if self.admin_token_file.is_some() {
             plan.admin_token_file = flags::path(c, "--admin-token-file", &self.admin_token_file);
+        }
+        if let Some(m) = given(&self.metrics) {
+            plan.metrics = rules::metrics_listener(
+                c,
+                "--metrics",
+                &m,
+                &[("the admin listener", Some(plan.admin))],
+            );
         }
     }
 }
@@ -543,6 +558,17 @@ impl LbFlags {
                 self.admin.clone().unwrap_or_default(),
                 "must differ from the listening address",
             ));
+        }
+        if let Some(m) = given(&self.metrics) {
+            plan.metrics = rules::metrics_listener(
+                c,
+                "--metrics",
+                &m,
+                &[
+                    ("the listening address", Some(plan.listen)),
+                    ("the admin listener", plan.admin),
+                ],
+            );
         }
         if let Some(n) = self.max_connections {
             if let Some(n) = rules::lb::max_connections(c, "--max-connections", &S::new(n)) {
@@ -663,6 +689,7 @@ fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -
         listen: lb.listen,
         admin: Some(lb.admin),
         admin_token_file: lb.admin_token_file,
+        metrics: lb.metrics,
         max_connections: lb.max_connections,
         drain_timeout: lb.drain_timeout,
         connect_timeout: lb.connect_timeout,

@@ -48,6 +48,7 @@ impl LbConfig {
             listen,
             admin: Some(lb.admin),
             admin_token_file: None,
+            metrics: None,
             max_connections: lb.max_connections,
             drain_timeout: lb.drain_timeout,
             connect_timeout: lb.connect_timeout,

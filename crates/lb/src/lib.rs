@@ -90,6 +90,8 @@ pub enum LbError {
     Listen { addr: SocketAddr, error: io::Error },
     #[error("cannot listen for admin requests on {addr}: {error}{}", in_use_hint(.error, *.addr))]
     Admin { addr: SocketAddr, error: io::Error },
+    #[error("cannot listen for metrics scrapes on {addr}: {error}{}", in_use_hint(.error, *.addr))]
+    Metrics { addr: SocketAddr, error: io::Error },
     #[error(transparent)]
     Health(#[from] ProbeError),
     #[error("no backends: give at least one (control-plane machines in the file, or --backend)")]
@@ -184,6 +186,8 @@ pub struct Lb {
     /// One listening socket per worker (all on the same address), taken by `run`.
     listeners: Vec<std::net::TcpListener>,
     admin: Option<TcpListener>,
+    /// The metrics-only listener (`cpe_admin::serve_metrics`), taken by `run`.
+    metrics: Option<TcpListener>,
     /// What `POST /maintenance/...` must carry (read from the token file at bind).
     admin_token: Option<cpe_admin::Token>,
 }
@@ -235,6 +239,13 @@ impl Lb {
             None => None,
         };
         let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+        let metrics_listener = match config.metrics {
+            Some(a) => Some(
+                listen::bind_listener(a, 128)
+                    .map_err(|error| LbError::Metrics { addr: a, error })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             members: ArcSwap::from_pointee(Vec::new()),
             retired: Mutex::new(Vec::new()),
@@ -283,6 +294,7 @@ impl Lb {
             shared,
             listeners,
             admin,
+            metrics: metrics_listener,
             admin_token,
         })
     }
@@ -294,6 +306,11 @@ impl Lb {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.shared.admin
+    }
+
+    /// The metrics-only listener's address (the actual port when bound to port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn handle(&self) -> LbHandle {
@@ -322,6 +339,16 @@ impl Lb {
                 handler,
                 Some(actions),
                 cpe_admin::Options::with_token(this.admin_token.take()),
+                admin_stop.clone().cancelled_owned(),
+            ))
+        });
+        let metrics_task = this.metrics.take().map(|l| {
+            let (handler, _) = admin::routes(LbHandle {
+                shared: shared.clone(),
+            });
+            tokio::spawn(cpe_admin::serve_metrics(
+                l,
+                handler,
                 admin_stop.clone().cancelled_owned(),
             ))
         });
@@ -378,7 +405,7 @@ impl Lb {
         }
         shared.stop_checks.cancel();
         admin_stop.cancel();
-        if let Some(t) = admin_task {
+        for t in [admin_task, metrics_task].into_iter().flatten() {
             let _ = t.await;
         }
         info!("load balancer stopped");

@@ -446,7 +446,7 @@ spec:
         - name: admin
           containerPort: {admin_port}
           protocol: TCP
-      resources:
+{metrics_port}      resources:
         requests:
           cpu: {cpu}
           memory: {memory}
@@ -469,6 +469,11 @@ spec:
         admin_host_plain = vip.admin.ip(),
         admin_host = q(&vip.admin.ip().to_string()),
         admin_port = vip.admin.port(),
+        metrics_port = vip.metrics.map_or(String::new(), |m| format!(
+            "        # /metrics and the probes only, on {} (virtualIP.metrics): what Prometheus scrapes.\n        - name: metrics\n          containerPort: {}\n          protocol: TCP\n",
+            m.ip(),
+            m.port()
+        )),
         cpu = REQUESTS_CPU,
         memory = REQUESTS_MEMORY,
     );
@@ -515,7 +520,11 @@ fn systemd(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
         Mode::ExternalLb => {
             let lb = e.load_balancer.as_ref().expect("external-lb mode has one");
             // Binding below 1024 needs a capability; above it, none at all.
-            let caps = if lb.listen.port() < 1024 || lb.admin.port() < 1024 {
+            let low = |p: u16| p < 1024;
+            let caps = if low(lb.listen.port())
+                || low(lb.admin.port())
+                || lb.metrics.is_some_and(|m| low(m.port()))
+            {
                 "CAP_NET_BIND_SERVICE"
             } else {
                 ""
@@ -659,6 +668,9 @@ pub fn definition(e: &Endpoint) -> String {
             q(&v.election),
             q(&v.admin.to_string())
         );
+        if let Some(m) = v.metrics {
+            let _ = writeln!(s, "  metrics: {}", q(&m.to_string()));
+        }
     }
     if let Some(etcd) = &e.etcd {
         s.push_str("etcd:\n");
@@ -680,6 +692,9 @@ pub fn definition(e: &Endpoint) -> String {
             duration::format(lb.drain_timeout),
             duration::format(lb.connect_timeout)
         );
+        if let Some(m) = lb.metrics {
+            let _ = writeln!(s, "  metrics: {}", q(&m.to_string()));
+        }
     }
     s
 }

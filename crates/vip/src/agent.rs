@@ -57,6 +57,11 @@ pub enum AgentError {
         interface: String,
         present: String,
     },
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("admin listener {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -110,6 +115,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 
     let metrics = Arc::new(Metrics::new());
     let status = StatusCell::new(Snapshot::initial(&settings));
+    let metrics_listener = match settings.metrics {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     let (admin_stop, admin_task) = match settings.admin {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -131,6 +144,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         }
         None => (None, None),
     };
+
+    // Stopped with the admin listener (same shutdown signal below).
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    let metrics_task = metrics_listener.map(|l| {
+        tokio::spawn(cpe_admin::serve_metrics(
+            l,
+            crate::status::handler(status.clone(), metrics.clone()),
+            metrics_stop.clone().cancelled_owned(),
+        ))
+    });
 
     tracing::info!(node = %settings.node, vip = %format!("{}/{}", settings.vip, settings.prefix_len),
         interface = %iface.name, mac = %iface.mac, etcd = ?settings.etcd.endpoints(),
@@ -163,6 +186,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         let _ = tx.send(());
     }
     if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    metrics_stop.cancel();
+    if let Some(t) = metrics_task {
         let _ = t.await;
     }
     result

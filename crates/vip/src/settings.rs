@@ -25,6 +25,8 @@ pub struct Settings {
     /// The admin listener's token (required by the plan off loopback; `cpe vip` has no
     /// state-changing route today, so it guards future ones).
     pub admin_token: Option<cpe_admin::Token>,
+    /// The metrics-only listener (`/metrics` and the probes; see `cpe_admin::serve_metrics`).
+    pub metrics: Option<SocketAddr>,
     /// How long the takeover probe waits for a foreign host to answer.
     pub probe_wait: Duration,
     /// While holding, hand etcd leadership to another member if this machine's leads.

@@ -34,6 +34,11 @@ pub struct Args {
     /// loadBalancer.adminTokenFile.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// A second listener with /metrics and the probes only (no /status, no actions), e.g.
+    /// the node address for Prometheus while --admin stays on loopback. Default: the
+    /// definition's loadBalancer.metrics, else none.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    metrics: Option<String>,
     /// Health check protocol.
     #[arg(long, value_enum)]
     health_check: Option<HealthProto>,
@@ -103,6 +108,7 @@ impl Args {
             backends: self.backend.clone(),
             admin: self.admin.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            metrics: self.metrics.clone(),
             health_check: self.health_check.map(|p| {
                 match p {
                     HealthProto::Https => "https",

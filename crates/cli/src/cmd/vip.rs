@@ -73,6 +73,11 @@ pub struct Args {
     /// listener is not loopback). Default: the definition's virtualIP.adminTokenFile.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// A second listener with /metrics and the probes only (no /status, no actions), e.g.
+    /// the node address for Prometheus while --admin stays on loopback. Default: the
+    /// definition's virtualIP.metrics, else none.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    metrics: Option<String>,
     /// How long the takeover probe waits for a foreign host answering for the VIP.
     #[arg(long, value_name = "DURATION", value_parser = cpe_config::duration::parse, default_value = "50ms")]
     probe_wait: Duration,
@@ -115,6 +120,7 @@ impl Args {
             election: self.election.clone(),
             admin: self.admin.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -162,6 +168,7 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             .as_deref()
             .map(cpe_admin::Token::read)
             .transpose()?,
+        metrics: plan.metrics,
         probe_wait: args.probe_wait,
         etcd_move_leader: args.etcd_move_leader,
     })

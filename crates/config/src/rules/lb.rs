@@ -39,6 +39,17 @@ pub(crate) fn check_lb(
         }
     }
     out.admin_token_file = c.path("loadBalancer.adminTokenFile", &l.admin_token_file);
+    if let Some(m) = &l.metrics {
+        out.metrics = metrics_listener(
+            c,
+            "loadBalancer.metrics",
+            m,
+            &[
+                ("loadBalancer.listen", Some(out.listen)),
+                ("loadBalancer.admin", Some(out.admin)),
+            ],
+        );
+    }
     // (Equal to `listen` is already an error: one problem is enough.)
     if out.admin != out.listen {
         admin_exposure(

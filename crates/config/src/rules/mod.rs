@@ -69,6 +69,43 @@ pub(crate) fn admin_exposure(
 /// The agents' rule: an admin listener off loopback needs a token (see
 /// [`admin_exposure`]). `field` and `token_field` as the user wrote them (a flag or the
 /// definition's field).
+/// The metrics-only listener's address (`field`: `virtualIP.metrics`, `--metrics`...):
+/// an IP and port that shares its port with none of `others` (the admin listener, the load
+/// balancer's own listener) when either side is a wildcard or both name the same address.
+/// `off` or `none` (flags) mean no listener.
+pub(crate) fn metrics_listener(
+    c: &mut Check,
+    field: &str,
+    v: &S<String>,
+    others: &[(&str, Option<SocketAddr>)],
+) -> Option<SocketAddr> {
+    if matches!(v.value.as_str(), "off" | "none") {
+        return None;
+    }
+    let Ok(addr) = v.value.parse::<SocketAddr>() else {
+        c.error(
+            field,
+            v,
+            "must be an IP address and port, e.g. 0.0.0.0:9632 or [::]:9632 (or off)",
+        );
+        return None;
+    };
+    for (name, other) in others {
+        let Some(o) = other else { continue };
+        let clash = o.port() == addr.port()
+            && (o.ip() == addr.ip() || o.ip().is_unspecified() || addr.ip().is_unspecified());
+        if clash {
+            c.error(
+                field,
+                v,
+                format!("must not share port {} with {name} ({o})", addr.port()),
+            );
+            return None;
+        }
+    }
+    Some(addr)
+}
+
 pub(crate) fn admin_needs_token(
     c: &mut Check,
     field: &str,

@@ -54,6 +54,14 @@ pub(crate) fn check_vip(
         admin,
         admin_token_file.is_some(),
     );
+    let metrics = vip_in.and_then(|v| v.metrics.as_ref()).and_then(|m| {
+        metrics_listener(
+            c,
+            "virtualIP.metrics",
+            m,
+            &[("virtualIP.admin", Some(admin))],
+        )
+    });
     let prefix_len = match (address, vip_in.and_then(|v| v.prefix_length.as_ref())) {
         (Some(a), Some(s)) => prefix_len(c, "virtualIP.prefixLength", a, s),
         (Some(a), None) => full_prefix(a),
@@ -67,6 +75,7 @@ pub(crate) fn check_vip(
         election,
         admin,
         admin_token_file,
+        metrics,
     })
 }
 

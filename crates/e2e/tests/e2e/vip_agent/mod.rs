@@ -136,6 +136,9 @@ fn start_agent(host: &Host, vip: Ipv4Addr, dir: &Path, log: &str) -> Child {
         "http://127.0.0.1:2381/health",
         "--admin",
         "127.0.0.1:9631",
+        // /metrics and the probes on every address, as for an in-cluster Prometheus.
+        "--metrics",
+        "0.0.0.0:9632",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -49,18 +49,35 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
         .unwrap();
     assert!(table.contains("holder (etcd)  a"), "{table}");
 
-    // The holder's /metrics, scraped as Prometheus would: every agent metric the docs name
-    // is there with the holder's values (the lease is renewed, so some of it remains).
+    // The holder's /metrics, scraped from the peer machine as Prometheus would, on the
+    // metrics-only listener: every agent metric the docs name is there with the holder's
+    // values (the lease is renewed, so some of it remains); /status is not served there.
+    let scrape = format!("http://{}:9632/metrics", net.addr(11));
     wait_for("a lease renewal", Duration::from_secs(5), || {
-        a.exec("curl", &["-sf", "http://127.0.0.1:9631/metrics"])
-            .is_ok_and(|m| {
-                m.contains("cpe_vip_lease_renewal_seconds_count")
-                    && !m.contains("cpe_vip_lease_renewal_seconds_count 0")
-            })
+        b.exec("curl", &["-sf", &scrape]).is_ok_and(|m| {
+            m.contains("cpe_vip_lease_renewal_seconds_count")
+                && !m.contains("cpe_vip_lease_renewal_seconds_count 0")
+        })
     });
-    let metrics = a
-        .exec("curl", &["-sf", "http://127.0.0.1:9631/metrics"])
-        .expect("curl /metrics");
+    let metrics = b.exec("curl", &["-sf", &scrape]).expect("curl /metrics");
+    let status_code = b
+        .exec(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &scrape.replace("/metrics", "/status"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        status_code.trim(),
+        "404",
+        "/status is for the admin listener only"
+    );
     for want in [
         "cpe_vip_holder 1",
         "cpe_vip_healthy 1",
