@@ -1,7 +1,9 @@
 //! The `kubernetes` source: list, then watch, the `kubernetes` EndpointSlices in `default`
 //! (`discovery.k8s.io/v1`, label `kubernetes.io/service-name=kubernetes`), or the core/v1
 //! `kubernetes` Endpoints where the server has no v1 slices (a 404 on the slice list:
-//! Kubernetes 1.20 and older), through the load balancer's own healthy backends.
+//! Kubernetes 1.20 and older; or a 403, which such a server gives a client not allowed to
+//! read slices, when Endpoints can be read), through the load balancer's own healthy
+//! backends.
 //!
 //! Each round picks a backend that is up (rotating on failure; any member when none is up),
 //! connects to its address, verifies the certificate with the kubeconfig's CA
@@ -460,6 +462,15 @@ async fn round(
             *api = Api::Endpoints;
             list(kube, addr, Api::Endpoints).await?
         }
+        // A server without v1 slices answers 403, not 404, to a client that may not
+        // read them (authorization comes before routing): Endpoints may still be allowed.
+        Err(f @ Fault::Forbidden(_)) => match list(kube, addr, Api::Endpoints).await {
+            Ok(o) => {
+                *api = Api::Endpoints;
+                o
+            }
+            Err(_) => return Err(f),
+        },
         Err(f) => return Err(f),
     };
     let report = |set| Report::answer(Source::Kubernetes, set, addr, api.as_str());
