@@ -663,3 +663,54 @@ fn etcd_members_become_backends_and_an_etcd_outage_changes_nothing() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(backends(&status(admin)), names(&[member]), "unchanged");
 }
+
+#[test]
+fn a_definition_with_discovery_keeps_the_discovered_set_across_sighup() {
+    let bed = Bed::new();
+    let (a, b) = (free_addr(), free_addr());
+    let _sa = bed.apiserver("a", a, &[b], false);
+    let _sb = bed.apiserver("b", b, &[b], false);
+    let listen = free_addr();
+    let admin = free_addr();
+    let file = bed.dir.path().join("endpoint.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "cluster: e2e\nmode: external-lb\nendpoint:\n  host: 127.0.0.1\n  port: {port}\n\
+             controlPlane:\n  replicas: 1\n  etcd: external\n  machines:\n    - name: m0\n      address: {ip}\n      apiServerPort: {mport}\n\
+             healthCheck:\n  interval: 100ms\n  caFile: {ca}\n\
+             loadBalancer:\n  listen: {listen}\n  admin: {admin}\n  discovery:\n    sources: [kubernetes]\n    kubeconfig: {k}\n    cacheDir: {c}\n",
+            port = listen.port(),
+            ip = a.ip(),
+            mport = a.port(),
+            ca = bed.tls.join("ca.crt").display(),
+            k = bed.kubeconfig.display(),
+            c = bed.cache.display(),
+        ),
+    )
+    .unwrap();
+    let mut c = cpe();
+    c.args(["lb", "-f"]).arg(&file);
+    let lb = Child::spawn("lb", c, &bed.dir.path().join("lb.log")).unwrap();
+    wait_port(admin, "cpe lb admin");
+    let s = status(admin);
+    // The file's machine, unless discovery already answered.
+    let o = origins(&s, &a.to_string());
+    assert!(o == ["file"] || backends(&s) == names(&[b]), "{s:#}");
+    wait(admin, "the discovered set {b}", |s| {
+        backends(s) == names(&[b])
+    });
+    // SIGHUP: the file's machine is a seed again, but the discovered set stays.
+    let ok = Command::new("kill")
+        .args(["-s", "HUP", &lb.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = status(admin);
+    assert_eq!(backends(&s), names(&[b]), "{s:#}");
+    assert!(s["last_reload_error"].is_null(), "{s:#}");
+    let log = std::fs::read_to_string(bed.dir.path().join("lb.log")).unwrap();
+    assert!(log.contains("reloaded"), "{log}");
+}

@@ -378,14 +378,14 @@ impl Runner {
         mut rx: mpsc::Receiver<Report>,
         mut ctl: mpsc::Receiver<(LbConfig, oneshot::Sender<Result<Reloaded, LbError>>)>,
     ) {
+        // Every source may end (a setup fault was reported): the runner still answers
+        // reloads.
+        let mut sources_open = true;
         loop {
             tokio::select! {
-                r = rx.recv() => match r {
+                r = rx.recv(), if sources_open => match r {
                     Some(r) => self.on_report(r),
-                    None => {
-                        // Every source ended (a setup fault was reported): keep serving.
-                        std::future::pending::<()>().await;
-                    }
+                    None => sources_open = false,
                 },
                 c = ctl.recv() => match c {
                     Some((config, reply)) => {
