@@ -54,6 +54,7 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: HealthCheck::default(),
             backends,
+            discovery: None,
         })
     }
 
