@@ -466,6 +466,11 @@ impl VipFlags {
                 }
             }
         }
+        // Plain-http members use no TLS: the definition's files (kubeadm's by default)
+        // would only make the agent wait for files it never reads.
+        if !self.etcd.is_empty() && !plan.etcd.iter().any(|u| u.starts_with("https://")) {
+            plan.etcd_tls = TlsFiles::default();
+        }
         if self.etcd_ca.is_some() {
             plan.etcd_tls.ca = flags::path(c, "--etcd-ca", &self.etcd_ca);
         }

@@ -157,6 +157,9 @@ async fn own_address(plan: &mut VipPlan) -> anyhow::Result<()> {
 /// restarted. Any other problem with the files (unreadable, not PEM) is found when the
 /// client is made, and exits.
 async fn wait_for_etcd_files(plan: &VipPlan) {
+    if !plan.etcd.iter().any(|u| u.starts_with("https://")) {
+        return;
+    }
     let files: Vec<&std::path::Path> = [&plan.etcd_tls.ca, &plan.etcd_tls.cert, &plan.etcd_tls.key]
         .into_iter()
         .flatten()
