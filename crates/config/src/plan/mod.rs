@@ -8,9 +8,7 @@
 //! [`crate::load`]). Turning a plan into the agents' own settings (probers, etcd clients)
 //! is the CLI's job.
 
-use crate::defaults::{
-    DEFAULT_LEASE_TTL, ETCD_CLIENT_PORT, KUBEADM_ETCD_CA, KUBEADM_ETCD_CERT, KUBEADM_ETCD_KEY,
-};
+use crate::defaults::DEFAULT_LEASE_TTL;
 use crate::flags::{self, given, LbFlags, VipFlags};
 use crate::input::S;
 use crate::load::{self, LoadError, Loaded};
@@ -21,6 +19,9 @@ use crate::tls::TlsFiles;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
+
+mod etcd;
+pub use etcd::{etcd_endpoints, etcd_for, OWN_ETCD_MEMBER};
 
 /// What `cpe vip` runs on one node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,11 @@ pub enum HealthTarget {
     Url(String),
     /// The definition's health check against this machine's API server.
     Machine(SocketAddr),
+    /// The definition's health check against this machine's API server at the address it
+    /// has on the VIP interface in the VIP's subnet, on this port: found at start (netlink,
+    /// `cpe_net::own_address`), then [`HealthTarget::Machine`]. For a node the definition
+    /// does not list (or a definition without machines).
+    OwnAddress(u16),
 }
 
 impl HealthTarget {
@@ -66,6 +72,16 @@ impl HealthTarget {
             HealthTarget::Machine(a) if hc.protocol == Protocol::Tcp => format!("tcp://{a}"),
             HealthTarget::Machine(a) => {
                 format!("{}://{a}{}", flags::protocol_name(hc.protocol), hc.path)
+            }
+            HealthTarget::OwnAddress(p) if hc.protocol == Protocol::Tcp => {
+                format!("tcp://OWN-ADDRESS:{p}")
+            }
+            HealthTarget::OwnAddress(p) => {
+                format!(
+                    "{}://OWN-ADDRESS:{p}{}",
+                    flags::protocol_name(hc.protocol),
+                    hc.path
+                )
             }
         }
     }
@@ -145,12 +161,17 @@ impl PlanError {
 }
 
 /// The problems, or `Ok` when none is an error.
-fn finish<P>(c: Check, plan: Option<P>, warnings: Vec<Problem>) -> Result<Resolved<P>, PlanError> {
-    let errors: Vec<Problem> = c
+fn finish<P>(
+    c: Check,
+    plan: Option<P>,
+    mut warnings: Vec<Problem>,
+) -> Result<Resolved<P>, PlanError> {
+    let (errors, own): (Vec<Problem>, Vec<Problem>) = c
         .problems
         .into_iter()
-        .filter(|p| p.severity == Severity::Error)
-        .collect();
+        .partition(|p| p.severity == Severity::Error);
+    // The plan's own warnings (a node the definition does not list) follow the file's.
+    warnings.extend(own);
     match plan {
         Some(plan) if errors.is_empty() => Ok(Resolved { plan, warnings }),
         _ => Err(PlanError::Invalid(errors)),
@@ -182,81 +203,18 @@ fn plan_with<P>(
     finish(c, p, Vec::new()).map(|r| r.plan)
 }
 
-/// Every etcd client URL for `node`, its own member first: the definition's
-/// `etcd.endpoints` (reordered), or by default every machine's `https://ADDRESS:2379`.
-/// Empty only when etcd is external and the definition lists no endpoint (nothing says
-/// where etcd is). `node` `None`: the machines' order.
-pub fn etcd_endpoints(e: &Endpoint, node: Option<&Machine>) -> Vec<String> {
-    let written = e
-        .etcd
-        .as_ref()
-        .map(|x| x.endpoints.clone())
-        .filter(|l| !l.is_empty());
-    let own = |u: &String| node.is_some_and(|m| url_host(u) == Some(m.address));
-    match written {
-        Some(mut l) => {
-            // Own member first: the nearest, and the one that shares this machine's fate.
-            l.sort_by_key(|u| !own(u));
-            l
-        }
-        None if e.mode == Mode::VirtualIp
-            || e.etcd.is_some()
-            || e.etcd_topology == EtcdTopology::Stacked =>
-        {
-            let first = node.into_iter();
-            let others = e
-                .machines
-                .iter()
-                .filter(|m| node.is_none_or(|n| n.name != m.name));
-            first
-                .chain(others)
-                .map(|m| format!("https://{}", SocketAddr::new(m.address, ETCD_CLIENT_PORT)))
-                .collect()
-        }
-        None => Vec::new(),
-    }
-}
-
-/// etcd as one node reaches it: [`etcd_endpoints`] with the definition's TLS files, or
-/// kubeadm's when the definition has no `etcd` section (stacked etcd is kubeadm's). `None`
-/// when nothing says where etcd is (external etcd without `etcd.endpoints`).
-pub fn etcd_for(e: &Endpoint, node: Option<&Machine>) -> Option<Etcd> {
-    let endpoints = etcd_endpoints(e, node);
-    if endpoints.is_empty() {
-        return None;
-    }
-    let (ca_file, cert_file, key_file) = match &e.etcd {
-        Some(x) => (x.ca_file.clone(), x.cert_file.clone(), x.key_file.clone()),
-        None => (
-            Some(KUBEADM_ETCD_CA.into()),
-            Some(KUBEADM_ETCD_CERT.into()),
-            Some(KUBEADM_ETCD_KEY.into()),
-        ),
-    };
-    Some(Etcd {
-        endpoints,
-        ca_file,
-        cert_file,
-        key_file,
-    })
-}
-
-/// The host of `https://HOST:PORT/` as an address, when it is one.
-fn url_host(u: &str) -> Option<IpAddr> {
-    let rest = u
-        .strip_prefix("https://")
-        .or_else(|| u.strip_prefix("http://"))?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if let Ok(a) = rest.parse::<SocketAddr>() {
-        return Some(a.ip());
-    }
-    rest.rsplit_once(':')?.0.parse().ok()
-}
-
 impl VipFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<VipPlan>, PlanError> {
         resolve_with(file, |c, def| self.plan(c, def))
+    }
+
+    /// The plan over an already valid definition, with the plan's own warnings (a node
+    /// the definition does not list).
+    pub fn resolve_over(&self, def: &Endpoint) -> Result<Resolved<VipPlan>, PlanError> {
+        let mut c = Check::default();
+        let p = self.plan(&mut c, Some(def));
+        finish(c, p, Vec::new())
     }
 
     /// The plan from an already valid definition (or none) and these flags.
@@ -308,32 +266,42 @@ impl VipFlags {
             ));
             return None;
         };
-        let Some(machine) = e.machine(&self.node) else {
+        // Machines come and go (Cluster API replaces them with new names and addresses):
+        // a node the list does not name, or any node when there is no list, runs with its
+        // own address, found on the VIP interface in the VIP's subnet when it starts.
+        let machine = e.machine(&self.node);
+        if machine.is_none() && !e.machines.is_empty() {
             let names: Vec<&str> = e.machines.iter().map(|m| m.name.as_str()).collect();
-            c.push(Problem::error(
-                "--node",
-                &self.node,
-                format!(
-                    "is not a machine of the definition (machines: {})",
-                    names.join(", ")
-                ),
-            ));
-            return None;
-        };
+            c.push(
+                Problem::warning(
+                    "--node",
+                    &self.node,
+                    format!(
+                        "is not a machine of the definition (machines: {}): accepted, with this machine's address on {} in the VIP's subnet",
+                        names.join(", "),
+                        v.interface
+                    ),
+                )
+                .hint("machines come and go (Cluster API replaces them): nothing assumes a fixed list; leave controlPlane.machines out to say so"),
+            );
+        }
         let etcd = e.etcd.as_ref();
         Some(VipPlan {
             node: self.node.clone(),
             vip: v.address,
             prefix_len: v.prefix_len,
             interface: v.interface.clone(),
-            etcd: etcd_endpoints(e, Some(machine)),
+            etcd: etcd_endpoints(e, machine),
             etcd_tls: etcd.map(Etcd::tls).unwrap_or_default(),
             election: v.election.clone(),
             lease_ttl: v.lease_ttl,
             admin: v.admin,
             admin_token_file: v.admin_token_file.clone(),
             metrics: v.metrics,
-            health: HealthTarget::Machine(machine.api_server()),
+            health: match machine {
+                Some(m) => HealthTarget::Machine(m.api_server()),
+                None => HealthTarget::OwnAddress(e.port),
+            },
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
         })
@@ -424,6 +392,11 @@ impl VipFlags {
                     );
                 }
             }
+        }
+        // Plain-http members use no TLS: the definition's files (kubeadm's by default)
+        // would only make the agent wait for files it never reads.
+        if !self.etcd.is_empty() && !plan.etcd.iter().any(|u| u.starts_with("https://")) {
+            plan.etcd_tls = TlsFiles::default();
         }
         if self.etcd_ca.is_some() {
             plan.etcd_tls.ca = flags::path(c, "--etcd-ca", &self.etcd_ca);
