@@ -1,0 +1,339 @@
+//! Discovery against real kube-apiservers (issue 10): machines as network namespaces, each
+//! with a real etcd member and a real kube-apiserver 1.20 advertising its own address
+//! (`cpe_testkit::kube`), and `cpe lb --discover kubernetes` in a host of its own.
+//!
+//! - The real servers register themselves in the `kubernetes` Endpoints (and leave them on
+//!   SIGTERM, or when their lease expires after SIGKILL), and the discovery identity's RBAC
+//!   lets it read those and nothing else.
+//! - Rolling replacement as Cluster API does it, through `cpe lb --discover kubernetes`
+//!   seeded with the first machine only; then a restart of `cpe lb` with every seed gone,
+//!   served from its cache.
+//! - Discovery faults made real: 403 (the RoleBinding deleted) and the API unreachable
+//!   (the LB's links to the machines cut): the backend set stays, the fault is shown.
+//!
+//! A test binary of its own, its tests one at a time (they measure, and each API server
+//! start takes seconds of CPU on 2 shared cores). Needs root, etcd, etcdctl, curl, kubectl
+//! and the kube-apiserver of `scripts/kube-apiserver.sh` (`CPE_KUBE_APISERVER`); fails,
+//! never skips, without them.
+
+use cpe_testkit::kube::{replace, ApiOptions, KubeBed, User, API_PORT};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn start_bed(tag: &str) -> KubeBed {
+    let t = Instant::now();
+    let bed = KubeBed::start(tag, &["cp-a", "cp-b", "cp-c"], ApiOptions::default())
+        .unwrap_or_else(|e| panic!("kube testbed: {e:#}"));
+    eprintln!(
+        "kube testbed up (3 etcd members, 3 kube-apiservers, listed in the Endpoints) in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    bed
+}
+
+/// The value of a testbed step; on failure the testbed's logs are printed before failing.
+macro_rules! check {
+    ($bed:expr, $what:expr, $e:expr $(,)?) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => panic!("{}: {:#}\n{}", $what, e, $bed.logs(25)),
+        }
+    };
+}
+
+#[test]
+fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_only_them() {
+    let _g = serial();
+    let mut bed = start_bed("kbreg");
+    let all = bed.addrs();
+    assert_eq!(check!(bed, "endpoints", bed.endpoints()), {
+        let mut a = all.clone();
+        a.sort();
+        a
+    });
+    // 1.20 serves discovery.k8s.io/v1beta1 slices, not v1.
+    let slices = check!(
+        bed,
+        "endpointslices",
+        bed.kubectl(&[
+            "get",
+            "endpointslices.v1beta1.discovery.k8s.io",
+            "-n",
+            "default",
+            "kubernetes",
+            "-o",
+            "json",
+        ]),
+    );
+    for a in &all {
+        assert!(slices.contains(&a.to_string()), "slice lacks {a}: {slices}");
+    }
+
+    check!(bed, "apply RBAC", bed.apply_discovery_rbac());
+    let kc = check!(
+        bed,
+        "kubeconfig",
+        bed.kubeconfig(User::Discovery, &bed.api_addr("cp-a").unwrap()),
+    );
+    check!(
+        bed,
+        "discovery reads endpoints",
+        bed.kubectl_with(&kc, &["get", "endpoints", "kubernetes", "-n", "default"]),
+    );
+    check!(
+        bed,
+        "discovery reads slices",
+        bed.kubectl_with(
+            &kc,
+            &[
+                "get",
+                "endpointslices.v1beta1.discovery.k8s.io",
+                "-n",
+                "default",
+            ],
+        ),
+    );
+    for denied in [
+        &["get", "pods", "-n", "default"][..],
+        &["get", "endpoints", "-n", "kube-system"],
+        &["get", "secrets", "-n", "default"],
+        &["delete", "endpoints", "kubernetes", "-n", "default"],
+    ] {
+        let r = bed.kubectl_with(&kc, denied);
+        let e = format!(
+            "{:#}",
+            r.expect_err(&format!("discovery may not {denied:?}"))
+        );
+        assert!(
+            e.contains("Forbidden") || e.contains("forbidden"),
+            "{denied:?}: {e}"
+        );
+    }
+
+    // SIGTERM: the server removes itself from the Endpoints (during its shutdown delay).
+    let t = Instant::now();
+    check!(bed, "SIGTERM cp-b", bed.terminate_api("cp-b"));
+    let want: Vec<_> = all.iter().copied().filter(|a| *a != all[1]).collect();
+    let left = check!(
+        bed,
+        "cp-b leaves",
+        bed.wait_endpoints(&want, Duration::from_secs(30)),
+    );
+    eprintln!(
+        "SIGTERMed kube-apiserver: out of the Endpoints {:.1}s after SIGTERM (exited, then listed {:.1}s later)",
+        t.elapsed().as_secs_f64(),
+        left.as_secs_f64()
+    );
+
+    // SIGKILL: listed until its master lease (15 s in 1.20) expires and a live server
+    // reconciles (every 10 s).
+    let t = Instant::now();
+    check!(bed, "SIGKILL cp-c", bed.kill_api("cp-c"));
+    let still = check!(bed, "endpoints", bed.endpoints());
+    assert!(
+        still.contains(&all[2]),
+        "a SIGKILLed server is listed until its lease expires: {still:?}"
+    );
+    let want = vec![all[0]];
+    check!(
+        bed,
+        "cp-c's lease expires",
+        bed.wait_endpoints(&want, Duration::from_secs(60)),
+    );
+    eprintln!(
+        "SIGKILLed kube-apiserver: out of the Endpoints {:.1}s after SIGKILL",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Restarted: back in.
+    check!(bed, "restart cp-b", bed.start_api("cp-b"));
+    let t = check!(bed, "cp-b ready", bed.wait_ready("cp-b"));
+    eprintln!(
+        "kube-apiserver restart on existing data: ready in {:.1}s",
+        t.as_secs_f64()
+    );
+    check!(
+        bed,
+        "cp-b back",
+        bed.wait_endpoints(&[all[0], all[1]], Duration::from_secs(30)),
+    );
+}
+
+/// The addresses (`IP:PORT`) of the backends a `/status` document lists as members
+/// (retired ones are under `removed`), sorted.
+fn status_backends(status: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = status["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            b["address"]
+                .as_str()
+                .or(b["name"].as_str())
+                .map(String::from)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn lb_status(bed: &KubeBed) -> serde_json::Value {
+    let text = bed
+        .lb
+        .exec(
+            "curl",
+            &[
+                "-sf",
+                "-m",
+                "2",
+                &format!("http://{}/status", replace::LB_ADMIN),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("cpe lb /status: {e:#}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until the LB's `/status` lists exactly `want` (sorted `IP:PORT`s).
+fn wait_lb_backends(bed: &KubeBed, want: &[String], timeout: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let got = status_backends(&lb_status(bed));
+        if got == want {
+            return t.elapsed();
+        }
+        if t.elapsed() > timeout {
+            panic!(
+                "cpe lb lists {got:?} after {timeout:?}, want {want:?}\n{}",
+                lb_status(bed)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sorted_api_addrs(bed: &KubeBed) -> Vec<String> {
+    let mut v: Vec<String> = bed
+        .addrs()
+        .iter()
+        .map(|a| format!("{a}:{API_PORT}"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() {
+    let _g = serial();
+    let mut bed = start_bed("kbrep");
+    check!(bed, "apply RBAC", bed.apply_discovery_rbac());
+    let cache = bed.dir().join("lb-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let seed = bed.api_addr("cp-a").unwrap();
+    let mut lb = check!(
+        bed,
+        "cpe lb",
+        replace::start_cpe_lb(
+            &bed,
+            cpe_e2e::cpe_bin().as_ref(),
+            &[seed.clone()],
+            &cache,
+            &[],
+            "lb"
+        )
+    );
+    let learned = wait_lb_backends(&bed, &sorted_api_addrs(&bed), Duration::from_secs(30));
+    eprintln!(
+        "cpe lb seeded with cp-a lists all three machines {:.1}s after its start",
+        learned.as_secs_f64()
+    );
+
+    let admin: SocketAddr = replace::LB_ADMIN.parse().unwrap();
+    let out = replace::rolling_replacement(&mut bed, &["cp-d", "cp-e", "cp-f"], Some(admin));
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "replacement: {e:#}\n--- cpe lb ---\n{}\n{}",
+            lb.tail(40),
+            bed.logs(25)
+        ),
+    };
+    eprint!("{}", out.summary("cpe lb --discover kubernetes"));
+    let new = sorted_api_addrs(&bed);
+    let final_status = lb_status(&bed);
+    let problems = [
+        (!out.failed().is_empty())
+            .then(|| format!("{} /version requests failed", out.failed().len())),
+        (!out.kubectl_failed().is_empty()).then(|| {
+            format!(
+                "{} kubectl get --raw /readyz failed",
+                out.kubectl_failed().len()
+            )
+        }),
+        out.joined
+            .iter()
+            .find(|j| j.ready_to_proxied.is_none())
+            .map(|j| format!("{} never got a proxied connection", j.name)),
+        (status_backends(&final_status) != new).then(|| {
+            format!(
+                "/status lists {:?}, want exactly {new:?}",
+                status_backends(&final_status)
+            )
+        }),
+    ];
+    let problems: Vec<String> = problems.into_iter().flatten().collect();
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\n{final_status:#}\n--- cpe lb ---\n{}\n{}",
+        lb.tail(40),
+        bed.logs(20)
+    );
+    check!(
+        bed,
+        "endpoints",
+        bed.wait_endpoints(&bed.addrs(), Duration::from_secs(5))
+    );
+
+    // Cache: cp-a (the only seed) is gone; a restarted cpe lb must serve from the
+    // addresses it cached.
+    lb.terminate(Duration::from_secs(10));
+    drop(lb);
+    let t = Instant::now();
+    let lb = check!(
+        bed,
+        "cpe lb restart",
+        replace::start_cpe_lb(
+            &bed,
+            cpe_e2e::cpe_bin().as_ref(),
+            &[seed],
+            &cache,
+            &[],
+            "lb-restart"
+        )
+    );
+    let url = format!("https://{}:{API_PORT}/version", bed.lb.addr);
+    let served = loop {
+        if bed.client.exec("curl", &["-sfk", "-m", "2", &url]).is_ok() {
+            break t.elapsed();
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "a restarted cpe lb whose seeds are gone does not serve from its cache\n{}\n{:#}",
+                lb.tail(40),
+                lb_status(&bed)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "cpe lb restarted with every seed gone: first /version through it {:.1}s after its start",
+        served.as_secs_f64()
+    );
+    wait_lb_backends(&bed, &new, Duration::from_secs(30));
+}
