@@ -98,7 +98,7 @@ pub fn start(
         format!("--token-auth-file={}", p(pki.tokens_path())),
         "--authorization-mode=RBAC".into(),
         "--anonymous-auth=true".into(),
-        format!("--service-account-key-file={}", p(pki.sa_key_path())),
+        format!("--service-account-key-file={}", p(pki.sa_pub_path())),
         format!(
             "--service-account-signing-key-file={}",
             p(pki.sa_key_path())

@@ -100,12 +100,28 @@ impl KubeBed {
         for n in names {
             bed.start_api(n)?;
         }
-        for n in names {
-            let t = bed.wait_ready(n)?;
-            eprintln!(
-                "kube testbed: kube-apiserver on {n} ready {:.1}s after its start",
-                t.as_secs_f64()
-            );
+        // Polled in turn, so each start is timed on its own.
+        let mut waiting: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !waiting.is_empty() {
+            let mut still = Vec::new();
+            for n in waiting {
+                let m = bed.machine_mut(&n)?;
+                let host = m.host.clone();
+                let api = m.api.as_mut().context("API server just started")?;
+                match apiserver::wait_ready(api, &host, Duration::ZERO) {
+                    Ok(t) => eprintln!(
+                        "kube testbed: kube-apiserver on {n} ready {:.1}s after its start",
+                        t.as_secs_f64()
+                    ),
+                    Err(e) if Instant::now() > deadline || !api.child.is_running() => {
+                        return Err(e)
+                    }
+                    Err(_) => still.push(n),
+                }
+            }
+            waiting = still;
+            std::thread::sleep(Duration::from_millis(100));
         }
         let want = bed.addrs();
         bed.wait_endpoints(&want, Duration::from_secs(60))?;
@@ -185,17 +201,36 @@ impl KubeBed {
     /// SIGTERMs machine `name`'s API server and waits until it exits (its shutdown delay
     /// plus up to 60 s, then SIGKILL). Returns how long it took.
     pub fn terminate_api(&mut self, name: &str) -> Result<Duration> {
+        let t = Instant::now();
+        self.sigterm_api(name)?;
+        self.wait_api_exit(name)?;
+        Ok(t.elapsed())
+    }
+
+    /// Sends SIGTERM to machine `name`'s API server and returns at once: it keeps serving
+    /// through its shutdown delay with `/readyz` failing, then stops.
+    pub fn sigterm_api(&self, name: &str) -> Result<()> {
+        let api = self.machine(name)?.api.as_ref();
+        api.with_context(|| format!("no API server on {name}"))?
+            .child
+            .signal(nix::sys::signal::Signal::SIGTERM);
+        Ok(())
+    }
+
+    /// Waits until machine `name`'s API server has exited (its shutdown delay plus up to
+    /// 60 s, then SIGKILL and an error).
+    pub fn wait_api_exit(&mut self, name: &str) -> Result<()> {
         let grace = self.opts.shutdown_delay + Duration::from_secs(60);
         let mut api = self
             .machine_mut(name)?
             .api
             .take()
             .with_context(|| format!("no API server on {name}"))?;
-        let t = Instant::now();
-        if api.child.terminate(grace).is_none() {
+        if api.child.wait_timeout(grace).is_none() {
+            api.child.kill();
             bail!("kube-apiserver on {name} did not exit within {grace:?} of SIGTERM");
         }
-        Ok(t.elapsed())
+        Ok(())
     }
 
     /// SIGKILLs machine `name`'s API server.

@@ -2,7 +2,7 @@
 //! a cluster CA (the test PKI of `cpe-apiserver`), one serving certificate per machine
 //! naming its own address (plus `127.0.0.1`, `localhost`, the in-cluster names and the
 //! endpoint addresses a client may reach it through: a load balancer passes TLS through),
-//! the service-account signing key kube-apiserver 1.20 requires, the static token file
+//! the service-account signing key kube-apiserver 1.20 requires (and its public half), the static token file
 //! (`--token-auth-file`) with an admin and a discovery identity, and kubeconfigs (CA data
 //! + bearer token) for `cpe` and `kubectl`.
 //!
@@ -68,6 +68,9 @@ impl KubePki {
         write(&me.ca_path(), &me.pki.ca_cert_pem, false)?;
         let sa = rcgen::KeyPair::generate().context("generating the service-account key")?;
         write(&me.sa_key_path(), &sa.serialize_pem(), true)?;
+        // kube-apiserver reads `--service-account-key-file` as public keys (or PKCS#1/SEC1
+        // private keys), not PKCS#8: give it the public half.
+        write(&me.sa_pub_path(), &sa.public_key_pem(), false)?;
         // token,user,uid,"group1,group2"
         let sa_user = format!("system:serviceaccount:{DISCOVERY_NAMESPACE}:{DISCOVERY_SA}");
         let tokens = format!(
@@ -91,6 +94,9 @@ impl KubePki {
     }
     pub fn sa_key_path(&self) -> PathBuf {
         self.dir.join("sa.key")
+    }
+    pub fn sa_pub_path(&self) -> PathBuf {
+        self.dir.join("sa.pub")
     }
     pub fn tokens_path(&self) -> PathBuf {
         self.dir.join("tokens.csv")
