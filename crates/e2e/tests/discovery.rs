@@ -49,15 +49,13 @@ macro_rules! check {
 }
 
 #[test]
-fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_only_them() {
+fn real_servers_register_discovery_reads_only_them_and_its_faults_keep_the_backends() {
     let _g = serial();
-    let mut bed = start_bed("kbreg");
+    let mut bed = start_bed("kbflt");
     let all = bed.addrs();
-    assert_eq!(check!(bed, "endpoints", bed.endpoints()), {
-        let mut a = all.clone();
-        a.sort();
-        a
-    });
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(check!(bed, "endpoints", bed.endpoints()), sorted);
     // 1.20 serves discovery.k8s.io/v1beta1 slices, not v1.
     let slices = check!(
         bed,
@@ -69,13 +67,14 @@ fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_onl
             "default",
             "kubernetes",
             "-o",
-            "json",
+            "json"
         ]),
     );
     for a in &all {
         assert!(slices.contains(&a.to_string()), "slice lacks {a}: {slices}");
     }
 
+    // The discovery identity reads the kubernetes Endpoints/slices in default, nothing else.
     check!(bed, "apply RBAC", bed.apply_discovery_rbac());
     let kc = check!(
         bed,
@@ -96,8 +95,8 @@ fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_onl
                 "get",
                 "endpointslices.v1beta1.discovery.k8s.io",
                 "-n",
-                "default",
-            ],
+                "default"
+            ]
         ),
     );
     for denied in [
@@ -111,14 +110,75 @@ fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_onl
             "{:#}",
             r.expect_err(&format!("discovery may not {denied:?}"))
         );
-        assert!(
-            e.contains("Forbidden") || e.contains("forbidden"),
-            "{denied:?}: {e}"
-        );
+        assert!(e.contains("orbidden"), "{denied:?}: {e}");
     }
 
-    // SIGTERM: the server removes itself from the Endpoints (during its shutdown delay).
-    // It stays listed through its shutdown delay (serving, /readyz failing).
+    // cpe lb seeded with cp-a learns the others; its watches end every 5 s so that a
+    // changed permission is met at the next list.
+    let cache = bed.dir().join("lb-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let seed = bed.api_addr("cp-a").unwrap();
+    let lb = check!(
+        bed,
+        "cpe lb",
+        replace::start_cpe_lb(
+            &bed,
+            cpe_e2e::cpe_bin().as_ref(),
+            std::slice::from_ref(&seed),
+            &cache,
+            &["--discovery-watch-timeout", "5s"],
+            "lb",
+        )
+    );
+    let three = sorted_api_addrs(&bed);
+    let t = wait_lb_backends(&bed, &three, Duration::from_secs(30));
+    eprintln!(
+        "cpe lb seeded with cp-a lists all three {:.1}s after its start",
+        t.as_secs_f64()
+    );
+
+    // 403: the RoleBinding deleted. The set stays, the fault shows.
+    check!(
+        bed,
+        "delete binding",
+        bed.kubectl(&["delete", "rolebinding", "cpe-discovery", "-n", "default"])
+    );
+    let t = wait_fault(&bed, &lb, |f| f.contains("403") || f.contains("orbidden"));
+    eprintln!(
+        "403 (RoleBinding deleted) shown in /status after {:.1}s",
+        t.as_secs_f64()
+    );
+    hold_backends(&bed, &three, Duration::from_secs(3));
+    check!(bed, "re-apply RBAC", bed.apply_discovery_rbac());
+
+    // The API unreachable: the LB host cut off from every machine (the client still
+    // reaches the LB). The set stays (every backend down), the fault shows; healed, it serves.
+    check!(bed, "partition", bed.lb.partition_from(&all));
+    let t = wait_fault(&bed, &lb, |f| !f.contains("403") && !f.contains("orbidden"));
+    eprintln!(
+        "API unreachable shown in /status after {:.1}s",
+        t.as_secs_f64()
+    );
+    hold_backends(&bed, &three, Duration::from_secs(3));
+    check!(bed, "heal", bed.lb.heal());
+    let url = format!("https://{}:{API_PORT}/version", bed.lb.addr);
+    let t = Instant::now();
+    while bed.client.exec("curl", &["-sfk", "-m", "2", &url]).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no service after the heal\n{}",
+            lb.tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "healed: served again after {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    hold_backends(&bed, &three, Duration::from_secs(1));
+
+    // SIGTERM: the server leaves the Endpoints at once (during its shutdown delay), and the
+    // LB's set follows.
     let t = Instant::now();
     check!(bed, "SIGTERM cp-b", bed.sigterm_api("cp-b"));
     let want: Vec<_> = all.iter().copied().filter(|a| *a != all[1]).collect();
@@ -128,15 +188,23 @@ fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_onl
         bed.wait_endpoints(&want, Duration::from_secs(30))
     );
     let left = t.elapsed();
+    let two: Vec<String> = three
+        .iter()
+        .filter(|a| !a.starts_with(&format!("{}:", all[1])))
+        .cloned()
+        .collect();
+    wait_lb_backends(&bed, &two, Duration::from_secs(30));
+    let lb_left = t.elapsed();
     check!(bed, "cp-b exits", bed.wait_api_exit("cp-b"));
     eprintln!(
-        "SIGTERMed kube-apiserver (shutdown delay 3 s): out of the Endpoints {:.1}s after SIGTERM, exited after {:.1}s",
+        "SIGTERMed kube-apiserver (shutdown delay 3 s): out of the Endpoints {:.1}s and of cpe lb's set {:.1}s after SIGTERM, exited after {:.1}s",
         left.as_secs_f64(),
+        lb_left.as_secs_f64(),
         t.elapsed().as_secs_f64(),
     );
 
     // SIGKILL: listed until its master lease (15 s in 1.20) expires and a live server
-    // reconciles (every 10 s).
+    // reconciles (every 10 s); the LB keeps it (down) until then.
     let t = Instant::now();
     check!(bed, "SIGKILL cp-c", bed.kill_api("cp-c"));
     let still = check!(bed, "endpoints", bed.endpoints());
@@ -144,29 +212,76 @@ fn real_api_servers_register_in_the_kubernetes_endpoints_and_discovery_reads_onl
         still.contains(&all[2]),
         "a SIGKILLed server is listed until its lease expires: {still:?}"
     );
-    let want = vec![all[0]];
     check!(
         bed,
         "cp-c's lease expires",
-        bed.wait_endpoints(&want, Duration::from_secs(60)),
+        bed.wait_endpoints(&[all[0]], Duration::from_secs(60))
     );
+    let gone = t.elapsed();
+    wait_lb_backends(&bed, &[seed], Duration::from_secs(30));
     eprintln!(
-        "SIGKILLed kube-apiserver: out of the Endpoints {:.1}s after SIGKILL",
+        "SIGKILLed kube-apiserver: out of the Endpoints {:.1}s and of cpe lb's set {:.1}s after SIGKILL",
+        gone.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
+}
 
-    // Restarted: back in.
-    check!(bed, "restart cp-b", bed.start_api("cp-b"));
-    let t = check!(bed, "cp-b ready", bed.wait_ready("cp-b"));
-    eprintln!(
-        "kube-apiserver restart on existing data: ready in {:.1}s",
-        t.as_secs_f64()
-    );
-    check!(
-        bed,
-        "cp-b back",
-        bed.wait_endpoints(&[all[0], all[1]], Duration::from_secs(30)),
-    );
+/// The faults shown under `/status`'s `discovery` (every non-null `fault` or `error`
+/// value, as text).
+fn discovery_faults(status: &serde_json::Value) -> String {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if (k == "fault" || k == "error") && !x.is_null() {
+                        out.push(x.to_string());
+                    } else {
+                        walk(x, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&status["discovery"], &mut out);
+    out.join("; ")
+}
+
+/// Waits until `/status` shows a discovery fault `matches` accepts; returns the time.
+fn wait_fault(bed: &KubeBed, lb: &cpe_testkit::Child, matches: impl Fn(&str) -> bool) -> Duration {
+    let t = Instant::now();
+    loop {
+        let st = lb_status(bed);
+        let f = discovery_faults(&st);
+        if !f.is_empty() && matches(&f) {
+            eprintln!("  /status discovery: {}", st["discovery"]);
+            return t.elapsed();
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "no such discovery fault in /status after 30 s: {:#}\n--- cpe lb ---\n{}",
+                st["discovery"],
+                lb.tail(30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asserts that the LB's set stays exactly `want` for `d`.
+fn hold_backends(bed: &KubeBed, want: &[String], d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        let st = lb_status(bed);
+        assert_eq!(
+            status_backends(&st),
+            want,
+            "a discovery fault changed the backend set: {st:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The addresses (`IP:PORT`) of the backends a `/status` document lists as members
