@@ -3,8 +3,8 @@
 //! (`cpe_testkit::kube`), and `cpe lb --discover kubernetes` in a host of its own.
 //!
 //! - The real servers register themselves in the `kubernetes` Endpoints (and leave them on
-//!   SIGTERM, or when their lease expires after SIGKILL), and the discovery identity's RBAC
-//!   lets it read those and nothing else.
+//!   SIGTERM, or when their lease expires after SIGKILL), the discovery identity's RBAC
+//!   lets it read those and nothing else, and cpe lb's set follows them.
 //! - Rolling replacement as Cluster API does it, through `cpe lb --discover kubernetes`
 //!   seeded with the first machine only; then a restart of `cpe lb` with every seed gone,
 //!   served from its cache.
@@ -388,22 +388,25 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
     let problems = [
         (!out.failed().is_empty())
             .then(|| format!("{} /version requests failed", out.failed().len())),
-        (!out.kubectl_failed().is_empty()).then(|| {
-            format!(
-                "{} kubectl get --raw /readyz failed",
-                out.kubectl_failed().len()
-            )
-        }),
+        // kubectl through an L4 LB may get the /readyz answer of a machine being removed
+        // (its etcd member gone, or SIGTERMed) before the LB's next check sees it: that is
+        // the server answering, not the endpoint failing. Anything else is a failure.
+        out.kubectl_failed()
+            .into_iter()
+            .find(|r| {
+                !(r.output.contains("[-]etcd failed") || r.output.contains("[-]shutdown failed"))
+            })
+            .map(|r| {
+                format!(
+                    "kubectl get --raw /readyz failed at {:.2}s: {}",
+                    r.start.as_secs_f64(),
+                    r.output
+                )
+            }),
         out.joined
             .iter()
             .find(|j| j.ready_to_proxied.is_none())
             .map(|j| format!("{} never got a proxied connection", j.name)),
-        (status_backends(&final_status) != new).then(|| {
-            format!(
-                "/status lists {:?}, want exactly {new:?}",
-                status_backends(&final_status)
-            )
-        }),
     ];
     let problems: Vec<String> = problems.into_iter().flatten().collect();
     assert!(
@@ -412,10 +415,19 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
         lb.tail(40),
         bed.logs(20)
     );
+    // A removed machine's API server cannot take itself out of the Endpoints (its etcd
+    // member went first): it stays listed until its lease expires (15 s), and the LB's set
+    // follows the Endpoints.
+    let t = Instant::now();
     check!(
         bed,
         "endpoints",
-        bed.wait_endpoints(&bed.addrs(), Duration::from_secs(5))
+        bed.wait_endpoints(&bed.addrs(), Duration::from_secs(60))
+    );
+    wait_lb_backends(&bed, &new, Duration::from_secs(30));
+    eprintln!(
+        "after the replacement: Endpoints and cpe lb's /status list exactly the three new machines {:.1}s after the last API server exited",
+        t.elapsed().as_secs_f64()
     );
 
     // Cache: cp-a (the only seed) is gone; a restarted cpe lb must serve from the

@@ -8,7 +8,7 @@
 //! Machines come and go as Cluster API replaces them: [`KubeBed::add_machine`] (new name,
 //! new address: `etcdctl member add`, then etcd and the API server start) and
 //! [`KubeBed::remove_machine`] (etcd leadership moved off it, `member remove`, the API
-//! server SIGTERMed and waited for through its shutdown delay, the host unplugged). Single
+//! server SIGTERMed; the host unplugged once the server has gone through its shutdown). Single
 //! API servers can be SIGTERMed, SIGKILLed and restarted.
 //!
 //! It does not run a controller-manager, a scheduler or kubelets: the API server alone is
@@ -41,6 +41,8 @@ pub struct Machine {
 #[derive(Debug)]
 pub struct KubeBed {
     machines: Vec<Machine>,
+    /// Removed machines whose API server is still shutting down, with their SIGTERM time.
+    leaving: Vec<(Machine, Instant)>,
     etcd: EtcdCluster,
     /// Where kubectl and the probers run.
     pub client: Host,
@@ -86,6 +88,7 @@ impl KubeBed {
                 .into_iter()
                 .map(|host| Machine { host, api: None })
                 .collect(),
+            leaving: Vec::new(),
             etcd,
             client,
             lb,
@@ -245,6 +248,7 @@ impl KubeBed {
     /// `etcdctl member add` and its etcd member started (`existing`), then its API server,
     /// waited for until ready. Returns the API server's start-to-ready time.
     pub fn add_machine(&mut self, name: &str) -> Result<Duration> {
+        self.reap_leaving(Duration::ZERO)?;
         let host = self.net.add_host(name, self.next_last)?;
         self.next_last += 1;
         self.etcd.add(&host)?;
@@ -255,9 +259,12 @@ impl KubeBed {
 
     /// Removes machine `name` as Cluster API's control-plane controller does: etcd
     /// leadership moved off it if it leads, `member remove`, then the API server SIGTERMed
-    /// (it keeps serving through `--shutdown-delay-duration` with `/readyz` failing) and
-    /// waited for, then the host unplugged and deleted.
+    /// (it keeps serving through `--shutdown-delay-duration` with `/readyz` failing). It
+    /// returns then, as the next machine is provisioned while this one shuts down: the
+    /// machine is *leaving* until its API server has exited, and only then is its host
+    /// unplugged and deleted ([`KubeBed::finish_leaving`] waits for every one).
     pub fn remove_machine(&mut self, name: &str) -> Result<()> {
+        self.reap_leaving(Duration::ZERO)?;
         let host = self.machine(name)?.host.clone();
         let i = self
             .etcd
@@ -266,14 +273,52 @@ impl KubeBed {
         self.etcd.move_leader_off(i)?;
         self.etcd.remove(i)?;
         if self.machine(name)?.api.is_some() {
-            let t = self.terminate_api(name)?;
-            eprintln!(
-                "kube testbed: kube-apiserver on {name} exited {:.1}s after SIGTERM",
-                t.as_secs_f64()
-            );
+            self.sigterm_api(name)?;
         }
-        self.machines.retain(|m| m.host.name != name);
-        self.net.remove_host(&host)
+        let pos = self.machines.iter().position(|m| m.host.name == name);
+        let m = self.machines.remove(pos.context("machine vanished")?);
+        self.leaving.push((m, Instant::now()));
+        Ok(())
+    }
+
+    /// Waits until every leaving machine's API server has exited (its shutdown delay plus
+    /// up to 60 s, then SIGKILL and an error) and deletes their hosts.
+    pub fn finish_leaving(&mut self) -> Result<()> {
+        self.reap_leaving(self.opts.shutdown_delay + Duration::from_secs(60))
+    }
+
+    /// Deletes the hosts of leaving machines whose API server has exited, waiting up to
+    /// `wait` for each.
+    fn reap_leaving(&mut self, wait: Duration) -> Result<()> {
+        let mut first_err = None;
+        for (mut m, since) in std::mem::take(&mut self.leaving) {
+            let exited = match m.api.as_mut() {
+                None => true,
+                Some(a) => a.child.wait_timeout(wait).is_some(),
+            };
+            if !exited && wait.is_zero() {
+                self.leaving.push((m, since));
+                continue;
+            }
+            if let Some(mut a) = m.api.take() {
+                if !exited {
+                    a.child.kill();
+                    first_err.get_or_insert_with(|| {
+                        anyhow::anyhow!(
+                            "kube-apiserver on {} did not exit within {wait:?} of SIGTERM",
+                            m.host.name
+                        )
+                    });
+                }
+            }
+            eprintln!(
+                "kube testbed: kube-apiserver on {} exited {:.1}s after SIGTERM",
+                m.host.name,
+                since.elapsed().as_secs_f64()
+            );
+            self.net.remove_host(&m.host)?;
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Writes a kubeconfig for `user` against `server` (`ADDR:PORT`) under the testbed's

@@ -268,8 +268,10 @@ pub fn rolling_replacement(
         eprintln!("replacement: removing {old}");
         bed.remove_machine(old)?;
     }
-    // Let the last removal show in what the LB serves and what the client sees.
-    std::thread::sleep(Duration::from_secs(3));
+    // Every removed API server through its shutdown, then a moment for what the LB serves
+    // and what the client sees to settle.
+    bed.finish_leaving()?;
+    std::thread::sleep(Duration::from_secs(2));
     let took = epoch.elapsed();
     let runs = kubectl.runs();
     drop(kubectl);
