@@ -86,8 +86,10 @@ pub struct LbPlan {
     pub connect_timeout: Duration,
     pub health: HealthCheck,
     /// Every backend once, in the order given (a definition's: every machine's API
-    /// server, spares included).
+    /// server, spares included). With discovery: the seed set at start.
     pub backends: Vec<Backend>,
+    /// Where backends are learned from at run time (`None`: the list above only).
+    pub discovery: Option<rules::discovery::Discovery>,
 }
 
 /// A plan and the definition's warnings (to be printed: they are not errors).
@@ -561,6 +563,12 @@ impl LbFlags {
             &self.connect_timeout,
             plan.connect_timeout,
         );
+        let api_port = plan
+            .backends
+            .first()
+            .map_or(rules::discovery::DEFAULT_API_PORT, |b| b.port);
+        plan.discovery =
+            rules::discovery::overlay(c, plan.discovery.take(), &self.discovery, api_port);
         ok.then_some(plan)
     }
 
@@ -668,5 +676,6 @@ fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -
         connect_timeout: lb.connect_timeout,
         health,
         backends,
+        discovery: lb.discovery,
     }
 }

@@ -53,6 +53,7 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: HealthCheck::default(),
             backends,
+            discovery: None,
         })
     }
 
