@@ -58,6 +58,11 @@ pub struct KubeBed {
     dir: tempfile::TempDir,
 }
 
+/// How long a SIGTERMed API server may take to exit after its shutdown delay. A server
+/// with a watch open (a client's) closes it only when its HTTP server's 60 s shutdown
+/// timeout ends: 63 s after SIGTERM with a 3 s delay is what it takes then.
+const EXIT_GRACE: Duration = Duration::from_secs(90);
+
 /// How long an API server may take to become ready on 2 busy shared cores.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -202,7 +207,7 @@ impl KubeBed {
     }
 
     /// SIGTERMs machine `name`'s API server and waits until it exits (its shutdown delay
-    /// plus up to 60 s, then SIGKILL). Returns how long it took.
+    /// plus up to 90 s, then SIGKILL). Returns how long it took.
     pub fn terminate_api(&mut self, name: &str) -> Result<Duration> {
         let t = Instant::now();
         self.sigterm_api(name)?;
@@ -223,7 +228,7 @@ impl KubeBed {
     /// Waits until machine `name`'s API server has exited (its shutdown delay plus up to
     /// 60 s, then SIGKILL and an error).
     pub fn wait_api_exit(&mut self, name: &str) -> Result<()> {
-        let grace = self.opts.shutdown_delay + Duration::from_secs(60);
+        let grace = self.opts.shutdown_delay + EXIT_GRACE;
         let mut api = self
             .machine_mut(name)?
             .api
@@ -282,9 +287,9 @@ impl KubeBed {
     }
 
     /// Waits until every leaving machine's API server has exited (its shutdown delay plus
-    /// up to 60 s, then SIGKILL and an error) and deletes their hosts.
+    /// up to 90 s, then SIGKILL and an error) and deletes their hosts.
     pub fn finish_leaving(&mut self) -> Result<()> {
-        self.reap_leaving(self.opts.shutdown_delay + Duration::from_secs(60))
+        self.reap_leaving(self.opts.shutdown_delay + EXIT_GRACE)
     }
 
     /// Deletes the hosts of leaving machines whose API server has exited, waiting up to
