@@ -226,7 +226,7 @@ impl KubeBed {
     }
 
     /// Waits until machine `name`'s API server has exited (its shutdown delay plus up to
-    /// 60 s, then SIGKILL and an error).
+    /// 90 s, then SIGKILL and an error).
     pub fn wait_api_exit(&mut self, name: &str) -> Result<()> {
         let grace = self.opts.shutdown_delay + EXIT_GRACE;
         let mut api = self
