@@ -6,6 +6,7 @@
 //! # Layout
 //!
 //! - [`render`]: one entry point, one function per [`Kind`].
+//! - [`rbac`]: the least-privilege RBAC of `cpe lb --discover kubernetes`.
 //! - [`definition`]: the definition written back as a canonical `endpoint.yaml`, for
 //!   artifacts that install it on the machines (Cluster API's `files`).
 //!
@@ -21,6 +22,8 @@
 //! only the endpoint's part of each object: a `KubeadmControlPlane` still needs the
 //! infrastructure provider's machine template, a `ClusterConfiguration` the rest of the
 //! cluster's settings.
+
+pub mod rbac;
 
 use cpe_config::{duration, Endpoint, Host, Mode};
 
@@ -76,6 +79,9 @@ pub enum Kind {
     StaticPod,
     /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
     Systemd,
+    /// The ServiceAccount, Role and RoleBinding of `cpe lb --discover kubernetes`
+    /// ([`rbac::rbac`]; the same for every definition, so not in [`Kind::ALL`]).
+    Rbac,
 }
 
 impl Kind {
@@ -87,6 +93,7 @@ impl Kind {
             Kind::Capi => "capi",
             Kind::StaticPod => "static-pod",
             Kind::Systemd => "systemd",
+            Kind::Rbac => "rbac",
         }
     }
 }
@@ -165,6 +172,7 @@ pub fn render(e: &Endpoint, kind: Kind, o: &Options) -> Result<String, RenderErr
         Kind::Capi => capi::capi(e, o),
         Kind::StaticPod => static_pod(e, o),
         Kind::Systemd => systemd(e, o),
+        Kind::Rbac => Ok(rbac::rbac()),
     }
 }
 

@@ -22,6 +22,8 @@ pub enum KindArg {
     StaticPod,
     /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
     Systemd,
+    /// ServiceAccount, Role and RoleBinding for `cpe lb --discover kubernetes`.
+    Rbac,
 }
 
 impl From<KindArg> for Kind {
@@ -31,6 +33,7 @@ impl From<KindArg> for Kind {
             KindArg::Capi => Kind::Capi,
             KindArg::StaticPod => Kind::StaticPod,
             KindArg::Systemd => Kind::Systemd,
+            KindArg::Rbac => Kind::Rbac,
         }
     }
 }
@@ -44,6 +47,7 @@ impl From<KindArg> for Kind {
   cpe render -f endpoint.yaml --kind capi --capi-version v1beta2 \\
     --infrastructure-kind VSphereMachineTemplate \\
     --infrastructure-api-version infrastructure.cluster.x-k8s.io/v1beta1
+  cpe render -f endpoint.yaml --kind rbac | kubectl apply -f -
 
 The artifact goes to stdout, warnings and problems to stderr.
 Exit status: 0 rendered, 1 invalid or unreadable definition, 2 usage error (including a kind
