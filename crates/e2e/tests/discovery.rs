@@ -42,6 +42,31 @@ fn start_bed(tag: &str) -> KubeBed {
     bed
 }
 
+/// Applies what `cpe render --kind rbac` writes (the discovery identity's least privilege)
+/// with kubectl. The objects do not depend on the definition; any valid one will do.
+fn apply_rendered_rbac(bed: &KubeBed) {
+    let def = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/external-lb-3.yaml"
+    );
+    let out = std::process::Command::new(cpe_e2e::cpe_bin())
+        .args(["render", "-f", def, "--kind", "rbac"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cpe render --kind rbac: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    if let Err(e) = bed.apply(&yaml) {
+        panic!(
+            "kubectl apply (cpe render --kind rbac): {e:#}\n{}",
+            bed.logs(20)
+        );
+    }
+}
+
 /// The value of a testbed step; on failure the testbed's logs are printed before failing.
 macro_rules! check {
     ($bed:expr, $what:expr, $e:expr $(,)?) => {
@@ -79,7 +104,7 @@ fn real_servers_register_discovery_reads_only_them_and_its_faults_keep_the_backe
     }
 
     // The discovery identity reads the kubernetes Endpoints/slices in default, nothing else.
-    check!(bed, "apply RBAC", bed.apply_discovery_rbac());
+    apply_rendered_rbac(&bed);
     let kc = check!(
         bed,
         "kubeconfig",
@@ -145,7 +170,7 @@ fn real_servers_register_discovery_reads_only_them_and_its_faults_keep_the_backe
     check!(
         bed,
         "delete binding",
-        bed.kubectl(&["delete", "rolebinding", "cpe-discovery", "-n", "default"])
+        bed.kubectl(&["delete", "rolebinding", "cpe-lb-discovery", "-n", "default"])
     );
     let t = wait_fault(&bed, &lb, |f| f.contains("403") || f.contains("orbidden"));
     eprintln!(
@@ -153,7 +178,7 @@ fn real_servers_register_discovery_reads_only_them_and_its_faults_keep_the_backe
         t.as_secs_f64()
     );
     hold_backends(&bed, &three, Duration::from_secs(3));
-    check!(bed, "re-apply RBAC", bed.apply_discovery_rbac());
+    apply_rendered_rbac(&bed);
 
     // The API unreachable: the LB host cut off from every machine (the client still
     // reaches the LB). The set stays (every backend down), the fault shows; healed, it serves.
@@ -354,7 +379,7 @@ fn sorted_api_addrs(bed: &KubeBed) -> Vec<String> {
 fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() {
     let _g = serial();
     let mut bed = start_bed("kbrep");
-    check!(bed, "apply RBAC", bed.apply_discovery_rbac());
+    apply_rendered_rbac(&bed);
     let cache = bed.dir().join("lb-cache");
     std::fs::create_dir_all(&cache).unwrap();
     let seed = bed.api_addr("cp-a").unwrap();

@@ -21,7 +21,7 @@ pub const ADMIN_USER: &str = "kube-admin";
 /// `cpe render --kind rbac` binds (a static token may carry a ServiceAccount's user name,
 /// and RBAC matches ServiceAccount subjects by that name).
 pub const DISCOVERY_NAMESPACE: &str = "kube-system";
-pub const DISCOVERY_SA: &str = "cpe-discovery";
+pub const DISCOVERY_SA: &str = "cpe-lb";
 
 /// Who a kubeconfig authenticates as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

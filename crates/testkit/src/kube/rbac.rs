@@ -1,13 +1,18 @@
 //! The least-privilege RBAC of the discovery identity, applied with `kubectl`: read the
 //! `kubernetes` EndpointSlices and Endpoints in `default` (get, list, watch), nothing else.
-//! The same objects `cpe render --kind rbac` writes (issue 10); the tests may apply that
-//! rendered text instead through [`super::KubeBed::apply`].
+//! The same objects, with the same names, as `cpe render --kind rbac` writes (a
+//! ServiceAccount `cpe-lb` in `kube-system`, a Role and a RoleBinding `cpe-lb-discovery` in
+//! `default`): the e2e tests apply the rendered text through [`super::KubeBed::apply`];
+//! this copy is for callers without a `cpe` binary (the bench's HAProxy run needs none).
 //!
-//! It does not grant anything cluster-wide: the ClusterRole is bound in `default` only.
+//! It does not grant anything outside `default`.
 
 use super::pki::{DISCOVERY_NAMESPACE, DISCOVERY_SA};
 
-/// The ServiceAccount, the ClusterRole and its RoleBinding in `default`.
+/// The Role and RoleBinding's name.
+pub const DISCOVERY_BINDING: &str = "cpe-lb-discovery";
+
+/// The ServiceAccount, the Role and its RoleBinding in `default`.
 pub fn discovery_rbac() -> String {
     format!(
         "apiVersion: v1
@@ -17,9 +22,10 @@ metadata:
   namespace: {DISCOVERY_NAMESPACE}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
+kind: Role
 metadata:
-  name: {DISCOVERY_SA}
+  name: {DISCOVERY_BINDING}
+  namespace: default
 rules:
 - apiGroups: [\"discovery.k8s.io\"]
   resources: [\"endpointslices\"]
@@ -31,12 +37,12 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
-  name: {DISCOVERY_SA}
+  name: {DISCOVERY_BINDING}
   namespace: default
 roleRef:
   apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: {DISCOVERY_SA}
+  kind: Role
+  name: {DISCOVERY_BINDING}
 subjects:
 - kind: ServiceAccount
   name: {DISCOVERY_SA}
