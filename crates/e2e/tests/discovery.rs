@@ -375,14 +375,174 @@ fn sorted_api_addrs(bed: &KubeBed) -> Vec<String> {
     v
 }
 
+/// A machine name as Cluster API generates them (short: a bridge port name is
+/// `p-<name>`, at most 15 bytes).
+fn generated_name(salt: usize) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id().rotate_left(7)
+        ^ (salt as u32).wrapping_mul(2654435761);
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|i| alphabet[((n >> (i * 5)) as usize) % alphabet.len()] as char)
+        .collect();
+    format!("cp-{suffix}")
+}
+
+/// The one definition every VIP agent runs from: virtual-ip mode, no machine list.
+fn vip_definition(dir: &std::path::Path, vip: std::net::Ipv4Addr) -> std::path::PathBuf {
+    let text = format!(
+        "cluster: kubebed\nendpoint:\n  host: {vip}\n  port: 6443\nvirtualIP:\n  interface: eth0\n  leaseTTL: 2s\n  admin: 127.0.0.1:7446\ncontrolPlane:\n  replicas: 3\n"
+    );
+    let p = dir.join("endpoint.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `cpe vip -f DEFINITION` on `host` with `NODE_NAME` (no `--node`), from its own etcd
+/// member (the testkit's etcd is plain HTTP).
+fn start_agent(
+    bed: &KubeBed,
+    host: &cpe_testkit::Host,
+    def: &std::path::Path,
+) -> cpe_testkit::Child {
+    let mut cmd = host.command(cpe_e2e::cpe_bin());
+    cmd.env("NODE_NAME", &host.name).args([
+        "vip",
+        "-f",
+        &def.to_string_lossy(),
+        "--etcd",
+        "http://127.0.0.1:2379",
+    ]);
+    let log = bed.dir().join(format!("agent-{}.log", host.name));
+    cpe_testkit::Child::spawn(&format!("cpe vip {}", host.name), cmd, &log).unwrap()
+}
+
+fn status_code(host: &cpe_testkit::Host, url: &str) -> Option<u16> {
+    let out = host
+        .exec(
+            "curl",
+            &[
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-m",
+                "1",
+                url,
+            ],
+        )
+        .ok()?;
+    out.trim().parse().ok().filter(|c| *c != 0)
+}
+
 #[test]
-fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() {
+fn kubeadm_init_bootstrap_then_rolling_replacement_through_cpe_lb_and_vip_agents_then_a_cache_restart(
+) {
     let _g = serial();
-    let mut bed = start_bed("kbrep");
+    let mut bed = KubeBed::start("kbrep", &[], ApiOptions::default())
+        .unwrap_or_else(|e| panic!("kube testbed: {e:#}"));
+    let def = vip_definition(bed.dir(), bed.vip);
+    let vip = bed.vip;
+    let epoch = Instant::now();
+    let mut agents: std::collections::HashMap<String, cpe_testkit::Child> = Default::default();
+
+    // 1. kubeadm init-like: agent, etcd and API server of the first machine started in a
+    //    random order; a kubelet restarts an API server that gave up on a missing etcd.
+    let first = generated_name(0);
+    let host = check!(bed, "first machine", bed.add_bare_machine(&first));
+    let watch = cpe_testkit::observe::Watch::start(
+        std::slice::from_ref(&host),
+        &bed.client,
+        vip,
+        Duration::from_millis(10),
+        epoch,
+    )
+    .unwrap();
+    let mut order = ["agent", "etcd", "api"];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    for i in (1..order.len()).rev() {
+        order.swap(i, (seed >> (i * 3)) % (i + 1));
+    }
+    eprintln!("bootstrap of {first}: started in the order {order:?}");
+    let t0 = Instant::now();
+    for what in order {
+        match what {
+            "agent" => {
+                agents.insert(first.clone(), start_agent(&bed, &host, &def));
+            }
+            "etcd" => check!(bed, "first etcd", bed.start_first_etcd(&first)),
+            _ => check!(bed, "first API server", bed.start_api(&first)),
+        }
+    }
+    let readyz = format!("https://127.0.0.1:{API_PORT}/readyz");
+    let vip_readyz = format!("https://{vip}:{API_PORT}/readyz");
+    let (mut api_ready, mut vip_up, mut restarts) = (None, None, 0);
+    while api_ready.is_none() || vip_up.is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "bootstrap: API server ready after {api_ready:?}, VIP after {vip_up:?}\n--- agent ---\n{}\n{}",
+            agents[&first].tail(30),
+            bed.logs(20)
+        );
+        if !bed.api_running(&first) {
+            restarts += 1;
+            check!(bed, "API server restart", bed.start_api(&first));
+        }
+        if api_ready.is_none() && status_code(&host, &readyz) == Some(200) {
+            api_ready = Some(t0.elapsed());
+        }
+        if vip_up.is_none() && status_code(&bed.client, &vip_readyz) == Some(200) {
+            vip_up = Some(t0.elapsed());
+        }
+        assert!(
+            agents.get_mut(&first).unwrap().is_running(),
+            "the agent must wait for etcd and its API server, not exit:\n{}",
+            agents[&first].tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (api_ready, vip_up) = (api_ready.unwrap(), vip_up.unwrap());
+    let lag = vip_up.saturating_sub(api_ready);
+    eprintln!(
+        "bootstrap: API server's first /readyz 200 at {:.1}s ({restarts} kubelet restarts), VIP answers at {:.1}s: {:.2}s after it",
+        api_ready.as_secs_f64(),
+        vip_up.as_secs_f64(),
+        lag.as_secs_f64()
+    );
+    assert!(
+        lag < Duration::from_secs(10),
+        "the VIP answered {lag:?} after the API server's first /readyz 200 (want a few seconds)"
+    );
+    check!(bed, "wait_ready", bed.wait_ready(&first));
+
+    // 2. kubeadm join-like: two more machines, etcd first, then API server and agent.
+    for salt in 1..=2 {
+        let name = generated_name(salt);
+        check!(bed, "join", bed.add_machine(&name));
+        let h = bed.machine(&name).unwrap().host.clone();
+        agents.insert(name.clone(), start_agent(&bed, &h, &def));
+        watch.add_host(&h).unwrap();
+    }
+    check!(
+        bed,
+        "endpoints",
+        bed.wait_endpoints(&bed.addrs(), Duration::from_secs(30))
+    );
+    let originals = bed.names();
+    eprintln!("machines: {originals:?}");
+
+    // 3. cpe lb seeded with the first machine only.
     apply_rendered_rbac(&bed);
     let cache = bed.dir().join("lb-cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let seed = bed.api_addr("cp-a").unwrap();
+    let seed = bed.api_addr(&first).unwrap();
     let mut lb = check!(
         bed,
         "cpe lb",
@@ -397,12 +557,40 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
     );
     let learned = wait_lb_backends(&bed, &sorted_api_addrs(&bed), Duration::from_secs(30));
     eprintln!(
-        "cpe lb seeded with cp-a lists all three machines {:.1}s after its start",
+        "cpe lb seeded with {first} lists all three machines {:.1}s after its start",
         learned.as_secs_f64()
     );
 
-    let admin: SocketAddr = replace::LB_ADMIN.parse().unwrap();
-    let out = replace::rolling_replacement(&mut bed, &["cp-d", "cp-e", "cp-f"], Some(admin));
+    // 4. The rolling replacement, through the LB and the VIP at once.
+    let new_names: Vec<String> = (3..6).map(generated_name).collect();
+    let new_refs: Vec<&str> = new_names.iter().map(|s| s.as_str()).collect();
+    let t_replace = epoch.elapsed();
+    let mut hook = |bed: &mut KubeBed, step: replace::Step<'_>| -> anyhow::Result<()> {
+        match step {
+            replace::Step::Joined(n) => {
+                let h = bed.machine(n)?.host.clone();
+                agents.insert(n.to_string(), start_agent(bed, &h, &def));
+                watch.add_host(&h)?;
+            }
+            replace::Step::Removed(n) => {
+                if let Some(mut a) = agents.remove(n) {
+                    a.terminate(Duration::from_secs(10));
+                }
+                watch.remove_host(n);
+            }
+        }
+        Ok(())
+    };
+    let out = replace::rolling_replacement(
+        &mut bed,
+        &new_refs,
+        replace::Options {
+            admin: Some(replace::LB_ADMIN.parse().unwrap()),
+            vip: Some(SocketAddr::new(vip.into(), API_PORT)),
+            hook: Some(&mut hook),
+            epoch,
+        },
+    );
     let out = match out {
         Ok(o) => o,
         Err(e) => panic!(
@@ -411,31 +599,30 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
             bed.logs(25)
         ),
     };
-    eprint!("{}", out.summary("cpe lb --discover kubernetes"));
+    eprint!("{}", out.summary("replacement"));
     let new = sorted_api_addrs(&bed);
     let final_status = lb_status(&bed);
     eprintln!(
         "/status discovery after the replacement: {}",
         final_status["discovery"]
     );
+    let changes = watch.changes(t_replace, epoch.elapsed());
+    let handover = |start: Duration, end: Duration| {
+        changes.iter().any(|c| {
+            c.t + Duration::from_secs(1) >= start && c.t <= end + Duration::from_millis(100)
+        })
+    };
+    let server_answer = |o: &str| o.contains("[-]etcd failed") || o.contains("[-]shutdown failed");
     let problems = [
         (!out.failed().is_empty())
-            .then(|| format!("{} /version requests failed", out.failed().len())),
+            .then(|| format!("{} /version requests through cpe lb failed", out.failed().len())),
         // kubectl through an L4 LB may get the /readyz answer of a machine being removed
         // (its etcd member gone, or SIGTERMed) before the LB's next check sees it: that is
         // the server answering, not the endpoint failing. Anything else is a failure.
         out.kubectl_failed()
             .into_iter()
-            .find(|r| {
-                !(r.output.contains("[-]etcd failed") || r.output.contains("[-]shutdown failed"))
-            })
-            .map(|r| {
-                format!(
-                    "kubectl get --raw /readyz failed at {:.2}s: {}",
-                    r.start.as_secs_f64(),
-                    r.output
-                )
-            }),
+            .find(|r| !server_answer(&r.output))
+            .map(|r| format!("kubectl through cpe lb failed at {:.2}s: {}", r.start.as_secs_f64(), r.output)),
         out.joined
             .iter()
             .find(|j| j.ready_to_proxied.is_none())
@@ -446,8 +633,28 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
             .iter()
             .find(|j| j.ready_to_proxied.is_some_and(|d| d > LATE))
             .map(|j| format!("{} got its first proxied connection {:?} after its first /readyz 200 (more than {LATE:?})", j.name, j.ready_to_proxied.unwrap())),
+        // Through the VIP: only requests in flight while the VIP moved may fail.
+        out.vip_requests
+            .iter()
+            .find(|r| !r.ok && !handover(r.start, r.end))
+            .map(|r| format!("/version through the VIP failed at {:.2}s, no handover then: {}", r.start.as_secs_f64(), r.detail)),
+        out.vip_kubectl
+            .iter()
+            .find(|r| !r.ok && !server_answer(&r.output) && !handover(r.start, r.start + Duration::from_secs(5)))
+            .map(|r| format!("kubectl through the VIP failed at {:.2}s: {}", r.start.as_secs_f64(), r.output)),
+        (!watch.doubles(Duration::ZERO, epoch.elapsed()).is_empty())
+            .then(|| format!("two holders: {:?}", watch.doubles(Duration::ZERO, epoch.elapsed()))),
+        (!watch.current().iter().all(|h| new_names.contains(h)) || watch.current().len() != 1)
+            .then(|| format!("VIP held by {:?} at the end, want one of {new_names:?}", watch.current())),
     ];
     let problems: Vec<String> = problems.into_iter().flatten().collect();
+    eprintln!(
+        "VIP holder changes during the replacement: {:?}",
+        changes
+            .iter()
+            .map(|c| (format!("{:.2}", c.t.as_secs_f64()), c.holders.clone()))
+            .collect::<Vec<_>>()
+    );
     assert!(
         problems.is_empty(),
         "{problems:#?}\n{final_status:#}\n--- cpe lb ---\n{}\n{}",
@@ -469,8 +676,8 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
         t.elapsed().as_secs_f64()
     );
 
-    // Cache: cp-a (the only seed) is gone; a restarted cpe lb must serve from the
-    // addresses it cached.
+    // 5. Cache: the only seed is gone; a restarted cpe lb must serve from the addresses
+    //    it cached.
     lb.terminate(Duration::from_secs(10));
     drop(lb);
     let t = Instant::now();
@@ -505,4 +712,5 @@ fn rolling_replacement_through_cpe_lb_discovery_then_a_restart_from_the_cache() 
         served.as_secs_f64()
     );
     wait_lb_backends(&bed, &new, Duration::from_secs(30));
+    drop(agents);
 }

@@ -51,7 +51,11 @@ fn main() -> Result<()> {
             }
             other => bail!("--lbs: unknown load balancer {other:?} (cpe, haproxy)"),
         };
-        let out = replace::rolling_replacement(&mut bed, &["cp-d", "cp-e", "cp-f"], admin)?;
+        let out = replace::rolling_replacement(
+            &mut bed,
+            &["cp-d", "cp-e", "cp-f"],
+            replace::Options::lb(admin),
+        )?;
         let label = match lb.as_str() {
             "cpe" => "cpe lb --discover kubernetes",
             _ => "haproxy (static list)",

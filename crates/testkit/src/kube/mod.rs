@@ -132,8 +132,42 @@ impl KubeBed {
             std::thread::sleep(Duration::from_millis(100));
         }
         let want = bed.addrs();
-        bed.wait_endpoints(&want, Duration::from_secs(60))?;
+        if !want.is_empty() {
+            bed.wait_endpoints(&want, Duration::from_secs(60))?;
+        }
         Ok(bed)
+    }
+
+    /// Adds a machine's host (next address) with nothing started on it: the first machine
+    /// of a `kubeadm init`-like bootstrap (`KubeBed::start` with no names, then this, then
+    /// [`KubeBed::start_first_etcd`] and [`KubeBed::start_api`] in any order).
+    pub fn add_bare_machine(&mut self, name: &str) -> Result<Host> {
+        let host = self.net.add_host(name, self.next_last)?;
+        self.next_last += 1;
+        self.machines.push(Machine {
+            host: host.clone(),
+            api: None,
+        });
+        Ok(host)
+    }
+
+    /// Starts the cluster's first etcd member on machine `name` (`--initial-cluster-state
+    /// new`) and waits until it is healthy; the bed must have no etcd member yet.
+    pub fn start_first_etcd(&mut self, name: &str) -> Result<()> {
+        if !self.etcd.members.is_empty() {
+            bail!("etcd already has members");
+        }
+        let host = self.machine(name)?.host.clone();
+        self.etcd = EtcdCluster::start(&[host], self.dir.path())?;
+        Ok(())
+    }
+
+    /// Whether machine `name`'s API server process is running.
+    pub fn api_running(&mut self, name: &str) -> bool {
+        self.machine_mut(name)
+            .ok()
+            .and_then(|m| m.api.as_mut())
+            .is_some_and(|a| a.child.is_running())
     }
 
     /// Where logs, PKI and kubeconfigs live.

@@ -129,6 +129,9 @@ pub struct Joined {
 pub struct Outcome {
     pub requests: Vec<Request>,
     pub kubectl: Vec<KubectlRun>,
+    /// The same through the VIP ([`Options::vip`]; empty without).
+    pub vip_requests: Vec<Request>,
+    pub vip_kubectl: Vec<KubectlRun>,
     pub joined: Vec<Joined>,
     pub took: Duration,
     /// The LB's last /status document (cpe lb only).
@@ -169,6 +172,29 @@ impl Outcome {
                 ms(j.ready_to_proxied),
             );
         }
+        if !self.vip_requests.is_empty() {
+            s += &format!(
+                "{label}: through the VIP: /version {} requests, {} failed; kubectl get --raw /readyz: {} runs, {} failed\n",
+                self.vip_requests.len(),
+                self.vip_requests.iter().filter(|r| !r.ok).count(),
+                self.vip_kubectl.len(),
+                self.vip_kubectl.iter().filter(|r| !r.ok).count(),
+            );
+            for r in self.vip_requests.iter().filter(|r| !r.ok).take(10) {
+                s += &format!(
+                    "{label}:   VIP: failed request at {:.2} s: {}\n",
+                    r.start.as_secs_f64(),
+                    r.detail
+                );
+            }
+            for r in self.vip_kubectl.iter().filter(|r| !r.ok).take(5) {
+                s += &format!(
+                    "{label}:   VIP: failed kubectl at {:.2} s: {}\n",
+                    r.start.as_secs_f64(),
+                    r.output
+                );
+            }
+        }
         for r in self.failed().iter().take(10) {
             s += &format!(
                 "{label}:   failed request at {:.2} s: {}\n",
@@ -187,14 +213,56 @@ impl Outcome {
     }
 }
 
+/// A step of the replacement, for [`Options::hook`].
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// A new machine's API server is ready (and the LB proxies to it, with `admin`).
+    Joined(&'a str),
+    /// An old machine was removed (etcd member gone, API server SIGTERMed).
+    Removed(&'a str),
+}
+
+/// What else the replacement does.
+pub struct Options<'a> {
+    /// The cpe lb's admin listener in the `lb` host: wait for and time the first proxied
+    /// connection to each new machine (without it, e.g. HAProxy, the old machine leaves
+    /// 3 s after the new one is ready).
+    pub admin: Option<SocketAddr>,
+    /// A second endpoint (a virtual IP) probed the same way, with its own kubectl loop.
+    pub vip: Option<SocketAddr>,
+    /// Called at each step (start or stop a VIP agent on the machine).
+    pub hook: Option<&'a mut dyn FnMut(&mut KubeBed, Step<'_>) -> Result<()>>,
+    /// The observers' clock (shared with the caller's own observers).
+    pub epoch: Instant,
+}
+
+impl std::fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("admin", &self.admin)
+            .field("vip", &self.vip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options<'_> {
+    /// Through the LB only, its admin listener at `admin` if cpe lb.
+    pub fn lb(admin: Option<SocketAddr>) -> Options<'static> {
+        Options {
+            admin,
+            vip: None,
+            hook: None,
+            epoch: Instant::now(),
+        }
+    }
+}
+
 /// Replaces every current machine of `bed`, one by one, by a machine named from
-/// `new_names`, through the endpoint `LB:6443`. `admin`: the cpe lb's admin listener in
-/// the `lb` host, to wait for and time the first proxied connection to each new machine
-/// (without it, e.g. HAProxy, the old machine leaves 3 s after the new one is ready).
+/// `new_names`, through the endpoint `LB:6443` (and the VIP, see [`Options`]).
 pub fn rolling_replacement(
     bed: &mut KubeBed,
     new_names: &[&str],
-    admin: Option<SocketAddr>,
+    mut opts: Options<'_>,
 ) -> Result<Outcome> {
     let originals = bed.names();
     if new_names.len() < originals.len() {
@@ -205,8 +273,8 @@ pub fn rolling_replacement(
         );
     }
     let endpoint = SocketAddr::new(bed.lb.addr.into(), API_PORT);
-    let epoch = Instant::now();
-    let status = match admin {
+    let epoch = opts.epoch;
+    let status = match opts.admin {
         Some(a) => Some(LbStatus::start(
             &bed.lb,
             a,
@@ -215,26 +283,32 @@ pub fn rolling_replacement(
         )?),
         None => None,
     };
-    let prober = Prober::start(
-        &bed.client,
-        Target {
-            addr: endpoint,
-            https: true,
-            path: "/version".into(),
-        },
-        Duration::from_millis(50),
-        Duration::from_secs(5),
-        epoch,
-    )?;
-    let kc = bed.kubeconfig(User::Admin, &endpoint.to_string())?;
-    let kubectl = KubectlLoop::start(
-        &bed.client,
-        bed.dir().to_path_buf(),
-        kc,
-        Duration::from_millis(200),
-        epoch,
-    )?;
+    let observe = |addr: SocketAddr| -> Result<(Prober, KubectlLoop)> {
+        let prober = Prober::start(
+            &bed.client,
+            Target {
+                addr,
+                https: true,
+                path: "/version".into(),
+            },
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            epoch,
+        )?;
+        let kc = bed.kubeconfig(User::Admin, &addr.to_string())?;
+        let kubectl = KubectlLoop::start(
+            &bed.client,
+            bed.dir().to_path_buf(),
+            kc,
+            Duration::from_millis(200),
+            epoch,
+        )?;
+        Ok((prober, kubectl))
+    };
+    let lb = observe(endpoint)?;
+    let vip = opts.vip.map(observe).transpose()?;
     std::thread::sleep(Duration::from_secs(1));
+    let start = epoch.elapsed();
     let mut joined = Vec::new();
     for (old, new) in originals.iter().zip(new_names) {
         let start_to_ready = bed.add_machine(new)?;
@@ -252,6 +326,9 @@ pub fn rolling_replacement(
         } else {
             std::thread::sleep(Duration::from_secs(3));
         }
+        if let Some(h) = opts.hook.as_mut() {
+            h(bed, Step::Joined(new))?;
+        }
         let seen = status
             .as_ref()
             .map(|s| s.backend(&addr))
@@ -267,20 +344,30 @@ pub fn rolling_replacement(
         });
         eprintln!("replacement: removing {old}");
         bed.remove_machine(old)?;
+        if let Some(h) = opts.hook.as_mut() {
+            h(bed, Step::Removed(old))?;
+        }
     }
     // Every removed API server through its shutdown, then a moment for what the LB serves
     // and what the client sees to settle.
     bed.finish_leaving()?;
     std::thread::sleep(Duration::from_secs(2));
-    let took = epoch.elapsed();
-    let runs = kubectl.runs();
-    drop(kubectl);
+    let took = epoch.elapsed() - start;
     let last_status = status.as_ref().and_then(|s| s.last());
-    let requests = prober.requests().0;
-    drop(prober);
+    let collect = |(p, k): (Prober, KubectlLoop)| {
+        let runs = k.runs();
+        drop(k);
+        let requests = p.requests().0;
+        drop(p);
+        (requests, runs)
+    };
+    let (requests, kubectl) = collect(lb);
+    let (vip_requests, vip_kubectl) = vip.map(collect).unwrap_or_default();
     Ok(Outcome {
         requests,
-        kubectl: runs,
+        kubectl,
+        vip_requests,
+        vip_kubectl,
         joined,
         took,
         last_status,
