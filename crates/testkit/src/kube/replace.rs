@@ -222,6 +222,9 @@ pub enum Step<'a> {
     Removed(&'a str),
 }
 
+/// What [`Options::hook`] is called with.
+pub type Hook<'a> = dyn FnMut(&mut KubeBed, Step<'_>) -> Result<()> + 'a;
+
 /// What else the replacement does.
 pub struct Options<'a> {
     /// The cpe lb's admin listener in the `lb` host: wait for and time the first proxied
@@ -231,7 +234,7 @@ pub struct Options<'a> {
     /// A second endpoint (a virtual IP) probed the same way, with its own kubectl loop.
     pub vip: Option<SocketAddr>,
     /// Called at each step (start or stop a VIP agent on the machine).
-    pub hook: Option<&'a mut dyn FnMut(&mut KubeBed, Step<'_>) -> Result<()>>,
+    pub hook: Option<&'a mut Hook<'a>>,
     /// The observers' clock (shared with the caller's own observers).
     pub epoch: Instant,
 }
