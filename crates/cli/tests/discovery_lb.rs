@@ -426,8 +426,15 @@ fn a_restart_with_every_seed_gone_serves_from_the_cache() {
     let _lb2 = Child::spawn("lb2", c, &bed.dir.path().join("lb2.log")).unwrap();
     wait_port(admin2, "cpe lb admin");
     let s = status(admin2);
-    assert_eq!(s["discovery"]["cache"]["state"], "loaded", "{s:#}");
+    // `loaded`, or already `written` again when the API answered that fast.
+    let cache = &s["discovery"]["cache"]["state"];
+    assert!(cache == "loaded" || cache == "written", "{s:#}");
     assert!(backends(&s).contains(&a.to_string()), "{s:#}");
+    let log = std::fs::read_to_string(bed.dir.path().join("lb2.log")).unwrap();
+    assert!(
+        log.contains("starting with the cached backend set"),
+        "{log}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let answer = loop {
         match version_through(listen, &bed.tls) {
@@ -572,4 +579,87 @@ fn discovery_flags_are_checked() {
         err.contains("--kubeconfig") && err.contains("current-context"),
         "{err}"
     );
+}
+
+/// A port free on both loopback addresses.
+fn free_port_on(ips: &[&str]) -> u16 {
+    loop {
+        let p = free_addr().port();
+        if ips
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
+        {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn etcd_members_become_backends_and_an_etcd_outage_changes_nothing() {
+    cpe_testkit::require_programs(&["etcd"]);
+    let bed = Bed::new();
+    // The API servers: the seed on 127.0.0.1, the machine etcd knows on 127.0.0.3, at the
+    // same port (the API server port of every member).
+    let port = free_port_on(&["127.0.0.1", "127.0.0.3"]);
+    let seed: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let member: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let _s1 = bed.apiserver("seed", seed, &[seed], false);
+    let _s2 = bed.apiserver("member", member, &[member], false);
+    // One etcd advertising its client URL on 127.0.0.3 (reachable on 127.0.0.1 too).
+    let client_port = free_port_on(&["127.0.0.1", "127.0.0.3"]);
+    let peer = free_addr();
+    let mut e = Command::new("etcd");
+    e.arg("--data-dir").arg(bed.dir.path().join("etcd")).args([
+        "--listen-client-urls",
+        &format!("http://127.0.0.1:{client_port},http://127.0.0.3:{client_port}"),
+        "--advertise-client-urls",
+        &format!("http://127.0.0.3:{client_port}"),
+        "--listen-peer-urls",
+        &format!("http://{peer}"),
+        "--initial-advertise-peer-urls",
+        &format!("http://{peer}"),
+        "--initial-cluster",
+        &format!("default=http://{peer}"),
+    ]);
+    let mut etcd = Child::spawn("etcd", e, &bed.dir.path().join("etcd.log")).unwrap();
+    wait_port(format!("127.0.0.1:{client_port}").parse().unwrap(), "etcd");
+
+    let listen = free_addr();
+    let admin = free_addr();
+    let mut c = cpe();
+    c.args([
+        "lb",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
+        "--backend",
+        &seed.to_string(),
+        "--discover",
+        "etcd",
+        "--etcd",
+        &format!("http://127.0.0.1:{client_port}"),
+        "--discovery-etcd-interval",
+        "200ms",
+        "--health-interval",
+        "100ms",
+    ])
+    .arg("--cache-dir")
+    .arg(&bed.cache);
+    let _lb = Child::spawn("lb", c, &bed.dir.path().join("lb.log")).unwrap();
+    wait_port(admin, "cpe lb admin");
+    let (s, took) = wait(admin, "the member's machine as the only backend", |s| {
+        backends(s) == names(&[member])
+    });
+    println!("etcd member list applied {took:?} after start");
+    assert_eq!(origins(&s, &member.to_string()), ["etcd"], "{s:#}");
+    assert_eq!(source(&s)["api"], "etcd member list");
+
+    etcd.kill();
+    let (s, took) = wait(admin, "the etcd outage in /status", |s| {
+        source(s)["state"] == "failing"
+    });
+    println!("etcd outage shown after {took:?}: {}", source(&s)["fault"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(backends(&status(admin)), names(&[member]), "unchanged");
 }

@@ -203,6 +203,18 @@ impl Health {
         }
     }
 
+    /// A backend added to a running set (a reload, discovery): it starts as RECOVERING
+    /// and gets connections only after `rise` passing checks. (The first-check shortcut,
+    /// one pass to UP, is for a load balancer that is starting and has nothing better.)
+    /// No effect once the backend has been checked.
+    pub fn added(&mut self, now: Instant) {
+        if !self.checked {
+            self.checked = true;
+            self.state = State::Recovering;
+            self.since = now;
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -395,6 +407,24 @@ mod tests {
     }
     fn connect_failed() -> Event {
         Event::ConnectFailed("connection refused".into())
+    }
+
+    /// Issue 10: a backend added to a running set (reload, discovery) needs `rise` passes.
+    #[test]
+    fn an_added_backend_must_pass_rise_checks() {
+        let t0 = Instant::now();
+        let mut h = Health::new("10.0.0.9:6443", t0);
+        h.added(t0);
+        assert_eq!(h.state(), State::Recovering);
+        assert!(h.checked());
+        h.observe(&R, t0, pass());
+        assert_eq!(h.state(), State::Recovering, "one pass is not enough");
+        h.observe(&R, t0, pass());
+        assert_eq!(h.state(), State::Up);
+        let mut h = Health::new("10.0.0.9:6443", t0);
+        h.added(t0);
+        h.observe(&R, t0, fail());
+        assert_eq!(h.state(), State::Down);
     }
 
     /// Drives a fresh backend through `events`, returning the state after each.

@@ -113,6 +113,13 @@ impl Backend {
         step
     }
 
+    /// Added to a running set: RECOVERING until `rise` checks pass ([`Health::added`]).
+    pub fn added(&self, now: Instant) {
+        let mut h = self.health();
+        h.added(now);
+        self.state.store(state_index(h.state()), Ordering::Relaxed);
+    }
+
     pub fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -19,7 +19,9 @@ use tracing::{debug, error, info, warn};
 
 impl Shared {
     /// Creates a backend and starts its checker (stopped by the backend's `stop` token).
-    pub(crate) fn start_backend(self: &Arc<Self>, spec: BackendSpec) -> Arc<Backend> {
+    /// Starts a backend and its checker. `added`: to a running set (reload, discovery),
+    /// so it starts as RECOVERING and must pass `rise` checks before it gets connections.
+    pub(crate) fn start_backend(self: &Arc<Self>, spec: BackendSpec, added: bool) -> Arc<Backend> {
         let b = Arc::new(Backend::new(
             spec,
             &self.metrics,
@@ -27,6 +29,10 @@ impl Shared {
             self.hard_stop.child_token(),
             Instant::now(),
         ));
+        if added {
+            b.added(Instant::now());
+            self.metrics.set_state(&b.name, b.state());
+        }
         let target = Target::new(&b.spec.host, b.spec.port);
         let checker = Checker::watching(target, self.check.subscribe());
         let (s, b2) = (self.clone(), b.clone());

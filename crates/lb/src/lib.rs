@@ -267,7 +267,7 @@ impl Lb {
         let members: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|spec| shared.start_backend(spec.clone()))
+            .map(|spec| shared.start_backend(spec.clone(), false))
             .collect();
         shared.members.store(Arc::new(members));
         // The first round of checks, so that the first connection finds backends up.

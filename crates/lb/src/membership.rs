@@ -70,6 +70,9 @@ pub fn needs_restart(old: &LbConfig, new: &LbConfig) -> Vec<&'static str> {
     if new.workers != old.workers {
         out.push("workers");
     }
+    if new.discovery != old.discovery {
+        out.push("loadBalancer.discovery");
+    }
     out
 }
 

@@ -67,7 +67,7 @@ impl Shared {
                     current[i].clone()
                 }
                 Member::Add(j) => {
-                    let b = self.start_backend(config.backends[j].clone());
+                    let b = self.start_backend(config.backends[j].clone(), true);
                     out.added.push(b.name.clone());
                     b
                 }

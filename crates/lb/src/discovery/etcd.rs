@@ -1,7 +1,8 @@
 //! The `etcd` source: the member list through etcd's JSON gateway (`cpe-election`'s
 //! client), every few seconds (etcd has no watch on membership). Each started member's
 //! first client URL that is not a loopback address gives a backend: that host at the API
-//! server port (stacked etcd: the API server runs on the same machine). A member added
+//! server port (stacked etcd: the API server runs on the same machine); a member that
+//! advertises only loopback URLs gives its first one. A member added
 //! but not started yet (no client URL) is skipped; an answer with no usable member is
 //! judged empty by the runner.
 //!
@@ -19,10 +20,13 @@ use tokio::sync::mpsc;
 pub fn members_set(members: &[Vec<String>], port: u16) -> Vec<BackendSpec> {
     let mut out = Vec::new();
     for urls in members {
-        let host = urls
+        let hosts: Vec<String> = urls.iter().filter_map(|u| url_host(u)).collect();
+        // A member advertising only a loopback URL (a one-machine cluster) is taken as it is.
+        let host = hosts
             .iter()
-            .filter_map(|u| url_host(u))
-            .find(|h| !is_loopback(h));
+            .find(|h| !is_loopback(h))
+            .or(hosts.first())
+            .cloned();
         let b = host.and_then(|h| match h.parse::<std::net::IpAddr>() {
             Ok(ip) => Some(BackendSpec::from_addr(std::net::SocketAddr::new(ip, port))),
             Err(_) => BackendSpec::parse(&format!("{h}:{port}")).ok(),
@@ -112,6 +116,14 @@ mod tests {
             .iter()
             .map(|b| b.to_string())
             .collect();
-        assert_eq!(set, ["10.0.0.1:6443", "[fd00::2]:6443", "cp3.example:6443"]);
+        assert_eq!(
+            set,
+            [
+                "10.0.0.1:6443",
+                "[fd00::2]:6443",
+                "cp3.example:6443",
+                "127.0.0.1:6443"
+            ]
+        );
     }
 }
