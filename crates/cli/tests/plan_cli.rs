@@ -453,3 +453,113 @@ fn help_explains_every_flag_with_its_default() {
         );
     }
 }
+
+#[test]
+fn virtual_ip_needs_no_machine_list_from_konvoy_flags_or_a_file() {
+    let r = run(&[
+        "plan",
+        "--control-plane-endpoint-host",
+        "10.0.0.10",
+        "--virtual-ip-interface",
+        "eth0",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("  machines   none listed: any machine may run `cpe vip`"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  etcd       this machine's own member (https://127.0.0.1:2379), then every member etcd lists\n"),
+        "{}",
+        r.stdout
+    );
+    // Outside virtual-ip mode the list is still required.
+    let r = run(&["plan", "--control-plane-endpoint-host", "lb.example.com"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("lists 0 machines, fewer than the 3 replicas"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn render_capi_flags_and_the_single_node_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let vip = dir.path().join("vip.yaml");
+    std::fs::write(
+        &vip,
+        "cluster: prod\nendpoint:\n  host: 10.0.0.10\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 3\n",
+    )
+    .unwrap();
+    let f = vip.to_str().unwrap();
+    let r = run(&[
+        "render",
+        "-f",
+        f,
+        "--kind",
+        "capi",
+        "--capi-version",
+        "v1beta2",
+        "--infrastructure-kind",
+        "VSphereMachineTemplate",
+        "--infrastructure-api-version",
+        "infrastructure.cluster.x-k8s.io/v1beta1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r
+        .stdout
+        .contains("apiVersion: controlplane.cluster.x-k8s.io/v1beta2\n"));
+    assert!(r.stdout.contains("      infrastructureRef:\n        apiGroup: infrastructure.cluster.x-k8s.io\n        kind: VSphereMachineTemplate\n"), "{}", r.stdout);
+    // A bad value is a usage error naming the flag; one flag without the other is clap's.
+    let r = run(&[
+        "render",
+        "-f",
+        f,
+        "--kind",
+        "capi",
+        "--infrastructure-kind",
+        "VSphereMachineTemplate",
+        "--infrastructure-api-version",
+        "v1beta1",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("error: --infrastructure-api-version = v1beta1: must be GROUP/VERSION"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let r = run(&[
+        "render",
+        "-f",
+        f,
+        "--kind",
+        "capi",
+        "--infrastructure-kind",
+        "X",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // kubeadm in single-node mode with an IP endpoint: the warning on stderr.
+    let single = dir.path().join("single.yaml");
+    std::fs::write(
+        &single,
+        "endpoint:\n  host: 10.0.0.21\ncontrolPlane:\n  replicas: 1\n  machines:\n    - {name: cp1, address: 10.0.0.21}\n",
+    )
+    .unwrap();
+    let r = run(&[
+        "render",
+        "-f",
+        single.to_str().unwrap(),
+        "--kind",
+        "kubeadm",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: the endpoint is the IP address 10.0.0.21: kubeadm cannot turn a single control-plane node into a highly available control plane"), "{}", r.stderr);
+    assert!(r.stderr.contains("use a DNS name"), "{}", r.stderr);
+}

@@ -83,7 +83,9 @@ impl KonvoyFlags {
                 replicas: Some(S::new(self.replicas)),
                 machines_listed: machines.len(),
                 etcd: None,
-                machines: Some(S {
+                // No `--machine`: no list (virtual-ip mode needs none; the other modes
+                // say the list is short, as before).
+                machines: (!machines.is_empty()).then(|| S {
                     raw: String::new(),
                     pos: None,
                     value: machines,

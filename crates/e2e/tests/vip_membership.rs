@@ -287,8 +287,8 @@ fn agents_without_a_machine_list_follow_etcd_membership() {
     assert_eq!(target, format!("https://{}:6443/readyz", hosts[0].addr));
 
     // 2. kubeadm join: the other two, etcd member added first (as kubeadm join does).
-    for i in 1..3 {
-        bed.etcd.as_mut().unwrap().add(&hosts[i]).unwrap();
+    for (i, h) in hosts.iter().enumerate().skip(1) {
+        bed.etcd.as_mut().unwrap().add(h).unwrap();
         bed.start_api(i);
         bed.wait_api(i);
         bed.start_agent(i);

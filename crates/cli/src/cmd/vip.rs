@@ -110,7 +110,11 @@ impl Args {
     /// The flags as typed, for cpe-config to check and lay over the definition.
     fn flags(&self) -> VipFlags {
         VipFlags {
-            node: self.node.clone().unwrap_or_else(host_name),
+            node: self
+                .node
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(host_name),
             vip: self.vip.clone(),
             interface: self.interface.clone(),
             etcd: self.etcd.clone(),
