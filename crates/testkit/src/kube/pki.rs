@@ -179,3 +179,36 @@ fn write(path: &Path, content: &str, secret: bool) -> Result<()> {
     f.write_all(content.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_kubeconfigs_name_both_identities_and_embed_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = KubePki::create(dir.path(), &[Ipv4Addr::new(10, 0, 0, 1)]).unwrap();
+        let tokens = std::fs::read_to_string(pki.tokens_path()).unwrap();
+        let lines: Vec<&str> = tokens.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(&format!("{},{ADMIN_USER},", pki.token(User::Admin))));
+        assert!(lines[0].ends_with("\"system:masters\""));
+        assert!(lines[1].contains(",system:serviceaccount:kube-system:cpe-lb,"));
+        assert_ne!(pki.token(User::Admin), pki.token(User::Discovery));
+        let kc = dir.path().join("kc");
+        pki.write_kubeconfig(&kc, "https://10.0.0.1:6443", User::Discovery)
+            .unwrap();
+        let text = std::fs::read_to_string(&kc).unwrap();
+        let ca = base64::engine::general_purpose::STANDARD.encode(pki.ca_pem());
+        assert!(text.contains(&format!("certificate-authority-data: {ca}")));
+        assert!(text.contains(&format!("token: {}", pki.token(User::Discovery))));
+        assert!(text.contains("server: https://10.0.0.1:6443"));
+        let (cert, key) = pki
+            .issue_machine("cp-a", Ipv4Addr::new(10, 0, 0, 11))
+            .unwrap();
+        assert!(cert.is_file() && key.is_file());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "keys are private");
+    }
+}
