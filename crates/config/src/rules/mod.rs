@@ -435,14 +435,10 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None
     };
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
-<<<<<<< HEAD
-    let mut load_balancer = if mode == Some(Mode::ExternalLb) {
-=======
     if mode == Some(Mode::VirtualIp) {
         etcd::vip_needs_etcd(c, f, etcd.as_ref(), cp.topology, cp.machines.is_empty());
     }
-    let load_balancer = if mode == Some(Mode::ExternalLb) {
->>>>>>> wt-vipdisco
+    let mut load_balancer = if mode == Some(Mode::ExternalLb) {
         lb::check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
     } else {
         None
