@@ -232,71 +232,6 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     assert!(vip("127.0.0.1:9631", None).plan_for(None).is_ok());
 }
 
-<<<<<<< HEAD
-/// Issue 13, item 3: a metrics-only listener may bind the node address without a token
-/// (it serves no action), from the definition or `--metrics`, and never shares a port with
-/// the admin listener or the load balancer's own.
-#[test]
-fn a_metrics_listener_needs_no_token_and_its_own_port() {
-    let lb = |metrics: &str| LbFlags {
-        listen: Some("0.0.0.0:6443".into()),
-        backends: vec!["10.0.0.11:6443".into()],
-        metrics: Some(metrics.into()),
-        ..Default::default()
-    };
-    let p = lb("0.0.0.0:9632").plan_for(None).unwrap();
-    assert_eq!(p.metrics, Some("0.0.0.0:9632".parse().unwrap()));
-    assert_eq!(p.admin, Some("127.0.0.1:9630".parse().unwrap()));
-    assert_eq!(lb("off").plan_for(None).unwrap().metrics, None);
-    assert_eq!(
-        problems(lb("0.0.0.0:9630").plan_for(None).unwrap_err()),
-        vec!["error: --metrics = 0.0.0.0:9630: must not share port 9630 with the admin listener (127.0.0.1:9630)"]
-    );
-    assert_eq!(
-        problems(lb("10.0.0.5:6443").plan_for(None).unwrap_err()),
-        vec!["error: --metrics = 10.0.0.5:6443: must not share port 6443 with the listening address (0.0.0.0:6443)"]
-    );
-    assert_eq!(
-        problems(lb("9632").plan_for(None).unwrap_err()),
-        vec!["error: --metrics = 9632: must be an IP address and port, e.g. 0.0.0.0:9632 or [::]:9632 (or off)"]
-    );
-
-    // The definition's field, and the flag over it.
-    let def = load_str(&format!("{EXT3}loadBalancer:\n  metrics: 0.0.0.0:9632\n"))
-        .unwrap()
-        .endpoint;
-    let p = LbFlags::default().plan_for(Some(&def)).unwrap();
-    assert_eq!(p.metrics, Some("0.0.0.0:9632".parse().unwrap()));
-    let off = LbFlags {
-        metrics: Some("off".into()),
-        ..Default::default()
-    };
-    assert_eq!(off.plan_for(Some(&def)).unwrap().metrics, None);
-    let e = load_str(&format!(
-        "{EXT3}loadBalancer:\n  listen: 0.0.0.0:6443\n  metrics: 0.0.0.0:6443\n"
-    ))
-    .unwrap_err();
-    assert!(
-        format!("{e:?}").contains("must not share port 6443 with loadBalancer.listen"),
-        "{e:?}"
-    );
-
-    // cpe vip.
-    let vip = |metrics: &str| VipFlags {
-        node: "cp1".into(),
-        vip: Some("10.0.0.10/24".into()),
-        interface: Some("eth0".into()),
-        etcd: vec!["https://10.0.0.11:2379".into()],
-        metrics: Some(metrics.into()),
-        ..Default::default()
-    };
-    let p = vip("0.0.0.0:9633").plan_for(None).unwrap();
-    assert_eq!(p.metrics, Some("0.0.0.0:9633".parse().unwrap()));
-    assert!(p.admin.ip().is_loopback());
-    assert_eq!(
-        problems(vip("[::]:9631").plan_for(None).unwrap_err()),
-        vec!["error: --metrics = [::]:9631: must not share port 9631 with the admin listener (127.0.0.1:9631)"]
-=======
 /// Virtual-ip mode without a machine list (issue 10: Cluster API replaces machines).
 const VIP_NO_MACHINES: &str = "cluster: prod\nendpoint:\n  host: 10.0.0.10\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 3\n";
 
@@ -404,6 +339,71 @@ fn a_node_the_list_does_not_name_is_accepted_with_a_warning() {
     assert_eq!(
         flags.plan_for(Some(&def)).unwrap().health,
         HealthTarget::Machine("10.0.0.12:6443".parse().unwrap())
->>>>>>> wt-vipdisco
+    );
+}
+
+/// Issue 13, item 3: a metrics-only listener may bind the node address without a token
+/// (it serves no action), from the definition or `--metrics`, and never shares a port with
+/// the admin listener or the load balancer's own.
+#[test]
+fn a_metrics_listener_needs_no_token_and_its_own_port() {
+    let lb = |metrics: &str| LbFlags {
+        listen: Some("0.0.0.0:6443".into()),
+        backends: vec!["10.0.0.11:6443".into()],
+        metrics: Some(metrics.into()),
+        ..Default::default()
+    };
+    let p = lb("0.0.0.0:9632").plan_for(None).unwrap();
+    assert_eq!(p.metrics, Some("0.0.0.0:9632".parse().unwrap()));
+    assert_eq!(p.admin, Some("127.0.0.1:9630".parse().unwrap()));
+    assert_eq!(lb("off").plan_for(None).unwrap().metrics, None);
+    assert_eq!(
+        problems(lb("0.0.0.0:9630").plan_for(None).unwrap_err()),
+        vec!["error: --metrics = 0.0.0.0:9630: must not share port 9630 with the admin listener (127.0.0.1:9630)"]
+    );
+    assert_eq!(
+        problems(lb("10.0.0.5:6443").plan_for(None).unwrap_err()),
+        vec!["error: --metrics = 10.0.0.5:6443: must not share port 6443 with the listening address (0.0.0.0:6443)"]
+    );
+    assert_eq!(
+        problems(lb("9632").plan_for(None).unwrap_err()),
+        vec!["error: --metrics = 9632: must be an IP address and port, e.g. 0.0.0.0:9632 or [::]:9632 (or off)"]
+    );
+
+    // The definition's field, and the flag over it.
+    let def = load_str(&format!("{EXT3}loadBalancer:\n  metrics: 0.0.0.0:9632\n"))
+        .unwrap()
+        .endpoint;
+    let p = LbFlags::default().plan_for(Some(&def)).unwrap();
+    assert_eq!(p.metrics, Some("0.0.0.0:9632".parse().unwrap()));
+    let off = LbFlags {
+        metrics: Some("off".into()),
+        ..Default::default()
+    };
+    assert_eq!(off.plan_for(Some(&def)).unwrap().metrics, None);
+    let e = load_str(&format!(
+        "{EXT3}loadBalancer:\n  listen: 0.0.0.0:6443\n  metrics: 0.0.0.0:6443\n"
+    ))
+    .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("must not share port 6443 with loadBalancer.listen"),
+        "{e:?}"
+    );
+
+    // cpe vip.
+    let vip = |metrics: &str| VipFlags {
+        node: "cp1".into(),
+        vip: Some("10.0.0.10/24".into()),
+        interface: Some("eth0".into()),
+        etcd: vec!["https://10.0.0.11:2379".into()],
+        metrics: Some(metrics.into()),
+        ..Default::default()
+    };
+    let p = vip("0.0.0.0:9633").plan_for(None).unwrap();
+    assert_eq!(p.metrics, Some("0.0.0.0:9633".parse().unwrap()));
+    assert!(p.admin.ip().is_loopback());
+    assert_eq!(
+        problems(vip("[::]:9631").plan_for(None).unwrap_err()),
+        vec!["error: --metrics = [::]:9631: must not share port 9631 with the admin listener (127.0.0.1:9631)"]
     );
 }

@@ -392,27 +392,6 @@ fn kubectl_accepts_the_static_pod_and_reads_what_was_written() {
     assert!(checked >= 6, "{checked}");
 }
 
-<<<<<<< HEAD
-/// Issue 13, item 3: with `virtualIP.metrics` the static pod declares the metrics port
-/// beside the admin port (what a PodMonitor or a scrape config names), and the written
-/// definition keeps the field.
-#[test]
-fn the_static_pod_declares_the_metrics_port_when_there_is_one() {
-    let (name, mut e) = common::examples()
-        .into_iter()
-        .find(|(_, e)| e.mode == Mode::VirtualIp)
-        .expect("a virtual-ip example");
-    e.vip.as_mut().unwrap().metrics = Some("0.0.0.0:9632".parse().unwrap());
-    let pod = &yaml_docs(&render(&e, Kind::StaticPod, &Options::default()).unwrap())[0];
-    let ports = at(pod, "spec.containers.0.ports");
-    assert_eq!(at(ports, "1.name"), "metrics", "{name}: {ports}");
-    assert_eq!(at(ports, "1.containerPort"), 9632, "{name}: {ports}");
-    assert_eq!(at(ports, "0.name"), "admin", "{name}: {ports}");
-    let written = cpe_render::definition(&e);
-    assert!(written.contains("  metrics: \"0.0.0.0:9632\"\n"), "{written}");
-    let back = cpe_config::load_str(&written).unwrap().endpoint;
-    assert_eq!(back.vip.unwrap().metrics, e.vip.unwrap().metrics);
-=======
 #[test]
 fn capi_names_no_placeholder_kind_and_writes_v1beta2_as_cluster_api_1_11_reads_it() {
     for (name, e) in common::examples() {
@@ -507,5 +486,28 @@ fn kubeadm_warns_that_a_single_node_ip_endpoint_cannot_become_ha() {
         }
         assert!(cpe_render::warnings(&e, Kind::Capi).is_empty());
     }
->>>>>>> wt-vipdisco
+}
+
+/// Issue 13, item 3: with `virtualIP.metrics` the static pod declares the metrics port
+/// beside the admin port (what a PodMonitor or a scrape config names), and the written
+/// definition keeps the field.
+#[test]
+fn the_static_pod_declares_the_metrics_port_when_there_is_one() {
+    let (name, mut e) = common::examples()
+        .into_iter()
+        .find(|(_, e)| e.mode == Mode::VirtualIp)
+        .expect("a virtual-ip example");
+    e.vip.as_mut().unwrap().metrics = Some("0.0.0.0:9632".parse().unwrap());
+    let pod = &yaml_docs(&render(&e, Kind::StaticPod, &Options::default()).unwrap())[0];
+    let ports = at(pod, "spec.containers.0.ports");
+    assert_eq!(at(ports, "1.name"), "metrics", "{name}: {ports}");
+    assert_eq!(at(ports, "1.containerPort"), 9632, "{name}: {ports}");
+    assert_eq!(at(ports, "0.name"), "admin", "{name}: {ports}");
+    let written = cpe_render::definition(&e);
+    assert!(
+        written.contains("  metrics: \"0.0.0.0:9632\"\n"),
+        "{written}"
+    );
+    let back = cpe_config::load_str(&written).unwrap().endpoint;
+    assert_eq!(back.vip.unwrap().metrics, e.vip.unwrap().metrics);
 }
