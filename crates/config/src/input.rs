@@ -125,6 +125,10 @@ pub struct VirtualIpIn {
     pub election: Option<S<String>>,
     pub admin: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
+    /// `loadBalance: true`: the holder also runs the load balancer (issue 11).
+    pub load_balance: Option<S<bool>>,
+    /// `lbPort`: where that load balancer listens on every machine.
+    pub lb_port: Option<S<i64>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -181,6 +185,8 @@ const VIP: &[&str] = &[
     "election",
     "admin",
     "adminTokenFile",
+    "loadBalance",
+    "lbPort",
 ];
 const ETCD: &[&str] = &["endpoints", "caFile", "certFile", "keyFile"];
 const LB: &[&str] = &[
@@ -322,6 +328,10 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 admin_token_file: m
                     .get("adminTokenFile")
                     .and_then(|v| r.string(v, "virtualIP.adminTokenFile")),
+                load_balance: m
+                    .get("loadBalance")
+                    .and_then(|v| r.bool(v, "virtualIP.loadBalance")),
+                lb_port: m.get("lbPort").and_then(|v| r.int(v, "virtualIP.lbPort")),
             });
         }
     }
@@ -494,6 +504,21 @@ impl Reader<'_> {
             }),
             _ => {
                 self.wrong_type(at, path, "text");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, at: &At, path: &str) -> Option<S<bool>> {
+        match &at.node {
+            Node::Null => None,
+            Node::Bool(b) => Some(S {
+                value: *b,
+                pos: at.pos,
+                raw: at.raw.clone(),
+            }),
+            _ => {
+                self.wrong_type(at, path, "true or false");
                 None
             }
         }

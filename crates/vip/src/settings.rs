@@ -29,6 +29,8 @@ pub struct Settings {
     pub probe_wait: Duration,
     /// While holding, hand etcd leadership to another member if this machine's leads.
     pub etcd_move_leader: bool,
+    /// The VIP that also load-balances (`None`: the VIP only); see [`crate::balance`].
+    pub load_balance: Option<crate::balance::LoadBalance>,
 }
 
 /// What "healthy" means for this node.

@@ -81,6 +81,19 @@ pub struct Args {
     /// election plus a TTL.
     #[arg(long, value_name = "on|off", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
     etcd_move_leader: bool,
+    /// Also load-balance: run `cpe lb`'s load balancer on --lb-port (on every machine) and,
+    /// while holding the VIP, redirect VIP:6443 (the endpoint port) to it (nftables).
+    /// Healthy while the load balancer has a backend up. Default: the definition's
+    /// virtualIP.loadBalance.
+    #[arg(long)]
+    load_balance: bool,
+    /// A backend of the load balancer (an API server), repeatable. Default: every machine
+    /// of the definition.
+    #[arg(long = "backend", value_name = "HOST:PORT")]
+    backends: Vec<String>,
+    /// The load balancer's port on every machine (default 6444, or virtualIP.lbPort).
+    #[arg(long, value_name = "PORT")]
+    lb_port: Option<i64>,
     /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
     #[arg(long, hide = true)]
     guard: bool,
@@ -115,6 +128,9 @@ impl Args {
             election: self.election.clone(),
             admin: self.admin.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            load_balance: self.load_balance,
+            backends: self.backends.clone(),
+            lb_port: self.lb_port,
         }
     }
 }
@@ -164,6 +180,14 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             .transpose()?,
         probe_wait: args.probe_wait,
         etcd_move_leader: args.etcd_move_leader,
+        load_balance: plan
+            .load_balance
+            .as_ref()
+            .zip(plan.lb_plan())
+            .map(|(l, lb)| cpe_vip::balance::LoadBalance {
+                port: l.port,
+                lb: cpe_lb::LbConfig::from_plan(&lb),
+            }),
     })
 }
 

@@ -395,6 +395,10 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     } else {
         None
     };
+    let vip = vip.map(|mut v| {
+        v.load_balance = vip::check_load_balance(c, f.virtual_ip.as_ref(), port, Some(v.admin));
+        v
+    });
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
     let load_balancer = if mode == Some(Mode::ExternalLb) {
         lb::check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
