@@ -356,7 +356,12 @@ impl Driver {
                 self.address_added = true;
                 // The redirect goes on after the address (a no-op once installed).
                 if let Some(b) = &mut self.balancer {
-                    b.steer();
+                    b.steer(match lifetime {
+                        Lifetime::Seconds(s) => {
+                            Some(Instant::now() + Duration::from_secs(s.into()))
+                        }
+                        Lifetime::Forever => None,
+                    });
                 }
                 Some(lifetime)
             }
@@ -373,6 +378,9 @@ impl Driver {
             self.metrics.healthy.set((t.to == HealthState::Up) as i64);
         }
         let now = Instant::now();
+        if let Some(b) = &mut self.balancer {
+            b.expire(now);
+        }
         let out = self.machine.handle(now, input);
         if let Some(t) = &out.transition {
             self.on_transition(t);

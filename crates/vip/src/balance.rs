@@ -47,6 +47,10 @@ pub enum BalanceError {
 /// states are atomics: reading them is a few loads.
 const HEALTH_POLL: Duration = Duration::from_millis(20);
 
+/// How long before the address's lifetime ends the redirect is removed: two of the
+/// driver's ticks (50 ms), since the check runs on a tick.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(100);
+
 /// The name the load balancer's health carries in logs and `/status`.
 const NAME: &str = "load balancer";
 
@@ -76,6 +80,9 @@ pub(crate) struct Balancer {
     redirect: Redirect,
     /// Whether this process installed the redirect and has not removed it.
     steering: bool,
+    /// When the kernel removes the address unless a renewal extends it (its lifetime):
+    /// the redirect goes [`EXPIRY_MARGIN`] before, so it is never on without the address.
+    until: Option<Instant>,
     stop: CancellationToken,
     task: JoinHandle<Result<(), cpe_lb::LbError>>,
 }
@@ -104,13 +111,16 @@ impl Balancer {
             handle,
             redirect,
             steering: false,
+            until: None,
             stop,
             task,
         })
     }
 
-    /// Installs the redirect (after the address is added). Repeating it does nothing.
-    pub(crate) fn steer(&mut self) {
+    /// Installs the redirect (after the address is added or extended, with the instant its
+    /// lifetime ends). Repeating it only moves that instant.
+    pub(crate) fn steer(&mut self, until: Option<Instant>) {
+        self.until = until;
         if self.steering {
             return;
         }
@@ -136,6 +146,15 @@ impl Balancer {
                 self.steering = false;
             }
             Err(e) => tracing::error!("cannot remove the redirect: {e}"),
+        }
+    }
+
+    /// The address's lifetime runs out without a renewal (the agent stalled, or etcd did
+    /// not answer): the redirect goes first, as it would before a removal.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        if self.steering && self.until.is_some_and(|u| now + EXPIRY_MARGIN >= u) {
+            tracing::warn!("the address's lifetime runs out without a lease renewal: removing the redirect first");
+            self.unsteer();
         }
     }
 

@@ -175,6 +175,11 @@ impl Testbed {
         self.epoch.elapsed()
     }
 
+    /// The observers' epoch.
+    pub(super) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Where logs and configs live.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -349,13 +354,23 @@ impl Testbed {
                     name.clone(),
                     "--etcd".into(),
                     eps,
-                    "--health-url".into(),
-                    url,
                     "--lease-ttl".into(),
                     lease_ttl.clone(),
                     "--admin".into(),
                     format!("127.0.0.1:{ADMIN_PORT}"),
                 ];
+                // Load-balancing mode (issue 11): healthy while its load balancer has a
+                // backend up (no health URL); every machine's API server a backend
+                // unless the caller gave them.
+                let lb = extra.iter().any(|a| a == "--load-balance");
+                if !lb {
+                    args.extend(["--health-url".into(), url]);
+                }
+                if lb && !extra.iter().any(|a| a == "--backend") {
+                    for o in &self.machines {
+                        args.extend(["--backend".into(), format!("{}:{API_PORT}", o.host.addr)]);
+                    }
+                }
                 args.extend(extra.iter().cloned());
                 m.host.spawn(&format!("cpe vip {name}"), &log, bin, &args)?
             }
