@@ -6,9 +6,16 @@
 //! and judges it against the holder watcher: the redirect exists on at most one machine
 //! and only on one that held the VIP around that instant.
 //!
+//! The peer of the load-balancing mode is kubeadm's recipe, keepalived+HAProxy
+//! ([`Testbed::start_keepalived_haproxy`]): HAProxy on every machine on another port than
+//! 6443 ([`haproxy_conf`], `/readyz` checked over TLS, the same 250 ms / fall 2 / rise 2
+//! as cpe's defaults), keepalived tracking HAProxy (its check script asks
+//! `https://127.0.0.1:PORT/readyz` through HAProxy), the client sending to `VIP:PORT`.
+//! HAProxy's backend list is the three first machines: no rolling replacement with it.
+//!
 //! It measures and reports; the tests (`crates/e2e/tests/vip_lb.rs`) assert.
 
-use super::Testbed;
+use super::{AgentKind, ApiKind, Testbed};
 use crate::observe::Watch;
 use crate::Host;
 use anyhow::Result;
@@ -18,6 +25,53 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 impl Testbed {
+    /// keepalived+HAProxy (kubeadm's recipe) on the same testbed: HAProxy on `port` on
+    /// every machine, keepalived tracking it, the client sending to `VIP:port`.
+    pub fn start_keepalived_haproxy(tag: &str, api: ApiKind, port: u16) -> Result<Testbed> {
+        Testbed::start_with(tag, api, AgentKind::Keepalived, Some(port))
+    }
+
+    /// The agent's name in outcomes: `keepalived-haproxy` for the recipe.
+    pub(super) fn agent_label(&self) -> &'static str {
+        match (&self.agent, self.haproxy_port) {
+            (AgentKind::Keepalived, Some(_)) => "keepalived-haproxy",
+            (a, _) => a.name(),
+        }
+    }
+
+    /// Starts HAProxy on machine `i` unless it runs (an agent restart keeps it).
+    pub(super) fn ensure_haproxy(&mut self, i: usize, port: u16) -> Result<()> {
+        if self.machines[i]
+            .haproxy
+            .as_mut()
+            .is_some_and(|c| c.is_running())
+        {
+            return Ok(());
+        }
+        let name = self.machines[i].host.name.clone();
+        let backends: Vec<(String, String)> = self
+            .machines
+            .iter()
+            .map(|m| (m.host.name.clone(), format!("{}:6443", m.host.addr)))
+            .collect();
+        let conf = self.dir().join(format!("haproxy-{name}.cfg"));
+        std::fs::write(&conf, haproxy_conf(port, &backends))?;
+        let log = self.dir().join(format!("haproxy-{name}.log"));
+        let args = [
+            "-db".to_string(),
+            "-f".into(),
+            conf.to_string_lossy().into_owned(),
+        ];
+        let child =
+            self.machines[i]
+                .host
+                .spawn(&format!("haproxy {name}"), &log, "haproxy", &args)?;
+        self.machines[i].haproxy = Some(child);
+        // Listening and the first checks done before keepalived asks through it.
+        std::thread::sleep(Duration::from_millis(700));
+        Ok(())
+    }
+
     /// Number of control-plane machines.
     pub fn machine_count(&self) -> usize {
         self.machines.len()
@@ -65,6 +119,39 @@ impl Testbed {
         let hosts: Vec<Host> = self.machines.iter().map(|m| m.host.clone()).collect();
         RulesWatch::start(hosts, every, self.epoch())
     }
+}
+
+/// HAProxy in front of the API servers as kubeadm's HA guide writes it (tcp mode,
+/// round robin, `/readyz` over TLS without verification), with cpe's check timing and
+/// connect timeout, and `option redispatch` so a refused connect is retried elsewhere
+/// (cpe's load balancer does that too).
+pub fn haproxy_conf(port: u16, backends: &[(String, String)]) -> String {
+    let servers: String = backends
+        .iter()
+        .map(|(n, a)| format!("    server {n} {a} check verify none\n"))
+        .collect();
+    format!(
+        r#"global
+    maxconn 20000
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    retries 1
+    option redispatch
+frontend apiserver
+    bind *:{port}
+    default_backend apiserverbackend
+backend apiserverbackend
+    option httpchk
+    http-check connect ssl
+    http-check send meth GET uri /readyz
+    http-check expect status 200
+    balance roundrobin
+    default-server inter 250ms fall 2 rise 2
+{servers}"#
+    )
 }
 
 /// One sweep over the machines: which had the redirect (`table ... cpe` with a redirect
