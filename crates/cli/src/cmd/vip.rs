@@ -323,6 +323,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn load_balance_flags_reach_the_settings() {
+        let a = args(&[
+            "--vip",
+            "10.77.0.100/24",
+            "--interface",
+            "eth0",
+            "--node",
+            "n1",
+            "--etcd",
+            "http://10.77.0.11:2379",
+            "--load-balance",
+            "--backend",
+            "10.77.0.11:6443",
+            "--backend",
+            "10.77.0.12:6443",
+            "--lb-port",
+            "7443",
+        ]);
+        let plan = resolve(&a, None).unwrap();
+        let s = settings(&plan, &a).unwrap();
+        let lb = s.load_balance.expect("load balancing");
+        assert_eq!(lb.port, 6443);
+        assert_eq!(lb.lb.listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(lb.lb.backends.len(), 2);
+        assert_eq!(lb.lb.admin, None);
+        // without --load-balance: the VIP only
+        let plain = args(&[
+            "--vip",
+            "10.77.0.100/24",
+            "--interface",
+            "eth0",
+            "--node",
+            "n1",
+            "--etcd",
+            "http://10.77.0.11:2379",
+        ]);
+        let plan = resolve(&plain, None).unwrap();
+        assert!(settings(&plan, &plain).unwrap().load_balance.is_none());
+    }
+
     fn resolve(a: &Args, def: Option<&cpe_config::Endpoint>) -> Result<VipPlan, String> {
         a.flags()
             .plan_for(def)
