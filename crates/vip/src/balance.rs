@@ -173,6 +173,19 @@ impl Balancer {
     }
 }
 
+/// For the guard (the agent is gone): removes a redirect the agent left, if any (none
+/// outside load-balancing mode, or after a clean exit). Errors are logged: the address
+/// removal that follows matters more.
+pub fn remove_left_redirect(vip: IpAddr) {
+    match cpe_nft::remove(Family::of(vip)) {
+        Ok(true) => {
+            tracing::warn!(%vip, "cpe vip ended without removing its redirect (killed?): the guard removed it")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!("guard: cannot remove the redirect: {e}"),
+    }
+}
+
 /// The agent's health in this mode: a transition whenever "some backend is up" changes
 /// (the first reading is the first check), to the machine as any health transition.
 pub(crate) async fn health_loop(handle: LbHandle, tx: mpsc::UnboundedSender<Event>) {

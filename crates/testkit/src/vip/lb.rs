@@ -132,7 +132,7 @@ pub fn haproxy_conf(port: u16, backends: &[(String, String)]) -> String {
         .collect();
     format!(
         r#"global
-    maxconn 20000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 1s
