@@ -13,6 +13,9 @@
 # installs them). Usage:
 #   bench/vip.sh                        # 3 runs, both agents, every scenario
 #   RUNS=5 bench/vip.sh --scenarios link-cut,agent-sigterm --agents cpe
+#   bench/vip.sh --load-balance         # cpe vip --load-balance (issue 11): every agent runs
+#                                       # the load balancer on :6444, the holder redirects
+#                                       # VIP:6443 to it (nftables); keepalived as before
 # Extra arguments go to the runner (crates/testkit/examples/vip_bench.rs).
 # The JSON of every run lands in bench/vip/last.jsonl.
 set -euo pipefail
@@ -24,5 +27,13 @@ fi
 cargo build --release -q -p cpe
 cargo build --release -q -p cpe-testkit --example vip_bench
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, keepalived: $(keepalived --version 2>&1 | head -1), etcd: $(etcd --version | head -1)"
+extra=()
+args=()
+for a in "$@"; do
+  case "$a" in
+    --load-balance) extra+=(--cpe-arg --load-balance) ;;
+    *) args+=("$a") ;;
+  esac
+done
 exec target/release/examples/vip_bench --cpe target/release/cpe --runs "${RUNS:-3}" \
-  --json bench/vip/last.jsonl "$@"
+  --json bench/vip/last.jsonl "${extra[@]}" "${args[@]}"

@@ -50,6 +50,12 @@ pub struct VipFlags {
     pub admin_token_file: Option<PathBuf>,
     /// `--metrics ADDR:PORT` (or `off`): replaces `virtualIP.metrics`.
     pub metrics: Option<String>,
+    /// `--load-balance`: the holder also load-balances (`virtualIP.loadBalance: true`).
+    pub load_balance: bool,
+    /// `--backend HOST:PORT`, repeatable: replaces the definition's machines as backends.
+    pub backends: Vec<String>,
+    /// `--lb-port`: replaces `virtualIP.lbPort`.
+    pub lb_port: Option<i64>,
 }
 
 /// `cpe lb`'s flags as typed. `None`/empty: not given.

@@ -126,6 +126,10 @@ pub struct VirtualIpIn {
     pub admin: Option<S<String>>,
     pub admin_token_file: Option<S<String>>,
     pub metrics: Option<S<String>>,
+    /// `loadBalance: true`: the holder also runs the load balancer (issue 11).
+    pub load_balance: Option<S<bool>>,
+    /// `lbPort`: where that load balancer listens on every machine.
+    pub lb_port: Option<S<i64>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -194,6 +198,8 @@ const VIP: &[&str] = &[
     "admin",
     "adminTokenFile",
     "metrics",
+    "loadBalance",
+    "lbPort",
 ];
 const ETCD: &[&str] = &["endpoints", "caFile", "certFile", "keyFile"];
 const LB: &[&str] = &[
@@ -341,6 +347,10 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 metrics: m
                     .get("metrics")
                     .and_then(|v| r.string(v, "virtualIP.metrics")),
+                load_balance: m
+                    .get("loadBalance")
+                    .and_then(|v| r.bool(v, "virtualIP.loadBalance")),
+                lb_port: m.get("lbPort").and_then(|v| r.int(v, "virtualIP.lbPort")),
             });
         }
     }
@@ -517,6 +527,21 @@ impl Reader<'_> {
             }),
             _ => {
                 self.wrong_type(at, path, "text");
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, at: &At, path: &str) -> Option<S<bool>> {
+        match &at.node {
+            Node::Null => None,
+            Node::Bool(b) => Some(S {
+                value: *b,
+                pos: at.pos,
+                raw: at.raw.clone(),
+            }),
+            _ => {
+                self.wrong_type(at, path, "true or false");
                 None
             }
         }

@@ -57,6 +57,7 @@ pub mod rules;
 pub mod tls;
 pub mod tree;
 pub mod validate;
+pub mod vip_lb;
 
 pub use flags::{LbFlags, VipFlags};
 pub use konvoy::KonvoyFlags;

@@ -174,7 +174,20 @@ pub struct VirtualIp {
     /// so Prometheus can scrape the node address while the admin listener stays on
     /// loopback. `None`: none.
     pub metrics: Option<SocketAddr>,
+    /// `loadBalance: true`: the holder also load-balances (absent: the VIP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balance: Option<VipLoadBalance>,
 }
+
+/// The VIP that also load-balances: every machine runs the load balancer on `lb_port`;
+/// the holder steers the VIP's endpoint port to it (nftables redirect).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct VipLoadBalance {
+    pub lb_port: u16,
+}
+
+/// `virtualIP.lbPort` (and `--lb-port`) when not written.
+pub const DEFAULT_VIP_LB_PORT: u16 = 6444;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Etcd {

@@ -5,6 +5,10 @@
 //! Usage: vip_bench --cpe PATH [--agents cpe,keepalived] [--runs N] [--scenarios a,b,..]
 //!                  [--lease-ttl 2s] [--api cpe|python] [--json FILE] [--cpe-arg ARG]...
 //!
+//! `--agents keepalived-haproxy` runs kubeadm's recipe (HAProxy on every machine on :8443,
+//! keepalived tracking it, the client on VIP:8443); compare it with
+//! `--agents cpe --cpe-arg --load-balance`.
+//!
 //! `--cpe-arg` (repeatable) appends an argument to every `cpe vip`, e.g.
 //! `--cpe-arg --etcd-move-leader --cpe-arg off`.
 
@@ -60,12 +64,17 @@ fn main() -> Result<()> {
                 lease_ttl: lease_ttl.clone(),
                 extra: cpe_args.clone(),
             },
-            "keepalived" => AgentKind::Keepalived,
-            other => bail!("--agents: {other:?} is not cpe or keepalived"),
+            "keepalived" | "keepalived-haproxy" => AgentKind::Keepalived,
+            other => bail!("--agents: {other:?} is not cpe, keepalived or keepalived-haproxy"),
         };
         for run in 1..=runs {
             eprintln!("[bench] {agent} run {run}/{runs}");
-            let mut tb = Testbed::start("vipb", api.clone(), kind.clone())?;
+            let mut tb = if agent == "keepalived-haproxy" {
+                // kubeadm's recipe: HAProxy on every machine on :8443, keepalived tracking it.
+                Testbed::start_keepalived_haproxy("vipb", api.clone(), 8443)?
+            } else {
+                Testbed::start("vipb", api.clone(), kind.clone())?
+            };
             for &s in &scenarios {
                 match tb.run(s) {
                     Ok(o) => {

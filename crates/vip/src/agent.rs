@@ -72,6 +72,8 @@ pub enum AgentError {
     },
     #[error("health check {0}: no address to probe (give an address or a URL)")]
     HealthTarget(String),
+    #[error(transparent)]
+    Balance(#[from] crate::balance::BalanceError),
 }
 
 /// Runs the agent until `shutdown` completes, then hands the VIP over (remove the
@@ -115,6 +117,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         nl.remove(iface.index, settings.vip).await?;
     }
     let announcer = Announcer::new(iface.index, iface.mac, settings.vip)?;
+    // Load-balancing mode: the load balancer runs from now on; the redirect follows the VIP.
+    let balancer = match &settings.load_balance {
+        Some(lb) => Some(crate::balance::Balancer::start(lb, settings.vip).await?),
+        None => None,
+    };
 
     let metrics = Arc::new(Metrics::new());
     let status = StatusCell::new(Snapshot::initial(&settings));
@@ -181,10 +188,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         previous_holder: None,
         wall_since: SystemTime::now(),
         last_transition_wall: None,
+        balancer,
     };
     let result = driver.run(health_target, shutdown).await;
     // Whatever happened, no VIP stays behind.
     driver.ensure_removed().await;
+    if let Some(b) = driver.balancer.take() {
+        b.stop().await;
+    }
     if let Some(tx) = admin_stop {
         let _ = tx.send(());
     }
@@ -223,6 +234,8 @@ struct Driver {
     previous_holder: Option<(String, String)>,
     wall_since: SystemTime,
     last_transition_wall: Option<(Transition, SystemTime)>,
+    /// Load-balancing mode: the load balancer and the redirect ([`crate::balance`]).
+    balancer: Option<crate::balance::Balancer>,
 }
 
 impl Driver {
@@ -234,11 +247,14 @@ impl Driver {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.tx = Some(tx.clone());
         let mut background = vec![
-            tokio::spawn(tasks::health_loop(
-                health,
-                self.settings.health.clone(),
-                tx.clone(),
-            )),
+            match &self.balancer {
+                Some(b) => tokio::spawn(crate::balance::health_loop(b.handle(), tx.clone())),
+                None => tokio::spawn(tasks::health_loop(
+                    health,
+                    self.settings.health.clone(),
+                    tx.clone(),
+                )),
+            },
             tokio::spawn(tasks::interface_loop(
                 self.nl.clone(),
                 self.iface.index,
@@ -390,6 +406,15 @@ impl Driver {
         {
             Ok(()) => {
                 self.address_added = true;
+                // The redirect goes on after the address (a no-op once installed).
+                if let Some(b) = &mut self.balancer {
+                    b.steer(match lifetime {
+                        Lifetime::Seconds(s) => {
+                            Some(Instant::now() + Duration::from_secs(s.into()))
+                        }
+                        Lifetime::Forever => None,
+                    });
+                }
                 Some(lifetime)
             }
             Err(e) => {
@@ -405,6 +430,9 @@ impl Driver {
             self.metrics.healthy.set((t.to == HealthState::Up) as i64);
         }
         let now = Instant::now();
+        if let Some(b) = &mut self.balancer {
+            b.expire(now);
+        }
         let out = self.machine.handle(now, input);
         if let Some(t) = &out.transition {
             self.on_transition(t);
@@ -562,6 +590,10 @@ impl Driver {
     }
 
     async fn remove_address(&mut self) {
+        // The redirect goes before the address.
+        if let Some(b) = &mut self.balancer {
+            b.unsteer();
+        }
         match self.nl.remove(self.iface.index, self.settings.vip).await {
             Ok(true) => {
                 self.address_added = false;
@@ -577,6 +609,9 @@ impl Driver {
     }
 
     async fn ensure_removed(&mut self) {
+        if let Some(b) = &mut self.balancer {
+            b.unsteer();
+        }
         if self.address_added {
             self.remove_address().await;
         }

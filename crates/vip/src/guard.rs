@@ -56,6 +56,8 @@ pub async fn run(vip: IpAddr, interface: &str) -> Result<(), GuardError> {
             _ = int.recv() => {}
         }
     }
+    // Load-balancing mode: the redirect goes before the address, as in the agent.
+    crate::balance::remove_left_redirect(vip);
     let nl = cpe_net::Netlink::connect()?;
     let iface = nl.interface(interface).await?;
     if nl.remove(iface.index, vip).await? {

@@ -16,10 +16,13 @@
 //!   when (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
 //! - [`metrics`] serves `/metrics`.
+//! - [`balance`]: the VIP that also load-balances: the in-process load balancer, the
+//!   redirect that follows the VIP, and the health "a backend is up".
 //!
 //! It does not parse flags or files: the CLI resolves them into [`Settings`].
 
 pub mod agent;
+pub mod balance;
 pub mod etcd_leader;
 pub mod guard;
 pub mod machine;

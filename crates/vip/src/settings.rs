@@ -34,6 +34,8 @@ pub struct Settings {
     /// Keep the etcd endpoints current from etcd's member list, the first endpoint (this
     /// machine's own member) always kept first ([`crate::members`]).
     pub etcd_follow_members: bool,
+    /// The VIP that also load-balances (`None`: the VIP only); see [`crate::balance`].
+    pub load_balance: Option<crate::balance::LoadBalance>,
 }
 
 /// What "healthy" means for this node.

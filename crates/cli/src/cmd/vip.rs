@@ -98,6 +98,19 @@ pub struct Args {
     /// a rolling upgrade are followed without a restart.
     #[arg(long, value_name = "on|off", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
     etcd_follow_members: bool,
+    /// Also load-balance: run `cpe lb`'s load balancer on --lb-port (on every machine) and,
+    /// while holding the VIP, redirect VIP:6443 (the endpoint port) to it (nftables).
+    /// Healthy while the load balancer has a backend up. Default: the definition's
+    /// virtualIP.loadBalance.
+    #[arg(long)]
+    load_balance: bool,
+    /// A backend of the load balancer (an API server), repeatable. Default: every machine
+    /// of the definition.
+    #[arg(long = "backend", value_name = "HOST:PORT")]
+    backends: Vec<String>,
+    /// The load balancer's port on every machine (default 6444, or virtualIP.lbPort).
+    #[arg(long, value_name = "PORT")]
+    lb_port: Option<i64>,
     /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
     #[arg(long, hide = true)]
     guard: bool,
@@ -137,6 +150,9 @@ impl Args {
             admin: self.admin.clone(),
             admin_token_file: self.admin_token_file.clone(),
             metrics: self.metrics.clone(),
+            load_balance: self.load_balance,
+            backends: self.backends.clone(),
+            lb_port: self.lb_port,
         }
     }
 }
@@ -249,6 +265,14 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
         probe_wait: args.probe_wait,
         etcd_move_leader: args.etcd_move_leader,
         etcd_follow_members: args.etcd_follow_members,
+        load_balance: plan
+            .load_balance
+            .as_ref()
+            .zip(plan.lb_plan())
+            .map(|(l, lb)| cpe_vip::balance::LoadBalance {
+                port: l.port,
+                lb: cpe_lb::LbConfig::from_plan(&lb),
+            }),
     })
 }
 
@@ -388,6 +412,47 @@ mod tests {
             e.contains("--etcd-move-leader") && e.contains("maybe") && e.contains("`on` or `off`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn load_balance_flags_reach_the_settings() {
+        let a = args(&[
+            "--vip",
+            "10.77.0.100/24",
+            "--interface",
+            "eth0",
+            "--node",
+            "n1",
+            "--etcd",
+            "http://10.77.0.11:2379",
+            "--load-balance",
+            "--backend",
+            "10.77.0.11:6443",
+            "--backend",
+            "10.77.0.12:6443",
+            "--lb-port",
+            "7443",
+        ]);
+        let plan = resolve(&a, None).unwrap();
+        let s = settings(&plan, &a).unwrap();
+        let lb = s.load_balance.expect("load balancing");
+        assert_eq!(lb.port, 6443);
+        assert_eq!(lb.lb.listen, "0.0.0.0:7443".parse().unwrap());
+        assert_eq!(lb.lb.backends.len(), 2);
+        assert_eq!(lb.lb.admin, None);
+        // without --load-balance: the VIP only
+        let plain = args(&[
+            "--vip",
+            "10.77.0.100/24",
+            "--interface",
+            "eth0",
+            "--node",
+            "n1",
+            "--etcd",
+            "http://10.77.0.11:2379",
+        ]);
+        let plan = resolve(&plain, None).unwrap();
+        assert!(settings(&plan, &plain).unwrap().load_balance.is_none());
     }
 
     fn resolve(a: &Args, def: Option<&cpe_config::Endpoint>) -> Result<VipPlan, String> {

@@ -48,6 +48,8 @@ pub struct VipPlan {
     /// TLS of the health check (the definition's `healthCheck` files, or the
     /// `--health-*` files with `--health-url`).
     pub health_tls: TlsFiles,
+    /// The VIP that also load-balances (`None`: the VIP only). See [`crate::vip_lb`].
+    pub load_balance: Option<crate::vip_lb::VipLbPlan>,
 }
 
 /// What must pass for the node to hold the VIP.
@@ -235,6 +237,7 @@ impl VipFlags {
         let ok = base.is_some();
         let mut plan = base.unwrap_or_else(|| self.placeholder());
         self.overlay(c, &mut plan, def.is_some());
+        crate::vip_lb::overlay(self, c, &mut plan, def);
         if ok {
             let (field, token_field) = match (&self.admin, def) {
                 (None, Some(_)) => (
@@ -304,6 +307,7 @@ impl VipFlags {
             },
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
+            load_balance: crate::vip_lb::from_definition(e),
         })
     }
 
@@ -324,6 +328,7 @@ impl VipFlags {
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
+            load_balance: None,
         }
     }
 
@@ -370,6 +375,7 @@ impl VipFlags {
             health: HealthTarget::Url(DEFAULT_HEALTH_URL.into()),
             health_check: HealthCheck::default(),
             health_tls: TlsFiles::default(),
+            load_balance: None,
         })
     }
 

@@ -434,6 +434,10 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     } else {
         None
     };
+    let vip = vip.map(|mut v| {
+        v.load_balance = vip::check_load_balance(c, f.virtual_ip.as_ref(), port, Some(v.admin));
+        v
+    });
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
     if mode == Some(Mode::VirtualIp) {
         etcd::vip_needs_etcd(c, f, etcd.as_ref(), cp.topology, cp.machines.is_empty());

@@ -76,7 +76,72 @@ pub(crate) fn check_vip(
         admin,
         admin_token_file,
         metrics,
+        // laid over by `rules::resolve` (it needs the endpoint port): `load_balance`
+        load_balance: None,
     })
+}
+
+/// `virtualIP.loadBalance` and `virtualIP.lbPort`: the load balancer's port on every
+/// machine, which the VIP's `port` is redirected to on the holder.
+pub(crate) fn check_load_balance(
+    c: &mut Check,
+    vip_in: Option<&input::VirtualIpIn>,
+    endpoint_port: Option<u16>,
+    admin: Option<SocketAddr>,
+) -> Option<VipLoadBalance> {
+    let on = vip_in
+        .and_then(|v| v.load_balance.as_ref())
+        .is_some_and(|b| b.value);
+    let lb_port_in = vip_in.and_then(|v| v.lb_port.clone());
+    if !on {
+        if let Some(s) = &lb_port_in {
+            c.push(
+                Problem::warning(
+                    "virtualIP.lbPort",
+                    short(&s.raw),
+                    "has no effect without `loadBalance: true`",
+                )
+                .at(s.pos),
+            );
+        }
+        return None;
+    }
+    let lb_port = c.port("virtualIP.lbPort", &lb_port_in, DEFAULT_VIP_LB_PORT)?;
+    let raw = lb_port_in.map(|s| (short(&s.raw), s.pos));
+    lb_port_rule(c, "virtualIP.lbPort", raw, lb_port, endpoint_port, admin)
+        .then_some(VipLoadBalance { lb_port })
+}
+
+/// The load balancer's port is taken on every machine (all addresses): not the
+/// endpoint port (the API servers', which the redirect sends away from), not the admin
+/// listener's, not etcd's. Returns whether it holds.
+pub(crate) fn lb_port_rule(
+    c: &mut Check,
+    field: &str,
+    raw: Option<(String, Option<Pos>)>,
+    lb_port: u16,
+    endpoint_port: Option<u16>,
+    admin: Option<SocketAddr>,
+) -> bool {
+    let clash = if Some(lb_port) == endpoint_port {
+        Some("the endpoint port (every API server listens there)")
+    } else if Some(lb_port) == admin.map(|a| a.port()) {
+        Some("the admin listener's port")
+    } else if lb_port == 2379 || lb_port == 2380 {
+        Some("an etcd port")
+    } else {
+        None
+    };
+    let Some(what) = clash else { return true };
+    let (value, pos) = raw.unwrap_or_else(|| (lb_port.to_string(), None));
+    c.push(
+        Problem::error(field, value, format!("must differ from {what}"))
+            .at(pos)
+            .hint(format!(
+                "the load balancer listens on this port on every machine; the default is {DEFAULT_VIP_LB_PORT}"
+            )),
+    );
+    false
 }
 
 /// The endpoint host as a virtual IP: an IP literal, not a machine's address, in the

@@ -19,15 +19,19 @@
 //! - [`testbed`]: the testbed itself: building it, starting and stopping the processes on
 //!   each machine, waiting for a steady state, repairing.
 //! - `scenarios`: running one [`Scenario`] on the testbed and measuring its [`Outcome`].
+//! - `lb`: the load-balancing VIP's observers (which API server answered, the nftables
+//!   redirect on each machine) and helpers (kill or restart one API server).
 //! - [`outcome`]: what a run measured and how it is reported (a line, JSON).
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
+mod lb;
 mod outcome;
 mod scenarios;
 mod testbed;
 mod text;
 
+pub use lb::{has_redirect, RulesSample, RulesWatch};
 pub use outcome::Outcome;
 pub use testbed::Testbed;
 pub use text::{keepalived_conf, parse_arp_claim};

@@ -211,7 +211,7 @@ impl Testbed {
         let doubles = self.watch.doubles(t_fault, t_end);
         let doubles_repair = self.watch.doubles(t_end, t_repaired);
         let out = Outcome {
-            agent: self.agent.name(),
+            agent: self.agent_label(),
             scenario: s,
             from,
             holder_led_etcd,

@@ -23,6 +23,8 @@ pub(super) struct Machine {
     pub(super) slot: usize,
     pub(super) api: Option<Child>,
     pub(super) agent: Option<Child>,
+    /// HAProxy, in the keepalived+HAProxy recipe only (see `lb.rs`).
+    pub(super) haproxy: Option<Child>,
     /// What was done to it, so repair knows what to undo and "healthy" can be judged.
     pub(super) unready: bool,
     pub(super) link_cut: bool,
@@ -39,6 +41,7 @@ impl Machine {
             slot,
             api: None,
             agent: None,
+            haproxy: None,
             unready: false,
             link_cut: false,
             partitioned: false,
@@ -77,6 +80,9 @@ pub struct Testbed {
     epoch_wall: std::time::SystemTime,
     /// Next host number for replacements (cp4, cp5, ...).
     pub(super) next_host: usize,
+    /// keepalived+HAProxy (kubeadm's recipe): HAProxy's port on every machine, which the
+    /// client targets on the VIP and keepalived tracks (see `lb.rs`).
+    pub(super) haproxy_port: Option<u16>,
     pub(super) net: Net,
     dir: tempfile::TempDir,
 }
@@ -88,6 +94,17 @@ impl Testbed {
     /// Builds the net, etcd, API servers and agents, starts the observers, and waits for a
     /// steady state. `tag` prefixes the namespace names.
     pub fn start(tag: &str, api: ApiKind, agent: AgentKind) -> Result<Testbed> {
+        Testbed::start_with(tag, api, agent, None)
+    }
+
+    /// As [`Testbed::start`]; with `haproxy_port`, HAProxy runs on every machine there and
+    /// the client targets `VIP:haproxy_port` (keepalived+HAProxy, see `lb.rs`).
+    pub(super) fn start_with(
+        tag: &str,
+        api: ApiKind,
+        agent: AgentKind,
+        haproxy_port: Option<u16>,
+    ) -> Result<Testbed> {
         crate::require_root();
         let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
         match (&api, &agent) {
@@ -97,6 +114,9 @@ impl Testbed {
         }
         if matches!(agent, AgentKind::Keepalived) {
             progs.push("keepalived");
+        }
+        if haproxy_port.is_some() {
+            progs.push("haproxy");
         }
         crate::require_programs(&progs);
         let dir = tempfile::Builder::new()
@@ -123,7 +143,7 @@ impl Testbed {
         }
         let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch)?;
         let target = Target {
-            addr: SocketAddr::new(vip.into(), API_PORT),
+            addr: SocketAddr::new(vip.into(), haproxy_port.unwrap_or(API_PORT)),
             https: matches!(api, ApiKind::Cpe(_)),
             path: "/readyz".into(),
         };
@@ -153,6 +173,7 @@ impl Testbed {
             epoch,
             epoch_wall,
             next_host: 4,
+            haproxy_port,
             net,
             dir,
         };
@@ -173,6 +194,11 @@ impl Testbed {
     /// Seconds since the testbed started (the observers' clock).
     pub fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    /// The observers' epoch.
+    pub(super) fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     /// Where logs and configs live.
@@ -323,7 +349,14 @@ impl Testbed {
     }
 
     pub(super) fn start_agent(&mut self, i: usize) -> Result<()> {
-        let url = self.api_url();
+        let url = match self.haproxy_port {
+            // keepalived tracks HAProxy (kubeadm's check_apiserver.sh), started first.
+            Some(port) => {
+                self.ensure_haproxy(i, port)?;
+                format!("https://127.0.0.1:{port}/readyz")
+            }
+            None => self.api_url(),
+        };
         // This machine's own member first, as `cpe vip --etcd` asks.
         let own = format!("http://{}:2379", self.machines[i].host.addr);
         let mut eps: Vec<String> = self.etcd.endpoints().split(',').map(String::from).collect();
@@ -349,13 +382,23 @@ impl Testbed {
                     name.clone(),
                     "--etcd".into(),
                     eps,
-                    "--health-url".into(),
-                    url,
                     "--lease-ttl".into(),
                     lease_ttl.clone(),
                     "--admin".into(),
                     format!("127.0.0.1:{ADMIN_PORT}"),
                 ];
+                // Load-balancing mode (issue 11): healthy while its load balancer has a
+                // backend up (no health URL); every machine's API server a backend
+                // unless the caller gave them.
+                let lb = extra.iter().any(|a| a == "--load-balance");
+                if !lb {
+                    args.extend(["--health-url".into(), url]);
+                }
+                if lb && !extra.iter().any(|a| a == "--backend") {
+                    for o in &self.machines {
+                        args.extend(["--backend".into(), format!("{}:{API_PORT}", o.host.addr)]);
+                    }
+                }
                 args.extend(extra.iter().cloned());
                 m.host.spawn(&format!("cpe vip {name}"), &log, bin, &args)?
             }
