@@ -26,6 +26,12 @@
 //! value carries this node's name and MAC ([`ElectionValue`]); a takeover probe answered by
 //! the previous holder's MAC is reported to the machine as such, not as a stranger.
 //!
+//! Beside the election it publishes this node's health under its lease, reads every
+//! agent's back with the election's queue ([`crate::peers`], for the machine's fail-open
+//! and handover rules), performs the operator's handovers (`POST /resign`, `/prefer`:
+//! [`crate::actions`]), and tells the guard which lease and election key are its own, so
+//! that the guard can release them after a SIGKILL ([`crate::guard`]).
+//!
 //! It does not parse or validate settings ([`crate::settings`]) and holds no rule of the
 //! holder's: those are [`crate::machine`]'s.
 
@@ -70,6 +76,16 @@ pub enum AgentError {
 /// address, revoke the lease) and returns. Returns an error only for start-up problems;
 /// once running, failures are states (waiting for etcd, unhealthy, ...), not exits.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    run_with(settings, None, shutdown).await
+}
+
+/// As [`run`], telling the guard whose stdin is `guard` (see [`crate::guard::spawn`])
+/// which lease and election key are this agent's, whenever they change.
+pub async fn run_with(
+    settings: Settings,
+    guard: Option<std::process::ChildStdin>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let missing = cpe_net::missing_capabilities();
     if !missing.is_empty() {
         return Err(AgentError::Capabilities(missing.join(" and ")));
@@ -110,6 +126,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 
     let metrics = Arc::new(Metrics::new());
     let status = StatusCell::new(Snapshot::initial(&settings));
+    let (events, events_rx) = mpsc::unbounded_channel();
     let (admin_stop, admin_task) = match settings.admin {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -117,11 +134,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 .map_err(|source| AgentError::Admin { addr, source })?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let handler = crate::status::handler(status.clone(), metrics.clone());
+            let actions = crate::actions::actions(status.clone(), events.clone());
             let options = cpe_admin::Options::with_token(settings.admin_token.clone());
             let task = tokio::spawn(cpe_admin::serve_with(
                 listener,
                 handler,
-                None,
+                Some(actions),
                 options,
                 async {
                     let _ = rx.await;
@@ -155,8 +173,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         previous_holder: None,
         wall_since: SystemTime::now(),
         last_transition_wall: None,
+        guard,
+        guard_told: None,
+        published_health: None,
+        health_since_wall: SystemTime::now(),
+        fail_open_seen: false,
     };
-    let result = driver.run(health_target, shutdown).await;
+    let result = driver.run(health_target, events, events_rx, shutdown).await;
+    driver.tell_guard(None);
     // Whatever happened, no VIP stays behind.
     driver.ensure_removed().await;
     if let Some(tx) = admin_stop {
@@ -193,15 +217,25 @@ struct Driver {
     previous_holder: Option<(String, String)>,
     wall_since: SystemTime,
     last_transition_wall: Option<(Transition, SystemTime)>,
+    /// The guard's stdin, and the lease last told to it.
+    guard: Option<std::process::ChildStdin>,
+    guard_told: Option<Option<i64>>,
+    /// What was last published as this node's health: lease, healthy, state.
+    published_health: Option<(i64, bool, String)>,
+    /// When the health last changed (wall clock, for the published value).
+    health_since_wall: SystemTime,
+    /// Whether fail-open was in force at the last step (logged on change).
+    fail_open_seen: bool,
 }
 
 impl Driver {
     async fn run(
         &mut self,
         health: Target,
+        tx: mpsc::UnboundedSender<Event>,
+        mut rx: mpsc::UnboundedReceiver<Event>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
         self.tx = Some(tx.clone());
         let mut background = vec![
             tokio::spawn(tasks::health_loop(
@@ -218,6 +252,12 @@ impl Driver {
             )),
             tokio::spawn(tasks::leader_loop(
                 self.settings.etcd.clone(),
+                self.settings.election.clone(),
+                tx.clone(),
+            )),
+            tokio::spawn(tasks::peers_loop(
+                self.settings.etcd.clone(),
+                self.settings.node.clone(),
                 self.settings.election.clone(),
                 tx.clone(),
             )),
@@ -262,6 +302,23 @@ impl Driver {
                         Err(e) => { self.holder_seen = Holder::Unknown(e.to_string()); self.publish(); continue }
                     },
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
+                    Some(Event::Peers(Ok(view))) => {
+                        let mut snap = self.status.get();
+                        snap.peers = crate::status::PeerRow::from_view(&view);
+                        snap.peers_error = None;
+                        self.status.set(snap);
+                        Input::Peers(view)
+                    }
+                    Some(Event::Peers(Err(e))) => {
+                        let mut snap = self.status.get();
+                        snap.peers_error = Some(e.to_string());
+                        self.status.set(snap);
+                        continue
+                    }
+                    Some(Event::Command(i)) => {
+                        tracing::info!(?i, "operator request");
+                        i
+                    }
                     Some(Event::EtcdLeader { detail, moved }) => {
                         let mut snap = self.status.get();
                         if moved {
@@ -364,12 +421,110 @@ impl Driver {
             }
         }
         self.sync_keepalive();
+        self.publish_health();
+        let lease = self.machine.lease().map(|l| l.id);
+        self.tell_guard(lease);
+        let fail_open = self.machine.fail_open() && self.address_added;
+        if fail_open != self.fail_open_seen {
+            self.fail_open_seen = fail_open;
+            self.metrics.fail_open.set(fail_open as i64);
+            if fail_open {
+                tracing::error!(node = %self.settings.node, vip = %self.settings.vip,
+                    "FAIL OPEN: keeping the VIP although this node's health check fails ({}): no other candidate is healthy",
+                    self.machine.health().map_or_else(|| "not checked".to_string(), |t| t.to_string()));
+            } else {
+                tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
+                    "fail open over: healthy again, or the VIP was handed to a healthy candidate");
+            }
+        }
         let holding = self.address_added && self.machine.role() == Role::Holder;
         self.holding_tx
             .send_if_modified(|h| std::mem::replace(h, holding) != holding);
         self.revokes.retain(|t| !t.is_finished());
         self.publish();
         exit
+    }
+
+    /// Publishes this node's health under its lease when the lease or the health changed
+    /// (retried a few times; the next change publishes again anyway).
+    fn publish_health(&mut self) {
+        let Some(lease) = self.machine.lease().map(|l| l.id) else {
+            self.published_health = None;
+            return;
+        };
+        let healthy = self.machine.healthy();
+        let state = self
+            .machine
+            .health()
+            .map_or("unchecked", |t| t.to.as_str())
+            .to_string();
+        let now = (lease, healthy, state.clone());
+        if self.published_health.as_ref() == Some(&now) {
+            return;
+        }
+        if self
+            .published_health
+            .as_ref()
+            .is_none_or(|(_, h, s)| *h != healthy || *s != state)
+        {
+            self.health_since_wall = SystemTime::now();
+        }
+        self.published_health = Some(now);
+        let value = crate::peers::Published {
+            node: self.settings.node.clone(),
+            state,
+            healthy,
+            since_unix_ms: self
+                .health_since_wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            reason: self
+                .machine
+                .health()
+                .map_or_else(|| "not checked yet".to_string(), |t| t.to_string()),
+        };
+        let value = serde_json::to_string(&value).unwrap_or_default();
+        let key = crate::peers::health_key(&self.settings.election, &self.settings.node);
+        let etcd = self.settings.etcd.clone();
+        tokio::spawn(async move {
+            for attempt in 0..3 {
+                match etcd.put(&key, &value, lease).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == 2 => {
+                        tracing::warn!(
+                            "cannot publish this node's health under lease {lease:x}: {e}"
+                        )
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+    }
+
+    /// Tells the guard the lease (and so the election key) that is this agent's now, one
+    /// JSON line per change (`{"lease":null}`: none).
+    fn tell_guard(&mut self, lease: Option<i64>) {
+        if self.guard_told == Some(lease) {
+            return;
+        }
+        let Some(pipe) = self.guard.as_mut() else {
+            return;
+        };
+        self.guard_told = Some(lease);
+        let line = crate::guard::Owned::line(
+            lease,
+            &self.settings.election,
+            &self.settings.node,
+            &ElectionValue {
+                node: self.settings.node.clone(),
+                mac: Some(self.iface.mac.to_string()),
+            }
+            .encode(),
+        );
+        use std::io::Write;
+        if let Err(e) = pipe.write_all(line.as_bytes()) {
+            tracing::warn!("cannot tell the guard the lease: {e}");
+        }
     }
 
     fn on_transition(&mut self, t: &Transition) {
@@ -504,6 +659,18 @@ impl Driver {
                     }
                 }));
             }
+            Action::PublishPreference { to } => {
+                if let Some(lease) = self.machine.lease().map(|l| l.id) {
+                    let key = crate::peers::prefer_key(&self.settings.election);
+                    let etcd = self.settings.etcd.clone();
+                    tracing::info!("handing the VIP over to {to}: published, waiting for it to be next in the election");
+                    tokio::spawn(async move {
+                        if let Err(e) = etcd.put(&key, &to, lease).await {
+                            tracing::warn!("cannot publish the handover to {to}: {e}");
+                        }
+                    });
+                }
+            }
             Action::Exit => return true,
         }
         false
@@ -571,6 +738,18 @@ impl Driver {
             waiting_for: m.waiting_for().map(str::to_string),
             foreign_mac: m.foreign_mac().map(str::to_string),
             transitions: self.metrics.transitions_total(),
+            fail_open: m.fail_open() && self.address_added,
+            handover: m.handover().map(|h| match &h.to {
+                Some(n) => format!("to {n} once it is healthy and next in the election"),
+                None => format!(
+                    "to the healthiest candidate, then not campaigning for {:?}",
+                    h.hold_off.unwrap_or_default()
+                ),
+            }),
+            hold_off_left: m
+                .hold_off_until()
+                .map(|t| t.saturating_duration_since(now))
+                .filter(|d| !d.is_zero()),
             ..self.status.get()
         };
         self.status.set(snap);

@@ -12,19 +12,25 @@
 //!   interface poll, etcd leader query, etcd-leadership check), each reporting back.
 //! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom, and
 //!   when (pure).
+//! - [`peers`]: the keys the agents publish beside the election (health, the holder's
+//!   handover target) and the view of them the machine decides with (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
 //! - [`metrics`] serves `/metrics`.
+//! - `actions.rs`: the admin `POST`s `/resign` and `/prefer` (`cpe status --resign`, `--prefer`).
 //!
 //! It does not parse flags or files: the CLI resolves them into [`Settings`].
 
+mod actions;
 pub mod agent;
 pub mod etcd_leader;
 pub mod guard;
 pub mod machine;
 pub mod metrics;
+pub mod peers;
 pub mod settings;
 pub mod status;
 mod tasks;
 
-pub use agent::{run, AgentError};
+pub use actions::DEFAULT_HOLD_OFF;
+pub use agent::{run, run_with, AgentError};
 pub use settings::{HealthCheck, Settings};

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub renewal: Histogram,
     /// etcd leadership transfers away from this machine while holding.
     pub etcd_leader_moves: Counter,
+    /// 1 while this node holds the VIP although unhealthy (no other candidate healthy).
+    pub fail_open: Gauge,
     transitions: Family<Vec<(String, String)>, Counter>,
     total: Counter,
 }
@@ -32,6 +34,12 @@ impl Metrics {
         let renewal = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let transitions = Family::<Vec<(String, String)>, Counter>::default();
         let etcd_leader_moves = Counter::default();
+        let fail_open = Gauge::default();
+        registry.register(
+            "fail_open",
+            "1 while this node holds the VIP although its health check fails, because no other candidate is healthy",
+            fail_open.clone(),
+        );
         registry.register(
             "etcd_leader_moves",
             "etcd leadership handed from this machine's member to another while holding the VIP",
@@ -65,6 +73,7 @@ impl Metrics {
             announcements,
             renewal,
             etcd_leader_moves,
+            fail_open,
             transitions,
             total: Counter::default(),
         }
@@ -109,7 +118,9 @@ mod tests {
         m.transition("holder", "acquired");
         m.renewal.observe(0.002);
         m.etcd_leader_moves.inc();
+        m.fail_open.set(1);
         let text = m.encode();
+        assert!(text.contains("cpe_vip_fail_open 1"), "{text}");
         assert!(text.contains("cpe_vip_holder 1"), "{text}");
         assert!(
             text.contains("cpe_vip_transitions_total{to=\"holder\",reason=\"acquired\"} 1"),
