@@ -81,7 +81,9 @@ async fn handover(args: &Args) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(3);
     match cpe_admin::post_with_token(admin, path, &body, token.as_ref(), timeout).await {
         Ok(answer) => print!("{answer}"),
-        Err(cpe_admin::ClientError::Status { status, body, .. }) if status == 409 => {
+        Err(cpe_admin::ClientError::Status {
+            status: 409, body, ..
+        }) => {
             eprintln!("error: {}", body.trim());
             return Ok(ExitCode::from(1));
         }

@@ -19,16 +19,20 @@
 //! - [`testbed`]: the testbed itself: building it, starting and stopping the processes on
 //!   each machine, waiting for a steady state, repairing.
 //! - `scenarios`: running one [`Scenario`] on the testbed and measuring its [`Outcome`].
+//! - `safety`: the issue-11 runs ([`SafetyRun`]: every API server overloaded, planned
+//!   moves through `cpe status --resign` / `--prefer`) and their [`SafetyOutcome`].
 //! - [`outcome`]: what a run measured and how it is reported (a line, JSON).
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
 mod outcome;
+mod safety;
 mod scenarios;
 mod testbed;
 mod text;
 
 pub use outcome::Outcome;
+pub use safety::{SafetyOutcome, SafetyRun};
 pub use testbed::Testbed;
 pub use text::{keepalived_conf, parse_arp_claim};
 
