@@ -13,6 +13,7 @@
 # installs them). Usage:
 #   bench/vip.sh                        # 3 runs, both agents, every scenario
 #   RUNS=5 bench/vip.sh --scenarios link-cut,agent-sigterm --agents cpe
+#   bench/vip.sh --agents cpe --scenarios none --safety overload,resign,prefer   # issue 11
 # Extra arguments go to the runner (crates/testkit/examples/vip_bench.rs).
 # The JSON of every run lands in bench/vip/last.jsonl.
 set -euo pipefail
