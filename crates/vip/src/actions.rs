@@ -131,3 +131,173 @@ pub(crate) fn actions(status: StatusCell, tx: mpsc::UnboundedSender<Event>) -> c
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Holder, PeerRow, Snapshot};
+    use std::time::SystemTime;
+
+    fn snap(role: Role, peers: &[(&str, bool, Option<usize>)]) -> Snapshot {
+        Snapshot {
+            node: "cp1".into(),
+            vip: "10.0.0.100/24".into(),
+            interface: "eth0".into(),
+            election: "/cpe/vip/x".into(),
+            lease_ttl: Duration::from_secs(2),
+            etcd_endpoints: vec![],
+            health_target: "https://127.0.0.1:6443/readyz".into(),
+            role,
+            holding: role == Role::Holder,
+            since: SystemTime::now(),
+            holder: Holder::Node("cp2".into()),
+            last_transition: None,
+            lease: None,
+            healthy: true,
+            health_detail: String::new(),
+            waiting_for: None,
+            foreign_mac: None,
+            transitions: 0,
+            etcd_leader_moves: 0,
+            etcd_leader: None,
+            fail_open: false,
+            peers: peers
+                .iter()
+                .map(|(n, h, p)| PeerRow {
+                    node: n.to_string(),
+                    state: if *h { "up" } else { "down" }.into(),
+                    healthy: *h,
+                    since_unix_ms: 0,
+                    reason: String::new(),
+                    position: *p,
+                })
+                .collect(),
+            peers_error: None,
+            handover: None,
+            hold_off_left: None,
+        }
+    }
+
+    fn handover(rx: &mut mpsc::UnboundedReceiver<Event>) -> Option<Input> {
+        match rx.try_recv() {
+            Ok(Event::Command(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn requests_the_holder_cannot_do_are_refused_at_once_with_the_reason() {
+        let status = StatusCell::new(snap(Role::Candidate, &[]));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let act = actions(status.clone(), tx);
+        let r = act("/resign", "").unwrap();
+        assert_eq!(r.status, 409);
+        assert!(
+            r.body
+                .contains("cp1 does not hold the VIP (role candidate) (etcd names cp2"),
+            "{}",
+            r.body
+        );
+        assert!(act("/prefer", "cp3").unwrap().status == 409);
+        // Holding, but nobody else healthy and campaigning: resign is refused.
+        status.set(snap(
+            Role::Holder,
+            &[
+                ("cp1", false, Some(0)),
+                ("cp2", true, None),
+                ("cp3", false, Some(1)),
+            ],
+        ));
+        let r = act("/resign", "").unwrap();
+        assert_eq!(r.status, 409);
+        assert!(
+            r.body
+                .contains("no other candidate is healthy and campaigning"),
+            "{}",
+            r.body
+        );
+        assert_eq!(act("/resign", "5 parsecs").unwrap().status, 400);
+        assert_eq!(act("/prefer", "cp1").unwrap().status, 409, "not to itself");
+        assert_eq!(act("/prefer", "").unwrap().status, 400);
+        assert!(act("/elsewhere", "").is_none(), "404");
+        assert!(handover(&mut rx).is_none(), "nothing was passed on");
+    }
+
+    #[test]
+    fn accepted_requests_go_to_the_machine() {
+        let status = StatusCell::new(snap(
+            Role::Holder,
+            &[("cp1", true, Some(0)), ("cp2", true, Some(1))],
+        ));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let act = actions(status, tx);
+        let r = act("/resign", "5s").unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("(cp2 now)"), "{}", r.body);
+        assert_eq!(
+            handover(&mut rx),
+            Some(Input::Handover {
+                to: None,
+                hold_off: Some(Duration::from_secs(5))
+            })
+        );
+        let r = act("/resign", "").unwrap();
+        assert_eq!(r.status, 200);
+        assert!(matches!(
+            handover(&mut rx),
+            Some(Input::Handover { hold_off: Some(d), .. }) if d == DEFAULT_HOLD_OFF
+        ));
+        let r = act("/prefer", "cp3").unwrap();
+        assert!(
+            r.body.contains("once it is healthy and campaigning"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            handover(&mut rx),
+            Some(Input::Handover {
+                to: Some("cp3".into()),
+                hold_off: None
+            })
+        );
+    }
+
+    /// Through a real admin listener with a token: the issue-14 rules apply to the moves.
+    #[tokio::test]
+    async fn moves_need_the_token_when_one_is_set() {
+        let status = StatusCell::new(snap(
+            Role::Holder,
+            &[("cp1", true, Some(0)), ("cp2", true, Some(1))],
+        ));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let act = actions(status, tx);
+        let handler: cpe_admin::Handler = Arc::new(|_| None);
+        let token = cpe_admin::Token::new("0123456789abcdef-secret").unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(cpe_admin::serve_with(
+            l,
+            handler,
+            Some(act),
+            cpe_admin::Options::with_token(Some(token.clone())),
+            std::future::pending(),
+        ));
+        let t = Duration::from_secs(3);
+        match cpe_admin::post(addr, "/resign", "", t).await {
+            Err(cpe_admin::ClientError::Status { status: 401, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(handover(&mut rx).is_none());
+        let wrong = cpe_admin::Token::new("not-the-right-token").unwrap();
+        assert!(
+            cpe_admin::post_with_token(addr, "/resign", "", Some(&wrong), t)
+                .await
+                .is_err()
+        );
+        let ok = cpe_admin::post_with_token(addr, "/resign", "", Some(&token), t)
+            .await
+            .unwrap();
+        assert!(ok.contains("handing the VIP over"), "{ok}");
+        assert!(handover(&mut rx).is_some());
+    }
+}
