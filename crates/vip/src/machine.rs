@@ -28,7 +28,12 @@
 //!   driver turns it into the longest whole-second lifetime ending by then. The kernel
 //!   removes the address when it runs out, so a frozen, starved or killed agent loses it
 //!   at the deadline without running an instruction.
-//! - Every renewal that moves the deadline extends the lifetime (`ExtendAddress`).
+//! - Every renewal that moves the deadline extends the lifetime (`ExtendAddress`). The
+//!   kernel's whole seconds, rounded down, would make the address end up to a second
+//!   before the deadline (1 s after a renewal at TTL 2 s, against a deadline at 1.5 s):
+//!   once the deadline is just over a second away, the lifetime is topped up to end near
+//!   the deadline itself, so stalled renewals (an etcd election) cost the address no
+//!   earlier than the lease requires (issue #11, item 5: what does help).
 //! - The address is added, extended or put back only while at least
 //!   [`Config::min_lifetime`] (1 s, the shortest lifetime the kernel takes) of lease is
 //!   left. With less, a holder waits for the next renewal to add it: it never re-adds an
@@ -86,6 +91,11 @@ pub struct Config {
     pub peers_fresh: Duration,
     /// How long `--resign` waits for a healthy candidate before giving up.
     pub resign_timeout: Duration,
+    /// The lifetime top-up ([`Machine`]'s `top_up`) happens while the deadline is between
+    /// `min_lifetime + top_up_slack` and that plus `top_up_window` away (wider than the
+    /// driver's 50 ms tick; the slack covers the time until the driver's netlink call).
+    pub top_up_window: Duration,
+    pub top_up_slack: Duration,
 }
 
 impl Config {
@@ -105,6 +115,8 @@ impl Config {
             min_lifetime: Duration::from_secs(1),
             peers_fresh: Duration::from_secs(1),
             resign_timeout: Duration::from_secs(10),
+            top_up_window: Duration::from_millis(100),
+            top_up_slack: Duration::from_millis(20),
         }
     }
 }
@@ -399,6 +411,9 @@ pub struct Machine {
     published_preference: Option<String>,
     /// No campaigning before this (after `--resign`).
     hold_off_until: Option<Instant>,
+    /// When the kernel removes the address as last added or extended (its whole-second
+    /// lifetime from that moment), while holder.
+    address_expires: Option<Instant>,
 }
 
 /// A planned move in progress (only while holder).
@@ -446,6 +461,7 @@ impl Machine {
             handover: None,
             published_preference: None,
             hold_off_until: None,
+            address_expires: None,
         }
     }
 
@@ -571,6 +587,7 @@ impl Machine {
                         }
                     } else if self.role == Role::Holder && moved {
                         if let Some(until) = self.addable(now) {
+                            self.address_expires = Some(lifetime_end(now, until));
                             out.actions.push(Action::ExtendAddress { until });
                         }
                     }
@@ -791,6 +808,7 @@ impl Machine {
                 out.actions.push(Action::Probe);
             }
             Role::Holder => {
+                self.top_up(now, out);
                 if let Some(t) = self.next_announce {
                     if now >= t && self.link_up {
                         out.actions.push(Action::Announce);
@@ -804,6 +822,32 @@ impl Machine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The kernel takes whole-second lifetimes, rounded down, so an address extended at a
+    /// renewal ends up to a second before the lease deadline (at TTL 2 s: 1 s after the
+    /// renewal, against a deadline at 1.5 s). When renewals stall (an etcd election),
+    /// the address would go that much before it must. So, once, when the deadline is just
+    /// over a second away, the lifetime is set to end within [`Config::top_up_window`] of
+    /// the deadline itself (never after it: the same `ExtendAddress { until: deadline }`).
+    fn top_up(&mut self, now: Instant, out: &mut Output) {
+        let (Some(exp), Some(l)) = (self.address_expires, self.lease) else {
+            return;
+        };
+        if self.address_pending || !self.link_up {
+            return;
+        }
+        let left = l.deadline.saturating_duration_since(now);
+        let from = self.cfg.min_lifetime + self.cfg.top_up_slack;
+        if left < from || left >= from + self.cfg.top_up_window {
+            return;
+        }
+        let new = lifetime_end(now, l.deadline);
+        if new > exp + self.cfg.top_up_window {
+            self.address_expires = Some(new);
+            out.actions
+                .push(Action::ExtendAddress { until: l.deadline });
         }
     }
 
@@ -891,6 +935,7 @@ impl Machine {
         match self.addable(now) {
             Some(until) => {
                 self.address_pending = false;
+                self.address_expires = Some(lifetime_end(now, until));
                 out.actions.push(Action::AddAddress { until });
                 self.start_burst(now, out);
             }
@@ -969,11 +1014,18 @@ impl Machine {
         if to != Role::Holder {
             self.handover = None;
             self.published_preference = None;
+            self.address_expires = None;
         }
         self.role = to;
         self.last_transition = Some(t.clone());
         out.transition = Some(t);
     }
+}
+
+/// When the kernel removes an address given the longest whole-second lifetime ending by
+/// `until`, set at `now` (what `cpe_net::Lifetime::within` gives the driver).
+fn lifetime_end(now: Instant, until: Instant) -> Instant {
+    now + Duration::from_secs(until.saturating_duration_since(now).as_secs())
 }
 
 #[cfg(test)]
@@ -1769,6 +1821,47 @@ mod tests {
         );
         assert!(o.actions.is_empty());
         assert!(h.at(2500, Input::Tick).actions.iter().all(|a| *a != Probe));
+    }
+
+    /// Renewals stall (an etcd election): the address's whole-second lifetime is topped
+    /// up once, just over a second before the deadline, so that it ends near the deadline
+    /// (1.4 s after the last renewal at TTL 2 s) instead of a second after the renewal.
+    #[test]
+    fn the_lifetime_is_topped_up_to_end_near_the_deadline_when_renewals_stall() {
+        let mut h = H::new();
+        h.holder(0); // deadline 1500; the kernel's lifetime: 1 s, so gone at 1000
+        let ext = |o: &Output| {
+            o.actions
+                .iter()
+                .filter(|a| is_add(a))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for n in (50..=350).step_by(50) {
+            assert!(ext(&h.at(n, Input::Tick)).is_empty(), "at {n}");
+        }
+        // 1.1 s before the deadline: a 1 s lifetime now ends at 1400, before 1500.
+        assert_eq!(
+            ext(&h.at(400, Input::Tick)),
+            vec![ExtendAddress { until: h.t(1500) }]
+        );
+        for n in [450, 500] {
+            assert!(ext(&h.at(n, Input::Tick)).is_empty(), "once only (at {n})");
+        }
+        // Renewals resume: the usual extension, then the top-up of the next period.
+        assert_eq!(
+            ext(&h.renew(600, 610)),
+            vec![ExtendAddress { until: h.t(2100) }]
+        );
+        assert!(ext(&h.at(950, Input::Tick)).is_empty());
+        assert_eq!(
+            ext(&h.at(1000, Input::Tick)),
+            vec![ExtendAddress { until: h.t(2100) }]
+        );
+        // Never with less than a second left, never past the deadline: the deadline
+        // still drops the address.
+        assert!(ext(&h.at(1200, Input::Tick)).is_empty());
+        assert_eq!(h.at(2100, Input::Tick).actions, vec![RemoveAddress]);
     }
 
     /// The view of the election: (node, lease, healthy, me), oldest first.
