@@ -177,6 +177,7 @@ pub async fn run_with(
         guard_told: None,
         published_health: None,
         health_since_wall: SystemTime::now(),
+        health_seen: None,
         fail_open_seen: false,
     };
     let result = driver.run(health_target, events, events_rx, shutdown).await;
@@ -222,8 +223,9 @@ struct Driver {
     guard_told: Option<Option<i64>>,
     /// What was last published as this node's health: lease, healthy, state.
     published_health: Option<(i64, bool, String)>,
-    /// When the health last changed (wall clock, for the published value).
+    /// When the health last changed (wall clock, for the published value), and to what.
     health_since_wall: SystemTime,
+    health_seen: Option<(bool, String)>,
     /// Whether fail-open was in force at the last step (logged on change).
     fail_open_seen: bool,
 }
@@ -303,6 +305,14 @@ impl Driver {
                     },
                     Some(Event::Renewal(d)) => { self.metrics.renewal.observe(d.as_secs_f64()); continue }
                     Some(Event::Peers(Ok(view))) => {
+                        // Our own key missing or stale (a put lost to an etcd hiccup):
+                        // publish again, or the others would take us for unhealthy.
+                        let mine = view.health.iter().find(|p| p.node == self.settings.node);
+                        if self.machine.lease().is_some()
+                            && mine.is_none_or(|p| p.healthy != self.machine.healthy())
+                        {
+                            self.published_health = None;
+                        }
                         let mut snap = self.status.get();
                         snap.peers = crate::status::PeerRow::from_view(&view);
                         snap.peers_error = None;
@@ -462,11 +472,8 @@ impl Driver {
         if self.published_health.as_ref() == Some(&now) {
             return;
         }
-        if self
-            .published_health
-            .as_ref()
-            .is_none_or(|(_, h, s)| *h != healthy || *s != state)
-        {
+        if self.health_seen.as_ref() != Some(&(healthy, state.clone())) {
+            self.health_seen = Some((healthy, state.clone()));
             self.health_since_wall = SystemTime::now();
         }
         self.published_health = Some(now);

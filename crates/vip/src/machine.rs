@@ -219,7 +219,7 @@ impl fmt::Display for Reason {
                 f.write_str("etcd names another leader (our election key is gone)")
             }
             Reason::YieldTo(n) => {
-                write!(f, "handed the VIP over to {n} (healthy and next in the election)")
+                write!(f, "handed the VIP over to {n}, a healthy candidate")
             }
             Reason::StepAside(n) => write!(
                 f,
@@ -752,8 +752,9 @@ impl Machine {
                 .fresh_peers(now)
                 .and_then(|p| p.healthy_others().next())
             {
-                Some(c) => Reason::YieldTo(c.node.clone()),
-                None => Reason::HealthFailed,
+                // A holder hands over to a healthy candidate; a candidate just leaves.
+                Some(c) if self.role != Role::Candidate => Reason::YieldTo(c.node.clone()),
+                _ => Reason::HealthFailed,
             };
             if self.role == Role::Candidate {
                 self.leave_election(now, reason, out);
@@ -1972,7 +1973,7 @@ mod tests {
         // Turning unhealthy with a healthy candidate behind: leave the election.
         let o = h.at(20, health(false));
         assert_eq!(o.actions, vec![CancelCampaign, RevokeLease { id: 7 }]);
-        assert_eq!(o.transition.unwrap().reason, Reason::YieldTo("cp2".into()));
+        assert_eq!(o.transition.unwrap().reason, Reason::HealthFailed);
     }
 
     #[test]
