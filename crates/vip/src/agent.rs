@@ -51,6 +51,9 @@ use tokio::time::Instant;
 
 pub use crate::settings::{HealthCheck, Settings};
 
+/// What the driver writes beside the election: this node's health, the guard's line.
+mod beside;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cpe vip needs {0}: run it as root or grant the capabilities (e.g. AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW in its systemd unit)")]
@@ -455,85 +458,6 @@ impl Driver {
         exit
     }
 
-    /// Publishes this node's health under its lease when the lease or the health changed
-    /// (retried a few times; the next change publishes again anyway).
-    fn publish_health(&mut self) {
-        let Some(lease) = self.machine.lease().map(|l| l.id) else {
-            self.published_health = None;
-            return;
-        };
-        let healthy = self.machine.healthy();
-        let state = self
-            .machine
-            .health()
-            .map_or("unchecked", |t| t.to.as_str())
-            .to_string();
-        let now = (lease, healthy, state.clone());
-        if self.published_health.as_ref() == Some(&now) {
-            return;
-        }
-        if self.health_seen.as_ref() != Some(&(healthy, state.clone())) {
-            self.health_seen = Some((healthy, state.clone()));
-            self.health_since_wall = SystemTime::now();
-        }
-        self.published_health = Some(now);
-        let value = crate::peers::Published {
-            node: self.settings.node.clone(),
-            state,
-            healthy,
-            since_unix_ms: self
-                .health_since_wall
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            reason: self
-                .machine
-                .health()
-                .map_or_else(|| "not checked yet".to_string(), |t| t.to_string()),
-        };
-        let value = serde_json::to_string(&value).unwrap_or_default();
-        let key = crate::peers::health_key(&self.settings.election, &self.settings.node);
-        let etcd = self.settings.etcd.clone();
-        tokio::spawn(async move {
-            for attempt in 0..3 {
-                match etcd.put(&key, &value, lease).await {
-                    Ok(()) => return,
-                    Err(e) if attempt == 2 => {
-                        tracing::warn!(
-                            "cannot publish this node's health under lease {lease:x}: {e}"
-                        )
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        });
-    }
-
-    /// Tells the guard the lease (and so the election key) that is this agent's now, one
-    /// JSON line per change (`{"lease":null}`: none).
-    fn tell_guard(&mut self, lease: Option<i64>) {
-        if self.guard_told == Some(lease) {
-            return;
-        }
-        let Some(pipe) = self.guard.as_mut() else {
-            return;
-        };
-        self.guard_told = Some(lease);
-        let line = crate::guard::Owned::line(
-            lease,
-            &self.settings.election,
-            &self.settings.node,
-            &ElectionValue {
-                node: self.settings.node.clone(),
-                mac: Some(self.iface.mac.to_string()),
-            }
-            .encode(),
-        );
-        use std::io::Write;
-        if let Err(e) = pipe.write_all(line.as_bytes()) {
-            tracing::warn!("cannot tell the guard the lease: {e}");
-        }
-    }
-
     fn on_transition(&mut self, t: &Transition) {
         let wall = SystemTime::now();
         self.wall_since = wall;
@@ -668,14 +592,13 @@ impl Driver {
             }
             Action::PublishPreference { to } => {
                 if let Some(lease) = self.machine.lease().map(|l| l.id) {
-                    let key = crate::peers::prefer_key(&self.settings.election);
-                    let etcd = self.settings.etcd.clone();
                     tracing::info!("handing the VIP over to {to}: published, waiting for it to be next in the election");
-                    tokio::spawn(async move {
-                        if let Err(e) = etcd.put(&key, &to, lease).await {
-                            tracing::warn!("cannot publish the handover to {to}: {e}");
-                        }
-                    });
+                    tokio::spawn(tasks::put_retrying(
+                        self.settings.etcd.clone(),
+                        crate::peers::prefer_key(&self.settings.election),
+                        to,
+                        lease,
+                    ));
                 }
             }
             Action::Exit => return true,

@@ -352,3 +352,18 @@ pub(crate) async fn peers_loop(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Puts `key` = `value` under `lease`, three tries 200 ms apart (this node's health, the
+/// holder's handover target); a last failure is logged, and the next change (or the next
+/// read-back that finds the key missing) puts it again.
+pub(crate) async fn put_retrying(etcd: Client, key: String, value: String, lease: i64) {
+    for attempt in 0..3 {
+        match etcd.put(&key, &value, lease).await {
+            Ok(()) => return,
+            Err(e) if attempt == 2 => {
+                tracing::warn!("cannot write {key} under lease {lease:x}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
