@@ -16,6 +16,7 @@
 #   bench/vip.sh --load-balance         # cpe vip --load-balance (issue 11): every agent runs
 #                                       # the load balancer on :6444, the holder redirects
 #                                       # VIP:6443 to it (nftables); keepalived as before
+#   bench/vip.sh --agents cpe --scenarios none --safety overload,resign,prefer   # issue 11
 # Extra arguments go to the runner (crates/testkit/examples/vip_bench.rs).
 # The JSON of every run lands in bench/vip/last.jsonl.
 set -euo pipefail

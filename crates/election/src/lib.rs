@@ -8,6 +8,8 @@
 //! - [`endpoint`]: `http(s)://host:port` client URLs, parsed and checked without I/O.
 //! - [`transport`]: HTTP/1.1 connections (plain or rustls with client certificates) to one
 //!   etcd member, kept in a small pool, and failover to the next member.
+//! - [`kv`]: plain keys under a lease, prefix reads, a guarded delete (the agents'
+//!   health keys, the election's queue, the guard's clean-up).
 //! - [`Client`] (this file): the typed calls. Keys and values are base64 on the wire and
 //!   int64 are JSON strings; both stay inside this crate.
 //!
@@ -25,9 +27,11 @@
 //!   blocked in `campaign` on a member that went silent can notice and start over.
 
 pub mod endpoint;
+pub mod kv;
 pub mod transport;
 
 pub use endpoint::{EndpointUrl, UrlError};
+pub use kv::KeyValue;
 pub use transport::{TlsFiles, TransportError, Unreachable};
 
 use base64::engine::general_purpose::STANDARD as B64;

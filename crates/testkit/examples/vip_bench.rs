@@ -8,12 +8,15 @@
 //! `--agents keepalived-haproxy` runs kubeadm's recipe (HAProxy on every machine on :8443,
 //! keepalived tracking it, the client on VIP:8443); compare it with
 //! `--agents cpe --cpe-arg --load-balance`.
+//! `--safety overload,resign,prefer` also runs the issue-11 runs (`cpe vip` only: fail
+//! open under overload, `cpe status --resign` / `--prefer`) after the scenarios of each
+//! run and prints one line per run; `--scenarios none` runs only those.
 //!
 //! `--cpe-arg` (repeatable) appends an argument to every `cpe vip`, e.g.
 //! `--cpe-arg --etcd-move-leader --cpe-arg off`.
 
 use anyhow::{bail, Context, Result};
-use cpe_testkit::vip::{AgentKind, ApiKind, Outcome, Scenario, Testbed};
+use cpe_testkit::vip::{AgentKind, ApiKind, Outcome, SafetyRun, Scenario, Testbed};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -26,6 +29,8 @@ fn main() -> Result<()> {
     let mut api = "cpe".to_string();
     let mut json: Option<PathBuf> = None;
     let mut cpe_args: Vec<String> = Vec::new();
+    let mut safety: Vec<SafetyRun> = Vec::new();
+    let mut safety_lines: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -33,9 +38,22 @@ fn main() -> Result<()> {
             "--cpe" => cpe = Some(val()?.into()),
             "--agents" => agents = val()?.split(',').map(String::from).collect(),
             "--runs" => runs = val()?.parse().context("--runs: a number")?,
-            "--scenarios" => {
-                scenarios = val()?
+            "--safety" => {
+                safety = val()?
                     .split(',')
+                    .map(|s| {
+                        SafetyRun::ALL
+                            .into_iter()
+                            .find(|r| r.name() == s)
+                            .with_context(|| format!("--safety: unknown run {s:?}"))
+                    })
+                    .collect::<Result<_>>()?
+            }
+            "--scenarios" => {
+                let v = val()?;
+                scenarios = v
+                    .split(',')
+                    .filter(|s| *s != "none")
                     .map(|s| {
                         Scenario::from_name(s)
                             .with_context(|| format!("--scenarios: unknown scenario {s:?}"))
@@ -89,6 +107,23 @@ fn main() -> Result<()> {
                     }
                 }
             }
+            if agent == "cpe" {
+                for &r in &safety {
+                    match tb.run_safety(r) {
+                        Ok(o) => safety_lines.push(o.line()),
+                        Err(e) => {
+                            eprintln!("[bench] {agent} {} run {run}: {e:#}", r.name());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !safety_lines.is_empty() {
+        println!("\nissue-11 runs (cpe vip, lease TTL {lease_ttl}):");
+        for l in &safety_lines {
+            println!("  {l}");
         }
     }
     println!();

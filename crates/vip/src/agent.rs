@@ -29,6 +29,12 @@
 //! value carries this node's name and MAC ([`ElectionValue`]); a takeover probe answered by
 //! the previous holder's MAC is reported to the machine as such, not as a stranger.
 //!
+//! Beside the election it publishes this node's health under its lease, reads every
+//! agent's back with the election's queue ([`crate::peers`], for the machine's fail-open
+//! and handover rules), performs the operator's handovers (`POST /resign`, `/prefer`:
+//! [`crate::actions`]), and tells the guard which lease and election key are its own, so
+//! that the guard can release them after a SIGKILL ([`crate::guard`]).
+//!
 //! It does not parse or validate settings ([`crate::settings`]) and holds no rule of the
 //! holder's: those are [`crate::machine`]'s.
 
@@ -47,6 +53,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use crate::settings::{HealthCheck, Settings};
+
+/// What the driver writes beside the election: this node's health, the guard's line.
+mod beside;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -80,6 +89,16 @@ pub enum AgentError {
 /// address, revoke the lease) and returns. Returns an error only for start-up problems;
 /// once running, failures are states (waiting for etcd, unhealthy, ...), not exits.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    run_with(settings, None, shutdown).await
+}
+
+/// As [`run`], telling the guard whose stdin is `guard` (see [`crate::guard::spawn`])
+/// which lease and election key are this agent's, whenever they change.
+pub async fn run_with(
+    settings: Settings,
+    guard: Option<std::process::ChildStdin>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let missing = cpe_net::missing_capabilities();
     if !missing.is_empty() {
         return Err(AgentError::Capabilities(missing.join(" and ")));
@@ -133,6 +152,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ),
         None => None,
     };
+    let (events, events_rx) = mpsc::unbounded_channel();
     let (admin_stop, admin_task) = match settings.admin {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -140,11 +160,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 .map_err(|source| AgentError::Admin { addr, source })?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let handler = crate::status::handler(status.clone(), metrics.clone());
+            let actions = crate::actions::actions(status.clone(), events.clone());
             let options = cpe_admin::Options::with_token(settings.admin_token.clone());
             let task = tokio::spawn(cpe_admin::serve_with(
                 listener,
                 handler,
-                None,
+                Some(actions),
                 options,
                 async {
                     let _ = rx.await;
@@ -189,8 +210,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         wall_since: SystemTime::now(),
         last_transition_wall: None,
         balancer,
+        guard,
+        guard_told: None,
+        published_health: None,
+        health_since_wall: SystemTime::now(),
+        health_seen: None,
+        fail_open_seen: false,
     };
-    let result = driver.run(health_target, shutdown).await;
+    let result = driver.run(health_target, events, events_rx, shutdown).await;
+    driver.tell_guard(None);
     // Whatever happened, no VIP stays behind.
     driver.ensure_removed().await;
     if let Some(b) = driver.balancer.take() {
@@ -236,15 +264,26 @@ struct Driver {
     last_transition_wall: Option<(Transition, SystemTime)>,
     /// Load-balancing mode: the load balancer and the redirect ([`crate::balance`]).
     balancer: Option<crate::balance::Balancer>,
+    /// The guard's stdin, and the lease last told to it.
+    guard: Option<std::process::ChildStdin>,
+    guard_told: Option<Option<i64>>,
+    /// What was last published as this node's health: lease, healthy, state.
+    published_health: Option<(i64, bool, String)>,
+    /// When the health last changed (wall clock, for the published value), and to what.
+    health_since_wall: SystemTime,
+    health_seen: Option<(bool, String)>,
+    /// Whether fail-open was in force at the last step (logged on change).
+    fail_open_seen: bool,
 }
 
 impl Driver {
     async fn run(
         &mut self,
         health: Target,
+        tx: mpsc::UnboundedSender<Event>,
+        mut rx: mpsc::UnboundedReceiver<Event>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
         self.tx = Some(tx.clone());
         let mut background = vec![
             match &self.balancer {
@@ -264,6 +303,12 @@ impl Driver {
             )),
             tokio::spawn(tasks::leader_loop(
                 self.settings.etcd.clone(),
+                self.settings.election.clone(),
+                tx.clone(),
+            )),
+            tokio::spawn(tasks::peers_loop(
+                self.settings.etcd.clone(),
+                self.settings.node.clone(),
                 self.settings.election.clone(),
                 tx.clone(),
             )),
@@ -330,6 +375,31 @@ impl Driver {
                     },
                     Some(Event::Renewal(d)) => { self.metrics.renewed(d); continue }
                     Some(Event::RenewalFailed) => { self.metrics.etcd_reachable.set(0); continue }
+                    Some(Event::Peers(Ok(view))) => {
+                        // Our own key missing or stale (a put lost to an etcd hiccup):
+                        // publish again, or the others would take us for unhealthy.
+                        let mine = view.health.iter().find(|p| p.node == self.settings.node);
+                        if self.machine.lease().is_some()
+                            && mine.is_none_or(|p| p.healthy != self.machine.healthy())
+                        {
+                            self.published_health = None;
+                        }
+                        let mut snap = self.status.get();
+                        snap.peers = crate::status::PeerRow::from_view(&view);
+                        snap.peers_error = None;
+                        self.status.set(snap);
+                        Input::Peers(view)
+                    }
+                    Some(Event::Peers(Err(e))) => {
+                        let mut snap = self.status.get();
+                        snap.peers_error = Some(e.to_string());
+                        self.status.set(snap);
+                        continue
+                    }
+                    Some(Event::Command(i)) => {
+                        tracing::info!(?i, "operator request");
+                        i
+                    }
                     Some(Event::EtcdLeader { detail, moved }) => {
                         let mut snap = self.status.get();
                         if moved {
@@ -444,6 +514,22 @@ impl Driver {
             }
         }
         self.sync_keepalive();
+        self.publish_health();
+        let lease = self.machine.lease().map(|l| l.id);
+        self.tell_guard(lease);
+        let fail_open = self.machine.fail_open() && self.address_added;
+        if fail_open != self.fail_open_seen {
+            self.fail_open_seen = fail_open;
+            self.metrics.fail_open.set(fail_open as i64);
+            if fail_open {
+                tracing::error!(node = %self.settings.node, vip = %self.settings.vip,
+                    "FAIL OPEN: keeping the VIP although this node's health check fails ({}): no other candidate is healthy",
+                    self.machine.health().map_or_else(|| "not checked".to_string(), |t| t.to_string()));
+            } else {
+                tracing::warn!(node = %self.settings.node, vip = %self.settings.vip,
+                    "fail open over: healthy again, or the VIP was handed to a healthy candidate");
+            }
+        }
         let holding = self.address_added && self.machine.role() == Role::Holder;
         self.holding_tx
             .send_if_modified(|h| std::mem::replace(h, holding) != holding);
@@ -584,6 +670,17 @@ impl Driver {
                     }
                 }));
             }
+            Action::PublishPreference { to } => {
+                if let Some(lease) = self.machine.lease().map(|l| l.id) {
+                    tracing::info!("handing the VIP over to {to}: published, waiting for it to be next in the election");
+                    tokio::spawn(tasks::put_retrying(
+                        self.settings.etcd.clone(),
+                        crate::peers::prefer_key(&self.settings.election),
+                        to,
+                        lease,
+                    ));
+                }
+            }
             Action::Exit => return true,
         }
         false
@@ -662,6 +759,18 @@ impl Driver {
             transitions: self.metrics.transitions_total(),
             // Kept current by the member-list task (`crate::members`).
             etcd_endpoints: self.settings.etcd.endpoints(),
+            fail_open: m.fail_open() && self.address_added,
+            handover: m.handover().map(|h| match &h.to {
+                Some(n) => format!("to {n} once it is healthy and next in the election"),
+                None => format!(
+                    "to the healthiest candidate, then not campaigning for {:?}",
+                    h.hold_off.unwrap_or_default()
+                ),
+            }),
+            hold_off_left: m
+                .hold_off_until()
+                .map(|t| t.saturating_duration_since(now))
+                .filter(|d| !d.is_zero()),
             ..self.status.get()
         };
         self.status.set(snap);

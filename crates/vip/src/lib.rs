@@ -14,13 +14,17 @@
 //!   rule and its task).
 //! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom, and
 //!   when (pure).
+//! - [`peers`]: the keys the agents publish beside the election (health, the holder's
+//!   handover target) and the view of them the machine decides with (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
 //! - [`metrics`] serves `/metrics`.
 //! - [`balance`]: the VIP that also load-balances: the in-process load balancer, the
 //!   redirect that follows the VIP, and the health "a backend is up".
+//! - `actions.rs`: the admin `POST`s `/resign` and `/prefer` (`cpe status --resign`, `--prefer`).
 //!
 //! It does not parse flags or files: the CLI resolves them into [`Settings`].
 
+mod actions;
 pub mod agent;
 pub mod balance;
 pub mod etcd_leader;
@@ -28,9 +32,11 @@ pub mod guard;
 pub mod machine;
 pub mod members;
 pub mod metrics;
+pub mod peers;
 pub mod settings;
 pub mod status;
 mod tasks;
 
-pub use agent::{run, AgentError};
+pub use actions::DEFAULT_HOLD_OFF;
+pub use agent::{run, run_with, AgentError};
 pub use settings::{HealthCheck, Settings};

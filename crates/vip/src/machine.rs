@@ -28,7 +28,12 @@
 //!   driver turns it into the longest whole-second lifetime ending by then. The kernel
 //!   removes the address when it runs out, so a frozen, starved or killed agent loses it
 //!   at the deadline without running an instruction.
-//! - Every renewal that moves the deadline extends the lifetime (`ExtendAddress`).
+//! - Every renewal that moves the deadline extends the lifetime (`ExtendAddress`). The
+//!   kernel's whole seconds, rounded down, would make the address end up to a second
+//!   before the deadline (1 s after a renewal at TTL 2 s, against a deadline at 1.5 s):
+//!   once the deadline is just over a second away, the lifetime is topped up to end near
+//!   the deadline itself, so stalled renewals (an etcd election) cost the address no
+//!   earlier than the lease requires (issue #11, item 5: what does help).
 //! - The address is added, extended or put back only while at least
 //!   [`Config::min_lifetime`] (1 s, the shortest lifetime the kernel takes) of lease is
 //!   left. With less, a holder waits for the next renewal to add it: it never re-adds an
@@ -37,7 +42,28 @@
 //!   election value) is not a stranger: the node stays elected and probes again once the
 //!   previous holder's lifetime must have ended (at most a lease TTL after the election),
 //!   instead of refusing the address and backing off.
+//!
+//! # Fail open, and planned moves (issue #11)
+//!
+//! - Each agent publishes its health beside the election ([`crate::peers`]); the driver
+//!   reads every agent's back with the election's queue and feeds it as [`Input::Peers`].
+//!   A view older than [`Config::peers_fresh`] is no view.
+//! - An unhealthy node stays in the election (and a holder keeps the VIP) only while a
+//!   fresh view shows no other healthy candidate: *fail open*. Without a fresh view it
+//!   behaves as before (unhealthy: out). A node that is not healthy joins the election only
+//!   when a fresh view shows nobody in it (nobody holds, nobody campaigns), so the first
+//!   one still takes the VIP when every API server fails.
+//! - None of this adds a way onto the interface: the address is still added only by
+//!   `Acquiring → Holder` with a lease whose deadline has not passed, and removed at the
+//!   deadline whatever the health. Fail open only changes *who* campaigns and *when a
+//!   holder resigns*, never the deadline rule, so "never two holders" holds as before.
+//! - A handover ([`Input::Handover`]: `cpe status --resign` / `--prefer`) publishes its
+//!   target ([`Action::PublishPreference`]); candidates queued ahead of that target step
+//!   aside (leave and join again at the end); the holder drops, in the usual order, once
+//!   the target is healthy and next in the queue, so etcd elects exactly that node. After
+//!   `--resign` it stays out of the election for the hold-off.
 
+use crate::peers::PeerInfo;
 use cpe_health::{State as HealthState, Transition as HealthTransition};
 use std::fmt;
 use std::time::Duration;
@@ -61,6 +87,15 @@ pub struct Config {
     /// The shortest address lifetime: with less lease left, the address is not added,
     /// extended or put back (the kernel takes whole seconds, at least one).
     pub min_lifetime: Duration,
+    /// How old a view of the other agents' health may be and still count.
+    pub peers_fresh: Duration,
+    /// How long `--resign` waits for a healthy candidate before giving up.
+    pub resign_timeout: Duration,
+    /// The lifetime top-up ([`Machine`]'s `top_up`) happens while the deadline is between
+    /// `min_lifetime + top_up_slack` and that plus `top_up_window` away (wider than the
+    /// driver's 50 ms tick; the slack covers the time until the driver's netlink call).
+    pub top_up_window: Duration,
+    pub top_up_slack: Duration,
 }
 
 impl Config {
@@ -78,6 +113,10 @@ impl Config {
             backoff_max: Duration::from_secs(5),
             foreign_backoff: Duration::from_secs(5),
             min_lifetime: Duration::from_secs(1),
+            peers_fresh: Duration::from_secs(1),
+            resign_timeout: Duration::from_secs(10),
+            top_up_window: Duration::from_millis(100),
+            top_up_slack: Duration::from_millis(20),
         }
     }
 }
@@ -144,6 +183,11 @@ pub enum Reason {
     CampaignFailed,
     /// etcd names another leader while this node holds: our key is gone.
     LeaderElsewhere,
+    /// Handed over to this node: it is healthy and next in the election (a planned move,
+    /// or this node is unhealthy and that one is not).
+    YieldTo(String),
+    /// Left the queue to join again behind the node the holder hands over to.
+    StepAside(String),
     Shutdown,
 }
 
@@ -174,6 +218,13 @@ impl fmt::Display for Reason {
             Reason::LeaderElsewhere => {
                 f.write_str("etcd names another leader (our election key is gone)")
             }
+            Reason::YieldTo(n) => {
+                write!(f, "handed the VIP over to {n}, a healthy candidate")
+            }
+            Reason::StepAside(n) => write!(
+                f,
+                "stepped aside in the election so that {n} is elected next (the holder hands over to it)"
+            ),
             Reason::Shutdown => f.write_str("shutting down"),
         }
     }
@@ -194,6 +245,8 @@ impl Reason {
             Reason::Resumed => "resumed",
             Reason::CampaignFailed => "campaign_failed",
             Reason::LeaderElsewhere => "leader_elsewhere",
+            Reason::YieldTo(_) => "handed_over",
+            Reason::StepAside(_) => "step_aside",
             Reason::Shutdown => "shutdown",
         }
     }
@@ -265,6 +318,15 @@ pub enum Input {
     Link {
         up: bool,
     },
+    /// The other agents' health and the election's queue, as just read.
+    Peers(PeerInfo),
+    /// The operator asks the holder to hand the VIP over: to `to` once it is healthy and
+    /// campaigning (`--prefer`), or to the healthiest candidate (`to: None`, `--resign`),
+    /// then to stay out of the election for `hold_off`.
+    Handover {
+        to: Option<String>,
+        hold_off: Option<Duration>,
+    },
     Shutdown,
 }
 
@@ -293,6 +355,11 @@ pub enum Action {
     RemoveAddress,
     RevokeLease {
         id: i64,
+    },
+    /// Publish (under this node's lease) the node the holder hands over to, so that the
+    /// candidates queued ahead of it step aside.
+    PublishPreference {
+        to: String,
     },
     /// Everything is released; the process may exit.
     Exit,
@@ -336,6 +403,26 @@ pub struct Machine {
     address_pending: bool,
     /// When an acquiring node probes again after the previous holder answered.
     reprobe_at: Option<Instant>,
+    /// The last view of the other agents, and when it was read.
+    peers: Option<(Instant, PeerInfo)>,
+    /// A handover the operator asked the holder for.
+    handover: Option<Handover>,
+    /// The preference published for the current handover.
+    published_preference: Option<String>,
+    /// No campaigning before this (after `--resign`).
+    hold_off_until: Option<Instant>,
+    /// When the kernel removes the address as last added or extended (its whole-second
+    /// lifetime from that moment), while holder.
+    address_expires: Option<Instant>,
+}
+
+/// A planned move in progress (only while holder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// `None`: the healthiest candidate (`--resign`).
+    pub to: Option<String>,
+    pub hold_off: Option<Duration>,
+    pub since: Instant,
 }
 
 /// The result of one input.
@@ -370,6 +457,11 @@ impl Machine {
             foreign_mac: None,
             address_pending: false,
             reprobe_at: None,
+            peers: None,
+            handover: None,
+            published_preference: None,
+            hold_off_until: None,
+            address_expires: None,
         }
     }
 
@@ -400,6 +492,44 @@ impl Machine {
     pub fn foreign_mac(&self) -> Option<&str> {
         self.foreign_mac.as_deref()
     }
+    /// Holding the VIP although unhealthy, because no other candidate is healthy.
+    pub fn fail_open(&self) -> bool {
+        !self.healthy && self.role == Role::Holder
+    }
+    /// The handover in progress, if any.
+    pub fn handover(&self) -> Option<&Handover> {
+        self.handover.as_ref()
+    }
+    /// Out of the election until then (after `--resign`).
+    pub fn hold_off_until(&self) -> Option<Instant> {
+        self.hold_off_until
+    }
+
+    /// The view of the other agents, if read recently enough to count.
+    fn fresh_peers(&self, now: Instant) -> Option<&PeerInfo> {
+        self.peers
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < self.cfg.peers_fresh)
+            .map(|(_, p)| p)
+    }
+
+    /// Another candidate is healthy — or we cannot tell (no fresh view), which counts as
+    /// yes: without evidence, an unhealthy node behaves as it always did.
+    fn others_healthy(&self, now: Instant) -> bool {
+        self.fresh_peers(now)
+            .is_none_or(|p| p.healthy_others().next().is_some())
+    }
+
+    /// May this node stay in the election (and a holder keep the VIP)? Healthy, or checked,
+    /// unhealthy, and nobody else healthy (fail open).
+    fn may_hold(&self, now: Instant) -> bool {
+        self.healthy || (self.health.is_some() && !self.others_healthy(now))
+    }
+
+    /// May this node join the election? Healthy, or checked and nobody is in it at all.
+    fn may_join(&self, now: Instant) -> bool {
+        self.healthy || (self.health.is_some() && self.fresh_peers(now).is_some_and(|p| p.empty()))
+    }
 
     /// Feeds one input observed at `now`.
     pub fn handle(&mut self, now: Instant, input: Input) -> Output {
@@ -412,25 +542,15 @@ impl Machine {
         match input {
             Input::Tick => {}
             Input::Health(t) => {
-                let ok = t.to == HealthState::Up;
-                self.healthy = ok;
+                // Whether a node that turned unhealthy leaves (or keeps the VIP, failing
+                // open) is decided in `poll`, right below, for every input alike. A grant
+                // in flight for a node that may not join is revoked when it arrives.
+                self.healthy = t.to == HealthState::Up;
                 self.health = Some(t);
-                if !ok {
-                    match self.role {
-                        Role::Holder | Role::Acquiring | Role::Suspended => {
-                            self.drop_all(now, Reason::HealthFailed, &mut out)
-                        }
-                        Role::Candidate => self.leave_election(now, Reason::HealthFailed, &mut out),
-                        Role::Waiting => {
-                            // A grant in flight is revoked when it arrives.
-                        }
-                        Role::Stopped => {}
-                    }
-                }
             }
             Input::LeaseGranted { id, ttl, sent_at } => {
                 self.granting = false;
-                if !self.healthy || self.lease.is_some() {
+                if !self.may_join(now) || self.lease.is_some() {
                     out.actions.push(Action::RevokeLease { id });
                 } else {
                     self.lease = Some(LeaseState {
@@ -467,6 +587,7 @@ impl Machine {
                         }
                     } else if self.role == Role::Holder && moved {
                         if let Some(until) = self.addable(now) {
+                            self.address_expires = Some(lifetime_end(now, until));
                             out.actions.push(Action::ExtendAddress { until });
                         }
                     }
@@ -489,7 +610,7 @@ impl Machine {
                 if ours && self.role == Role::Candidate {
                     self.campaigning = false;
                     let alive = self.lease.is_some_and(|l| now < l.deadline);
-                    if alive && self.healthy {
+                    if alive && self.may_hold(now) {
                         self.elected_at = Some(now);
                         self.set_role(now, Role::Acquiring, Reason::Elected, &mut out);
                         out.actions.push(Action::Probe);
@@ -542,7 +663,7 @@ impl Machine {
                             self.waiting_for =
                                 Some(format!("the address is held by a foreign host (MAC {mac})"));
                         }
-                        None if alive && self.healthy => {
+                        None if alive && self.may_hold(now) => {
                             self.foreign_mac = None;
                             self.waiting_for = None;
                             self.set_role(now, Role::Holder, Reason::Acquired, &mut out);
@@ -585,6 +706,16 @@ impl Machine {
                     self.put_address(now, &mut out);
                 }
             }
+            Input::Peers(p) => self.peers = Some((now, p)),
+            Input::Handover { to, hold_off } => {
+                if self.role == Role::Holder {
+                    self.handover = Some(Handover {
+                        to,
+                        hold_off,
+                        since: now,
+                    });
+                }
+            }
             Input::Shutdown => {
                 let from = self.role;
                 match self.role {
@@ -611,9 +742,44 @@ impl Machine {
     /// Time-driven decisions, run after every input.
     fn poll(&mut self, now: Instant, out: &mut Output) {
         self.check_deadline(now, out);
-        let may_try = self.next_attempt.is_none_or(|t| now >= t);
+        // An unhealthy node leaves unless it fails open (nobody else healthy).
+        if matches!(
+            self.role,
+            Role::Holder | Role::Acquiring | Role::Suspended | Role::Candidate
+        ) && !self.may_hold(now)
+        {
+            let reason = match self
+                .fresh_peers(now)
+                .and_then(|p| p.healthy_others().next())
+            {
+                // A holder hands over to a healthy candidate; a candidate just leaves.
+                Some(c) if self.role != Role::Candidate => Reason::YieldTo(c.node.clone()),
+                _ => Reason::HealthFailed,
+            };
+            if self.role == Role::Candidate {
+                self.leave_election(now, reason, out);
+            } else {
+                self.drop_all(now, reason, out);
+            }
+        }
+        if self.role == Role::Holder {
+            self.poll_handover(now, out);
+        }
+        if self.role == Role::Candidate {
+            let aside = match (self.fresh_peers(now), self.lease) {
+                (Some(p), Some(l)) => p.should_step_aside(l.id).map(str::to_string),
+                _ => None,
+            };
+            if let Some(to) = aside {
+                self.leave_election(now, Reason::StepAside(to), out);
+                self.next_attempt = None;
+                self.waiting_for = None;
+            }
+        }
+        let may_try = self.next_attempt.is_none_or(|t| now >= t)
+            && self.hold_off_until.is_none_or(|t| now >= t);
         match self.role {
-            Role::Waiting if self.healthy && may_try => {
+            Role::Waiting if self.may_join(now) && may_try => {
                 if let Some(l) = self.lease {
                     self.campaigning = true;
                     self.next_attempt = None;
@@ -624,7 +790,9 @@ impl Machine {
                     out.actions.push(Action::GrantLease);
                 }
             }
-            Role::Suspended if self.healthy && self.lease.is_some_and(|l| now < l.deadline) => {
+            Role::Suspended
+                if self.may_hold(now) && self.lease.is_some_and(|l| now < l.deadline) =>
+            {
                 self.waiting_for = None;
                 self.set_role(now, Role::Acquiring, Reason::Resumed, out);
                 out.actions.push(Action::Probe);
@@ -641,6 +809,7 @@ impl Machine {
                 out.actions.push(Action::Probe);
             }
             Role::Holder => {
+                self.top_up(now, out);
                 if let Some(t) = self.next_announce {
                     if now >= t && self.link_up {
                         out.actions.push(Action::Announce);
@@ -654,6 +823,69 @@ impl Machine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The kernel takes whole-second lifetimes, rounded down, so an address extended at a
+    /// renewal ends up to a second before the lease deadline (at TTL 2 s: 1 s after the
+    /// renewal, against a deadline at 1.5 s). When renewals stall (an etcd election),
+    /// the address would go that much before it must. So, once, when the deadline is just
+    /// over a second away, the lifetime is set to end within [`Config::top_up_window`] of
+    /// the deadline itself (never after it: the same `ExtendAddress { until: deadline }`).
+    fn top_up(&mut self, now: Instant, out: &mut Output) {
+        let (Some(exp), Some(l)) = (self.address_expires, self.lease) else {
+            return;
+        };
+        if self.address_pending || !self.link_up {
+            return;
+        }
+        let left = l.deadline.saturating_duration_since(now);
+        let from = self.cfg.min_lifetime + self.cfg.top_up_slack;
+        if left < from || left >= from + self.cfg.top_up_window {
+            return;
+        }
+        let new = lifetime_end(now, l.deadline);
+        if new > exp + self.cfg.top_up_window {
+            self.address_expires = Some(new);
+            out.actions
+                .push(Action::ExtendAddress { until: l.deadline });
+        }
+    }
+
+    /// A holder with a handover to do: publish the target, and drop once the target is
+    /// healthy and next in the election (so etcd elects exactly it).
+    fn poll_handover(&mut self, now: Instant, out: &mut Output) {
+        let Some(h) = self.handover.clone() else {
+            return;
+        };
+        let target = h.to.clone().or_else(|| {
+            self.fresh_peers(now)
+                .and_then(|p| p.healthy_others().next())
+                .map(|c| c.node.clone())
+        });
+        let Some(target) = target else {
+            if now.saturating_duration_since(h.since) >= self.cfg.resign_timeout {
+                self.handover = None;
+                self.waiting_for =
+                    Some("resign: no healthy candidate came forward; keeping the VIP".to_string());
+            }
+            return;
+        };
+        if self.published_preference.as_deref() != Some(target.as_str()) {
+            self.published_preference = Some(target.clone());
+            out.actions
+                .push(Action::PublishPreference { to: target.clone() });
+        }
+        let next_is_target = self
+            .fresh_peers(now)
+            .and_then(|p| p.next_after_me())
+            .is_some_and(|c| c.node == target && c.healthy);
+        if next_is_target {
+            self.drop_all(now, Reason::YieldTo(target), out);
+            if let Some(d) = h.hold_off {
+                self.hold_off_until = Some(now + d);
+                self.waiting_for = Some(format!("resigned: not campaigning for {d:?}"));
+            }
         }
     }
 
@@ -704,6 +936,7 @@ impl Machine {
         match self.addable(now) {
             Some(until) => {
                 self.address_pending = false;
+                self.address_expires = Some(lifetime_end(now, until));
                 out.actions.push(Action::AddAddress { until });
                 self.start_burst(now, out);
             }
@@ -779,10 +1012,21 @@ impl Machine {
         if to != Role::Acquiring {
             self.reprobe_at = None;
         }
+        if to != Role::Holder {
+            self.handover = None;
+            self.published_preference = None;
+            self.address_expires = None;
+        }
         self.role = to;
         self.last_transition = Some(t.clone());
         out.transition = Some(t);
     }
+}
+
+/// When the kernel removes an address given the longest whole-second lifetime ending by
+/// `until`, set at `now` (what `cpe_net::Lifetime::within` gives the driver).
+fn lifetime_end(now: Instant, until: Instant) -> Instant {
+    now + Duration::from_secs(until.saturating_duration_since(now).as_secs())
 }
 
 #[cfg(test)]
@@ -1580,6 +1824,269 @@ mod tests {
         assert!(h.at(2500, Input::Tick).actions.iter().all(|a| *a != Probe));
     }
 
+    /// Renewals stall (an etcd election): the address's whole-second lifetime is topped
+    /// up once, just over a second before the deadline, so that it ends near the deadline
+    /// (1.4 s after the last renewal at TTL 2 s) instead of a second after the renewal.
+    #[test]
+    fn the_lifetime_is_topped_up_to_end_near_the_deadline_when_renewals_stall() {
+        let mut h = H::new();
+        h.holder(0); // deadline 1500; the kernel's lifetime: 1 s, so gone at 1000
+        let ext = |o: &Output| {
+            o.actions
+                .iter()
+                .filter(|a| is_add(a))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        for n in (50..=350).step_by(50) {
+            assert!(ext(&h.at(n, Input::Tick)).is_empty(), "at {n}");
+        }
+        // 1.1 s before the deadline: a 1 s lifetime now ends at 1400, before 1500.
+        assert_eq!(
+            ext(&h.at(400, Input::Tick)),
+            vec![ExtendAddress { until: h.t(1500) }]
+        );
+        for n in [450, 500] {
+            assert!(ext(&h.at(n, Input::Tick)).is_empty(), "once only (at {n})");
+        }
+        // Renewals resume: the usual extension, then the top-up of the next period.
+        assert_eq!(
+            ext(&h.renew(600, 610)),
+            vec![ExtendAddress { until: h.t(2100) }]
+        );
+        assert!(ext(&h.at(950, Input::Tick)).is_empty());
+        assert_eq!(
+            ext(&h.at(1000, Input::Tick)),
+            vec![ExtendAddress { until: h.t(2100) }]
+        );
+        // Never with less than a second left, never past the deadline: the deadline
+        // still drops the address.
+        assert!(ext(&h.at(1200, Input::Tick)).is_empty());
+        assert_eq!(h.at(2100, Input::Tick).actions, vec![RemoveAddress]);
+    }
+
+    /// The view of the election: (node, lease, healthy, me), oldest first.
+    fn peers(queue: &[(&str, i64, bool, bool)], prefer: Option<&str>) -> Input {
+        Input::Peers(PeerInfo {
+            queue: queue
+                .iter()
+                .map(|(n, l, h, me)| crate::peers::Candidate {
+                    node: n.to_string(),
+                    lease: *l,
+                    healthy: *h,
+                    me: *me,
+                })
+                .collect(),
+            prefer: prefer.map(str::to_string),
+            health: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn an_unhealthy_holder_keeps_the_vip_while_no_other_candidate_is_healthy() {
+        let mut h = H::new();
+        h.holder(0);
+        let view = [("cp1", 7, true, true), ("cp2", 8, false, false)];
+        h.at(100, peers(&view, None));
+        let o = h.at(200, health(false));
+        assert!(
+            !o.actions.contains(&RemoveAddress),
+            "fail open: {:?}",
+            o.actions
+        );
+        assert_eq!(h.m.role(), Role::Holder);
+        assert!(h.m.fail_open());
+        // The lease rules are unchanged: renewals extend the address, the deadline holds.
+        h.at(450, peers(&view, None));
+        assert!(h.renew(500, 520).actions.iter().any(is_add));
+        // Another candidate turns healthy: hand over at once.
+        let o = h.at(
+            600,
+            peers(&[("cp1", 7, false, true), ("cp2", 8, true, false)], None),
+        );
+        assert_eq!(o.actions, DROP);
+        assert_eq!(o.transition.unwrap().reason, Reason::YieldTo("cp2".into()));
+        assert!(!h.m.fail_open());
+        // Unhealthy, with a healthy candidate: it does not come back.
+        h.at(650, peers(&[("cp2", 8, true, false)], None));
+        assert!(h.at(700, Input::Tick).actions.is_empty());
+    }
+
+    #[test]
+    fn without_a_fresh_view_an_unhealthy_holder_drops_as_before() {
+        let mut h = H::new();
+        h.holder(0);
+        h.at(100, peers(&[("cp1", 7, true, true)], None));
+        // The view is 1.1 s old: no evidence that nobody else is healthy.
+        h.renew(900, 910);
+        let o = h.at(1200, health(false));
+        assert_eq!(o.actions, DROP);
+        assert_eq!(o.transition.unwrap().reason, Reason::HealthFailed);
+        // Failing open, then the view goes stale (etcd unreadable): drop.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(100, peers(&[("cp1", 7, true, true)], None));
+        assert!(!h.at(150, health(false)).actions.contains(&RemoveAddress));
+        assert!(!h.at(1050, Input::Tick).actions.contains(&RemoveAddress));
+        assert_eq!(h.at(1100, Input::Tick).actions, DROP);
+    }
+
+    #[test]
+    fn when_nobody_is_healthy_and_nobody_holds_the_first_node_still_takes_the_vip() {
+        let mut h = H::new();
+        // Not checked yet: an empty election is no reason to campaign.
+        assert!(h.at(0, peers(&[], None)).actions.is_empty());
+        // Checked and unhealthy, without a view: stay out.
+        let mut h = H::new();
+        assert!(h.at(10, health(false)).actions.is_empty());
+        // Checked and unhealthy, somebody holds: stay out.
+        assert!(h
+            .at(20, peers(&[("cp2", 8, false, false)], None))
+            .actions
+            .is_empty());
+        // Nobody holds, nobody campaigns: join.
+        assert_eq!(h.at(30, peers(&[], None)).actions, vec![GrantLease]);
+        let o = h.at(
+            40,
+            Input::LeaseGranted {
+                id: 7,
+                ttl: TTL,
+                sent_at: h.t(30),
+            },
+        );
+        assert_eq!(o.actions, vec![Campaign { lease: 7 }]);
+        h.at(50, peers(&[("cp1", 7, false, true)], None));
+        assert_eq!(h.at(60, Input::Elected { lease: 7 }).actions, vec![Probe]);
+        let o = h.at(70, Input::ProbeDone { foreign_mac: None });
+        assert_eq!(o.actions, vec![AddAddress { until: h.t(1530) }, Announce]);
+        assert!(h.m.fail_open());
+    }
+
+    #[test]
+    fn an_unhealthy_node_elected_while_another_is_healthy_takes_nothing() {
+        let mut h = H::new();
+        h.candidate(0);
+        h.at(
+            10,
+            peers(&[("cp1", 7, true, true), ("cp2", 8, true, false)], None),
+        );
+        // Turning unhealthy with a healthy candidate behind: leave the election.
+        let o = h.at(20, health(false));
+        assert_eq!(o.actions, vec![CancelCampaign, RevokeLease { id: 7 }]);
+        assert_eq!(o.transition.unwrap().reason, Reason::HealthFailed);
+    }
+
+    #[test]
+    fn a_handover_waits_until_its_target_is_next_then_drops() {
+        let mut h = H::new();
+        h.holder(0);
+        let behind = [
+            ("cp1", 7, true, true),
+            ("cp2", 8, true, false),
+            ("cp3", 9, true, false),
+        ];
+        h.at(50, peers(&behind, None));
+        let o = h.at(
+            100,
+            Input::Handover {
+                to: Some("cp3".into()),
+                hold_off: None,
+            },
+        );
+        assert_eq!(o.actions, vec![PublishPreference { to: "cp3".into() }]);
+        assert!(h.at(150, peers(&behind, Some("cp3"))).actions.is_empty());
+        let next = [
+            ("cp1", 7, true, true),
+            ("cp3", 9, true, false),
+            ("cp2", 10, true, false),
+        ];
+        let o = h.at(200, peers(&next, Some("cp3")));
+        // No hold-off with --prefer: back in the election at once, behind cp3.
+        assert_eq!(o.actions, [&DROP[..], &[GrantLease]].concat());
+        assert_eq!(o.transition.unwrap().reason, Reason::YieldTo("cp3".into()));
+    }
+
+    #[test]
+    fn resign_hands_over_to_the_first_healthy_candidate_then_holds_off() {
+        let mut h = H::new();
+        h.holder(0);
+        let view = [
+            ("cp1", 7, true, true),
+            ("cp2", 8, false, false),
+            ("cp3", 9, true, false),
+        ];
+        h.at(50, peers(&view, None));
+        let o = h.at(
+            100,
+            Input::Handover {
+                to: None,
+                hold_off: Some(Duration::from_secs(30)),
+            },
+        );
+        // cp2 is unhealthy: the target is cp3, which is not next yet.
+        assert_eq!(o.actions, vec![PublishPreference { to: "cp3".into() }]);
+        let o = h.at(
+            200,
+            peers(
+                &[
+                    ("cp1", 7, true, true),
+                    ("cp3", 9, true, false),
+                    ("cp2", 10, false, false),
+                ],
+                Some("cp3"),
+            ),
+        );
+        assert_eq!(o.actions, DROP);
+        assert!(h.at(1000, Input::Tick).actions.is_empty(), "held off");
+        assert!(h.at(30_100, Input::Tick).actions.is_empty());
+        assert_eq!(h.at(30_200, Input::Tick).actions, vec![GrantLease]);
+        // With no healthy candidate, resign gives up after the timeout and keeps the VIP.
+        let mut h = H::new();
+        h.holder(0);
+        h.at(50, peers(&[("cp1", 7, true, true)], None));
+        let o = h.at(
+            100,
+            Input::Handover {
+                to: None,
+                hold_off: Some(Duration::from_secs(30)),
+            },
+        );
+        assert!(o.actions.is_empty());
+        h.renew(500, 510);
+        h.at(600, peers(&[("cp1", 7, true, true)], None));
+        assert!(h.m.handover().is_some());
+        h.renew(1000, 1010);
+        h.at(1100, peers(&[("cp1", 7, true, true)], None));
+        // (the timeout is 10 s; shorten the walk by moving the request's start)
+        h.m.handover.as_mut().unwrap().since = h.t(1100) - Duration::from_secs(10);
+        assert!(h
+            .at(1150, peers(&[("cp1", 7, true, true)], None))
+            .actions
+            .is_empty());
+        assert!(h.m.handover().is_none());
+        assert_eq!(h.m.role(), Role::Holder);
+    }
+
+    #[test]
+    fn a_candidate_ahead_of_the_preferred_node_steps_aside_and_joins_again() {
+        let mut h = H::new();
+        h.candidate(0);
+        let view = [
+            ("cp1", 1, true, false),
+            ("me", 7, true, true),
+            ("cp3", 9, true, false),
+        ];
+        let o = h.at(100, peers(&view, Some("cp3")));
+        assert_eq!(
+            o.actions,
+            vec![CancelCampaign, RevokeLease { id: 7 }, GrantLease]
+        );
+        assert_eq!(
+            o.transition.unwrap().reason,
+            Reason::StepAside("cp3".into())
+        );
+    }
+
     /// A tiny deterministic generator so the random walk below needs no crate.
     struct Rng(u64);
     impl Rng {
@@ -1622,7 +2129,33 @@ mod tests {
                 if address && now >= address_until {
                     address = false; // the kernel: the lifetime ran out
                 }
-                let input = match r.below(16) {
+                let input = match r.below(18) {
+                    17 => Input::Handover {
+                        to: (r.below(2) == 0).then(|| "n2".to_string()),
+                        hold_off: (r.below(2) == 0).then(|| ms(r.below(3000))),
+                    },
+                    16 => {
+                        let mut queue = Vec::new();
+                        for (i, node) in ["n0", "n2", "n3"].iter().enumerate() {
+                            if r.below(2) == 0 {
+                                let me = i == 0;
+                                queue.push(crate::peers::Candidate {
+                                    node: node.to_string(),
+                                    lease: if me { lease_id } else { 100 + i as i64 },
+                                    healthy: r.below(2) == 0,
+                                    me,
+                                });
+                            }
+                        }
+                        if r.below(3) == 0 {
+                            queue.reverse();
+                        }
+                        Input::Peers(PeerInfo {
+                            queue,
+                            prefer: (r.below(3) == 0).then(|| "n3".to_string()),
+                            health: Vec::new(),
+                        })
+                    }
                     15 => Input::PreviousHolderAnswers {
                         node: "n1".into(),
                         mac: "02:00:00:00:00:02".into(),
@@ -1737,7 +2270,12 @@ mod tests {
                         "seed {seed}: address past the deadline after {input:?}"
                     );
                     assert_eq!(m.role(), Role::Holder, "seed {seed}: after {input:?}");
-                    assert!(m.healthy(), "seed {seed}: unhealthy holder after {input:?}");
+                    // Unhealthy only when failing open: a fresh view shows no other
+                    // healthy candidate.
+                    assert!(
+                        m.healthy() || !m.others_healthy(now),
+                        "seed {seed}: unhealthy holder with a healthy candidate after {input:?}"
+                    );
                 }
                 if m.role() == Role::Stopped {
                     assert!(!address, "seed {seed}: stopped with the address");

@@ -30,6 +30,8 @@ pub struct Metrics {
     lease_deadline: Mutex<Option<Instant>>,
     /// etcd leadership transfers away from this machine while holding.
     pub etcd_leader_moves: Counter,
+    /// 1 while this node holds the VIP although unhealthy (no other candidate healthy).
+    pub fail_open: Gauge,
     transitions: Family<Vec<(String, String)>, Counter>,
     total: Counter,
 }
@@ -60,6 +62,12 @@ impl Metrics {
             "lease_remaining_seconds",
             "Seconds until this agent's lease runs out unless renewed (0 without a lease)",
             lease_remaining.clone(),
+        );
+        let fail_open = Gauge::default();
+        registry.register(
+            "fail_open",
+            "1 while this node holds the VIP although its health check fails, because no other candidate is healthy",
+            fail_open.clone(),
         );
         registry.register(
             "etcd_leader_moves",
@@ -98,6 +106,7 @@ impl Metrics {
             lease_remaining,
             lease_deadline: Mutex::new(None),
             etcd_leader_moves,
+            fail_open,
             transitions,
             total: Counter::default(),
         }
@@ -165,7 +174,9 @@ mod tests {
         m.renewed(std::time::Duration::from_millis(2));
         m.etcd_leader_moves.inc();
         m.set_lease_deadline(Some(Instant::now() + std::time::Duration::from_secs(2)));
+        m.fail_open.set(1);
         let text = m.encode();
+        assert!(text.contains("cpe_vip_fail_open 1"), "{text}");
         assert!(text.contains("cpe_vip_holder 1"), "{text}");
         assert!(
             text.contains("cpe_vip_transitions_total{to=\"holder\",reason=\"acquired\"} 1"),

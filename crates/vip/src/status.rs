@@ -91,6 +91,61 @@ pub struct Snapshot {
     /// etcd leadership transfers done by this agent, and the last check's outcome.
     pub etcd_leader_moves: u64,
     pub etcd_leader: Option<String>,
+    /// Holding the VIP although unhealthy: no other candidate is healthy.
+    pub fail_open: bool,
+    /// Every agent's published health and place in the election.
+    pub peers: Vec<PeerRow>,
+    /// Why `peers` could not be read last time.
+    pub peers_error: Option<String>,
+    /// The handover in progress (`cpe status --resign` / `--prefer`), in words.
+    pub handover: Option<String>,
+    /// Time left out of the election after `--resign`.
+    pub hold_off_left: Option<Duration>,
+}
+
+/// One agent as `/status` shows it: its published health and its place in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    pub node: String,
+    pub state: String,
+    pub healthy: bool,
+    pub since_unix_ms: u64,
+    pub reason: String,
+    /// Place in the election's queue (0 leads); `None`: not campaigning.
+    pub position: Option<usize>,
+}
+
+impl PeerRow {
+    /// The rows of one view: every agent that published its health, and any candidate
+    /// that did not (an older agent), in name order.
+    pub fn from_view(v: &crate::peers::PeerInfo) -> Vec<PeerRow> {
+        let mut rows: Vec<PeerRow> = v
+            .health
+            .iter()
+            .map(|p| PeerRow {
+                node: p.node.clone(),
+                state: p.state.clone(),
+                healthy: p.healthy,
+                since_unix_ms: p.since_unix_ms,
+                reason: p.reason.clone(),
+                position: v.queue.iter().position(|c| c.node == p.node),
+            })
+            .collect();
+        for (i, c) in v.queue.iter().enumerate() {
+            if !rows.iter().any(|r| r.node == c.node) {
+                rows.push(PeerRow {
+                    node: c.node.clone(),
+                    state: "unpublished".into(),
+                    healthy: false,
+                    since_unix_ms: 0,
+                    reason: String::new(),
+                    position: Some(i),
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.node.cmp(&b.node));
+        rows
+    }
 }
 
 impl Snapshot {
@@ -116,6 +171,11 @@ impl Snapshot {
             transitions: 0,
             etcd_leader_moves: 0,
             etcd_leader: None,
+            fail_open: false,
+            peers: Vec::new(),
+            peers_error: None,
+            handover: None,
+            hold_off_left: None,
         }
     }
 
@@ -160,6 +220,18 @@ impl Snapshot {
             "etcd_endpoints": self.etcd_endpoints,
             "etcd_leader_moves": self.etcd_leader_moves,
             "etcd_leader": self.etcd_leader,
+            "fail_open": self.fail_open,
+            "peers": self.peers.iter().map(|p| json!({
+                "node": p.node,
+                "state": p.state,
+                "healthy": p.healthy,
+                "since_unix_ms": p.since_unix_ms,
+                "reason": p.reason,
+                "position": p.position,
+            })).collect::<Vec<_>>(),
+            "peers_error": self.peers_error,
+            "handover": self.handover,
+            "hold_off_ms": self.hold_off_left.map(|d| d.as_millis() as u64),
         })
     }
 }
@@ -274,8 +346,40 @@ pub fn table(v: &Value) -> String {
             None => format!("none (TTL {ttl} ms when granted)"),
         },
     ));
+    if b("fail_open") {
+        rows.push((
+            "FAIL OPEN",
+            "holding the VIP although its health check fails: no other candidate is healthy"
+                .to_string(),
+        ));
+    }
     if let Some(w) = v.get("waiting_for").and_then(|x| x.as_str()) {
         rows.push(("waiting for", w.to_string()));
+    }
+    if let Some(h) = v.get("handover").and_then(|x| x.as_str()) {
+        rows.push(("handover", h.to_string()));
+    }
+    if let Some(ms) = v.get("hold_off_ms").and_then(|x| x.as_u64()) {
+        rows.push(("hold-off", format!("not campaigning for {ms} ms more")));
+    }
+    if let Some(peers) = v
+        .get("peers")
+        .and_then(|x| x.as_array())
+        .filter(|p| !p.is_empty())
+    {
+        let text: Vec<String> = peers
+            .iter()
+            .map(|p| {
+                let g = |k: &str| p.get(k).and_then(|x| x.as_str()).unwrap_or("-");
+                let place = match p.get("position").and_then(|x| x.as_u64()) {
+                    Some(0) => "leads".to_string(),
+                    Some(n) => format!("candidate #{n}"),
+                    None => "not campaigning".to_string(),
+                };
+                format!("{} {} ({place})", g("node"), g("state"))
+            })
+            .collect();
+        rows.push(("agents", text.join(", ")));
     }
     rows.push((
         "transitions",

@@ -1,7 +1,8 @@
 //! The agent's background tasks, each looping on one slow source and reporting to the
 //! driver (`agent.rs`) through its channel as an [`Event`]: the health checker (cpe-health's
 //! [`Checker`], the one the load balancer also runs), the lease keep-alive, the interface
-//! poll, the etcd leader query, and while holding, the etcd-leadership check.
+//! poll, the etcd leader query, the read of the other agents' health and the election's
+//! queue, and while holding, the etcd-leadership check.
 //!
 //! They decide nothing about the VIP (that is [`crate::machine`]'s, fed by the driver) and
 //! the etcd-leadership rules are [`crate::etcd_leader`]'s: here is only the I/O, the
@@ -38,6 +39,10 @@ pub(crate) enum Event {
         detail: String,
         moved: bool,
     },
+    /// The other agents' health and the election's queue (an error: not read this time).
+    Peers(Result<crate::peers::PeerInfo, cpe_election::Error>),
+    /// An operator's request from the admin listener.
+    Command(crate::machine::Input),
 }
 
 /// Why one etcd-leadership check gave no answer (logged; the next check tries again).
@@ -313,5 +318,58 @@ fn is_local(url: &str) -> bool {
             std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
         }
         _ => false,
+    }
+}
+
+/// Reads every agent's published health, the election's queue and the holder's handover
+/// target every 100 ms (three reads, in parallel), for the machine's fail-open and
+/// handover rules and for `/status`.
+pub(crate) async fn peers_loop(
+    etcd: Client,
+    node: String,
+    election: String,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    use crate::peers::{self, PeerInfo};
+    let (qp, hp, pk) = (
+        peers::queue_prefix(&election),
+        peers::health_prefix(&election),
+        peers::prefer_key(&election),
+    );
+    loop {
+        let (queue, health, prefer) = tokio::join!(
+            etcd.range_prefix(&qp),
+            etcd.range_prefix(&hp),
+            etcd.range_prefix(&pk),
+        );
+        let view = match (queue, health, prefer) {
+            (Ok(q), Ok(h), Ok(p)) => Ok(PeerInfo::read(
+                &node,
+                &election,
+                &q,
+                &h,
+                p.iter().find(|kv| kv.key == pk),
+            )),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
+        if tx.send(Event::Peers(view)).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Puts `key` = `value` under `lease`, three tries 200 ms apart (this node's health, the
+/// holder's handover target); a last failure is logged, and the next change (or the next
+/// read-back that finds the key missing) puts it again.
+pub(crate) async fn put_retrying(etcd: Client, key: String, value: String, lease: i64) {
+    for attempt in 0..3 {
+        match etcd.put(&key, &value, lease).await {
+            Ok(()) => return,
+            Err(e) if attempt == 2 => {
+                tracing::warn!("cannot write {key} under lease {lease:x}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }

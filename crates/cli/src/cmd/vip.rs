@@ -313,8 +313,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
     }
     let settings = settings(&plan, &args)?;
-    let guard = spawn_guard(&plan);
-    let result = cpe_vip::run(settings, shutdown_signal()).await;
+    let mut guard = spawn_guard(&plan);
+    let pipe = guard.as_mut().and_then(|g| g.stdin.take());
+    let result = cpe_vip::run_with(settings, pipe, shutdown_signal()).await;
     // Closing the guard's stdin tells it we are done (the address is already removed).
     drop(guard);
     result?;
@@ -342,6 +343,20 @@ fn spawn_guard(plan: &VipPlan) -> Option<std::process::Child> {
         "--vip".into(),
         format!("{}/{}", plan.vip, plan.prefix_len),
     ];
+    // The etcd it may release the agent's election key and lease on (see cpe_vip::guard).
+    let mut args = args.to_vec();
+    args.push("--etcd".into());
+    args.push(plan.etcd.join(","));
+    for (flag, path) in [
+        ("--etcd-ca", &plan.etcd_tls.ca),
+        ("--etcd-cert", &plan.etcd_tls.cert),
+        ("--etcd-key", &plan.etcd_tls.key),
+    ] {
+        if let Some(p) = path {
+            args.push(flag.into());
+            args.push(p.to_string_lossy().into_owned());
+        }
+    }
     cpe_vip::guard::spawn(&exe, &args)
 }
 
@@ -350,7 +365,27 @@ async fn guard(args: &Args) -> anyhow::Result<ExitCode> {
     let text = args.vip.as_deref().unwrap_or_default();
     let (vip, _) = cpe_config::validate::parse_address(text)
         .map_err(|e| anyhow::anyhow!("--vip {text}: {e}"))?;
-    cpe_vip::guard::run(vip, args.interface.as_deref().unwrap_or_default()).await?;
+    // Without etcd flags (a guard started by an older agent) it only removes the address.
+    let etcd = if args.etcd.is_empty() {
+        None
+    } else {
+        match cpe_election::Client::new(
+            &args.etcd,
+            cpe_config::TlsFiles::new(
+                args.etcd_ca.clone(),
+                args.etcd_cert.clone(),
+                args.etcd_key.clone(),
+            ),
+            Duration::from_millis(500),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("guard: etcd client: {e}: it will only remove the address");
+                None
+            }
+        }
+    };
+    cpe_vip::guard::run(vip, args.interface.as_deref().unwrap_or_default(), etcd).await?;
     Ok(ExitCode::SUCCESS)
 }
 

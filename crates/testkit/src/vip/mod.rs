@@ -21,18 +21,22 @@
 //! - `scenarios`: running one [`Scenario`] on the testbed and measuring its [`Outcome`].
 //! - `lb`: the load-balancing VIP's observers (which API server answered, the nftables
 //!   redirect on each machine) and helpers (kill or restart one API server).
+//! - `safety`: the issue-11 runs ([`SafetyRun`]: every API server overloaded, planned
+//!   moves through `cpe status --resign` / `--prefer`) and their [`SafetyOutcome`].
 //! - [`outcome`]: what a run measured and how it is reported (a line, JSON).
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
 mod lb;
 mod outcome;
+mod safety;
 mod scenarios;
 mod testbed;
 mod text;
 
 pub use lb::{has_redirect, RulesSample, RulesWatch};
 pub use outcome::Outcome;
+pub use safety::{SafetyOutcome, SafetyRun};
 pub use testbed::Testbed;
 pub use text::{keepalived_conf, parse_arp_claim};
 

@@ -26,6 +26,9 @@ pub struct Outcome {
     pub stayed_orphaned: bool,
     /// From the failure to the VIP first appearing on another machine (None: never).
     pub takeover: Option<Duration>,
+    /// From the failure to the VIP first gone from the machine that held it (None: never,
+    /// e.g. it stayed).
+    pub released: Option<Duration>,
     /// Longest time without a successful request from the failure until settled (None:
     /// nothing succeeded).
     pub outage: Option<Duration>,

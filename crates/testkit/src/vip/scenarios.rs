@@ -145,6 +145,12 @@ impl Testbed {
             .iter()
             .find(|c| c.t >= t_fault && c.holders.iter().any(|h| *h != from))
             .map(|c| c.t - t_fault);
+        let released = self
+            .watch
+            .holders()
+            .iter()
+            .find(|c| c.t >= t_fault && !c.holders.contains(&from))
+            .map(|c| c.t - t_fault);
         // The neighbour entry at settle time, against the settled holder's MAC.
         let neigh = self.watch.neighbour();
         let last_neigh = neigh.iter().rev().find(|c| c.t <= t_settled);
@@ -219,6 +225,7 @@ impl Testbed {
             settled_on_healthy,
             stayed_orphaned,
             takeover,
+            released,
             outage,
             requests: reqs.count(t_fault, t_end),
             failed: failed_n,

@@ -314,7 +314,7 @@ impl Testbed {
         self.set_ready(i, false)
     }
 
-    fn make_ready(&mut self, i: usize) -> Result<()> {
+    pub(super) fn make_ready(&mut self, i: usize) -> Result<()> {
         self.set_ready(i, true)
     }
 

@@ -1,5 +1,6 @@
 //! One `cpe vip` agent on a host with its own etcd and a peer on the bridge: it holds,
-//! announces and repairs the VIP, follows its health check, hands over on SIGTERM, leaves
+//! announces and repairs the VIP, keeps it while its health fails and nobody else is healthy
+//! (fail open), hands over on SIGTERM, leaves
 //! the address to the guard after SIGKILL and refuses a VIP a foreign host answers for;
 //! a definition file drives it as flags do; an IPv6 VIP is added without DAD and announced
 //! with neighbour advertisements.
@@ -134,25 +135,35 @@ fn vip_agent_holds_announces_repairs_and_hands_over() {
     assert!(a.has_addr(vip).unwrap());
     assert_eq!(status(&a)["role"], "holder");
 
-    // The health check fails (connection refused on its port): the VIP goes.
+    // The health check fails (connection refused on its port). No other candidate is
+    // healthy (there is none): the VIP stays and the agent says so (fail open, issue 11);
+    // handing over to a healthy candidate is `two_agents`'.
     a.exec(
         "nft",
         &["add table inet vipag; add chain inet vipag out { type filter hook output priority 0; }; add rule inet vipag out tcp dport 2381 reject with tcp reset"],
     )
     .unwrap();
-    let gone = wait_for("the VIP to leave a", Duration::from_secs(5), || {
-        !a.has_addr(vip).unwrap()
+    let failing = wait_for("the health check to fail", Duration::from_secs(5), || {
+        status(&a)["healthy"] == false
     });
-    eprintln!("VIP dropped {gone:?} after the health check started failing");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        a.has_addr(vip).unwrap(),
+        "the only candidate dropped the VIP"
+    );
     let s = status(&a);
-    assert_eq!(s["role"], "waiting", "{s:#}");
-    assert_eq!(s["healthy"], false);
-    assert_eq!(s["last_transition"]["reason"], "health_failed", "{s:#}");
+    eprintln!("health failing for {failing:?} + 2 s: VIP kept (fail open)");
+    assert_eq!(s["role"], "holder", "{s:#}");
+    assert_eq!(s["fail_open"], true, "{s:#}");
+    let metrics = a
+        .exec("curl", &["-sf", "http://127.0.0.1:9631/metrics"])
+        .unwrap();
+    assert!(metrics.contains("cpe_vip_fail_open 1"), "{metrics}");
     a.exec("nft", &["delete table inet vipag"]).unwrap();
     wait_for(
-        "the VIP back after health recovers",
+        "fail open to end after health recovers",
         Duration::from_secs(5),
-        || a.has_addr(vip).unwrap(),
+        || status(&a)["fail_open"] == false && a.has_addr(vip).unwrap(),
     );
 
     // SIGTERM: address removed, lease revoked (nobody leads), clean exit.
