@@ -417,7 +417,7 @@ pub(crate) async fn run(
             Err(Fault::Unreachable("no backend to ask".into()))
         } else {
             let addr = candidates[turn % candidates.len()];
-            round(&kube, addr, &mut api, watch_timeout, grace, &tx).await
+            round(&kube, addr, &backends, &mut api, watch_timeout, grace, &tx).await
         };
         let fault = match result {
             Ok(()) => {
@@ -442,11 +442,18 @@ pub(crate) async fn run(
     }
 }
 
+/// How often a running watch checks that its backend is still one to ask.
+const STILL_ASKABLE: Duration = Duration::from_millis(500);
+
 /// One list and one watch through `addr`. `Ok`: the watch ended by itself (time for the
-/// next); `Err`: what went wrong (the list's or answer's fault, or a stall).
+/// next), or `addr` left the backends to ask (its `/readyz` failed: an API server being
+/// removed keeps a watch open, silent, until it exits a minute later, and would hide every
+/// change meanwhile), so the next round lists through another; `Err`: what went wrong
+/// (the list's or answer's fault, or a stall).
 async fn round(
     kube: &Kube,
     addr: SocketAddr,
+    backends: &Backends,
     api: &mut Api,
     watch_timeout: Duration,
     grace: Duration,
@@ -491,8 +498,20 @@ async fn round(
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let deadline = tokio::time::Instant::now() + watch_timeout.max(Duration::from_secs(1)) + grace;
+    let mut check = tokio::time::interval(STILL_ASKABLE);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        let next = tokio::select! {
+            f = tokio::time::timeout_at(deadline, body.frame()) => f,
+            _ = check.tick() => {
+                if !backends().contains(&addr) {
+                    tracing::info!(%addr, "kubernetes discovery: the watched backend is no longer up: listing through another");
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let frame = match next {
             Err(_) => return Err(Fault::Stalled(grace)),
             Ok(None) => return Ok(()),
             Ok(Some(Err(e))) => return Err(Fault::Unreachable(format!("{addr}: watch: {e}"))),
