@@ -88,6 +88,11 @@ pub struct LbPlan {
     /// Every backend once, in the order given (a definition's: every machine's API
     /// server, spares included).
     pub backends: Vec<Backend>,
+    /// More addresses to listen on at `listen`'s port (the node-local load balancer: the
+    /// other family's loopback). See [`crate::node_local`].
+    pub listen_also: Vec<IpAddr>,
+    /// The node-local preset (`--node-local`): loopback only, one worker.
+    pub node_local: bool,
 }
 
 /// A plan and the definition's warnings (to be printed: they are not errors).
@@ -499,6 +504,7 @@ impl LbFlags {
 
     fn plan(&self, c: &mut Check, def: Option<&Endpoint>) -> Option<LbPlan> {
         let base = match def {
+            _ if self.node_local => self.node_local_base(c, def),
             Some(e) => lb_from_definition(c, e),
             None => self.ad_hoc(c),
         };
@@ -521,7 +527,8 @@ impl LbFlags {
         if self.admin_token_file.is_some() {
             plan.admin_token_file = flags::path(c, "--admin-token-file", &self.admin_token_file);
         }
-        if let (Some(admin), true) = (plan.admin, ok) {
+        // (The node-local preset allows loopback only: its own rule, below.)
+        if let (Some(admin), true, false) = (plan.admin, ok, self.node_local) {
             let (field, token_field) = match (&self.admin, def) {
                 (None, Some(_)) => (
                     "loadBalancer.admin",
@@ -561,11 +568,14 @@ impl LbFlags {
             &self.connect_timeout,
             plan.connect_timeout,
         );
+        if self.node_local {
+            self.node_local_rules(c, &mut plan, def);
+        }
         ok.then_some(plan)
     }
 
     /// Without a definition: `--listen` and at least one `--backend`, each backend once.
-    fn ad_hoc(&self, c: &mut Check) -> Option<LbPlan> {
+    pub(crate) fn ad_hoc(&self, c: &mut Check) -> Option<LbPlan> {
         let listen = match given(&self.listen) {
             None => {
                 c.push(
@@ -658,7 +668,11 @@ fn lb_from_definition(c: &mut Check, e: &Endpoint) -> Option<LbPlan> {
     Some(lb_plan_over(lb.clone(), e.health.clone(), backends))
 }
 
-fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -> LbPlan {
+pub(crate) fn lb_plan_over(
+    lb: LoadBalancer,
+    health: HealthCheck,
+    backends: Vec<Backend>,
+) -> LbPlan {
     LbPlan {
         listen: lb.listen,
         admin: Some(lb.admin),
@@ -668,5 +682,7 @@ fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -
         connect_timeout: lb.connect_timeout,
         health,
         backends,
+        listen_also: Vec::new(),
+        node_local: false,
     }
 }
