@@ -6,6 +6,8 @@
 //! # Layout
 //!
 //! - [`render`]: one entry point, one function per [`Kind`].
+//! - [`node_local`]: the node-local load balancer's static pod, kubeconfig and Role,
+//!   the `certSANs` it needs and the Cluster API workers' template.
 //! - [`definition`]: the definition written back as a canonical `endpoint.yaml`, for
 //!   artifacts that install it on the machines (Cluster API's `files`).
 //!
@@ -23,6 +25,8 @@
 //! cluster's settings.
 
 use cpe_config::{duration, Endpoint, Host, Mode};
+
+pub mod node_local;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -73,10 +77,24 @@ pub enum Kind {
     StaticPod,
     /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
     Systemd,
+    /// The node-local load balancer's static pod (`nodeLocal.enabled`), any mode.
+    NodeLocal,
+    /// The kubeconfig the node-local load balancer's discovery reads.
+    NodeLocalKubeconfig,
+    /// The Role letting nodes read the `kubernetes` EndpointSlices.
+    NodeLocalRbac,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Kubeadm, Kind::Capi, Kind::StaticPod, Kind::Systemd];
+    pub const ALL: [Kind; 7] = [
+        Kind::Kubeadm,
+        Kind::Capi,
+        Kind::StaticPod,
+        Kind::Systemd,
+        Kind::NodeLocal,
+        Kind::NodeLocalKubeconfig,
+        Kind::NodeLocalRbac,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +102,9 @@ impl Kind {
             Kind::Capi => "capi",
             Kind::StaticPod => "static-pod",
             Kind::Systemd => "systemd",
+            Kind::NodeLocal => "node-local",
+            Kind::NodeLocalKubeconfig => "node-local-kubeconfig",
+            Kind::NodeLocalRbac => "node-local-rbac",
         }
     }
 }
@@ -137,6 +158,9 @@ pub enum RenderError {
         mode: Mode,
         why: &'static str,
     },
+    /// A node-local artifact for a definition without `nodeLocal.enabled: true`.
+    #[error("--kind {kind} needs `nodeLocal: {{enabled: true}}` in the definition")]
+    NodeLocalDisabled { kind: Kind },
     /// A path that ends up inside a pod or a unit must be absolute.
     #[error("{what} must be an absolute path, not `{path}`")]
     RelativePath { what: &'static str, path: String },
@@ -150,6 +174,9 @@ pub fn render(e: &Endpoint, kind: Kind, o: &Options) -> Result<String, RenderErr
         Kind::Capi => capi(e, o),
         Kind::StaticPod => static_pod(e, o),
         Kind::Systemd => systemd(e, o),
+        Kind::NodeLocal => node_local::static_pod(e, o),
+        Kind::NodeLocalKubeconfig => node_local::kubeconfig(e),
+        Kind::NodeLocalRbac => node_local::rbac(e),
     }
 }
 
@@ -232,6 +259,7 @@ fn cluster_configuration_body(e: &Endpoint, indent: &str) -> String {
     );
     let _ = writeln!(s, "{indent}  certSANs:");
     let _ = writeln!(s, "{indent}    - {}", q(&host_str(&e.host)));
+    s.push_str(&node_local::cert_san_lines(e, &format!("{indent}    ")));
     s
 }
 
@@ -329,6 +357,7 @@ spec:
             s.push_str(&indent_block(&def, "          "));
         }
     }
+    s.push_str(&node_local::capi_workers(e, o)?);
     Ok(s)
 }
 
@@ -681,5 +710,6 @@ pub fn definition(e: &Endpoint) -> String {
             duration::format(lb.connect_timeout)
         );
     }
+    s.push_str(&node_local::definition_section(e));
     s
 }
