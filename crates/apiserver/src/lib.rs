@@ -1,13 +1,17 @@
 //! A stand-in Kubernetes API server for tests and `cpe demo`, and the test PKI that
 //! gives it certificates. Serves `/readyz`, `/livez`, `/healthz`, `/version` and a
 //! long-lived watch-like stream over TLS (HTTP/1.1 and HTTP/2), and follows the real
-//! shutdown sequence. It is not a Kubernetes API server: no objects, no auth.
+//! shutdown sequence, and the `kubernetes` EndpointSlices/Endpoints (list, watch, fault
+//! switches) for discovery tests. It is not a Kubernetes API server: no other objects, no
+//! auth beyond an optional bearer token on those two.
 //!
 //! # Layout
 //!
 //! - [`pki`]: a CA, server certificates for chosen names, a client certificate; PEM in
 //!   memory, or written to a directory.
 //! - [`tls`]: rustls server and client configurations from PEM (ring provider only).
+//! - [`endpoints`]: the `kubernetes` EndpointSlices and Endpoints, list and watch, with
+//!   the endpoint set and a fault switchable at run time.
 //! - [`routes`]: what each path answers, from a snapshot of the server's state.
 //! - [`client`]: a minimal HTTP/1.1 client (new connection, keep-alive, watch) for tests
 //!   and the demo's traffic.
@@ -27,6 +31,7 @@
 //! ```
 
 pub mod client;
+pub mod endpoints;
 pub mod pki;
 pub mod routes;
 pub mod server;

@@ -111,6 +111,27 @@ pub(crate) fn respond(
             }
             _ => text(StatusCode::BAD_REQUEST, "body must be `true` or `false`\n"),
         },
+        (&Method::POST, "/debug/endpoints") => {
+            match crate::endpoints::parse_set(&String::from_utf8_lossy(body)) {
+                Ok(set) => {
+                    shared.kube.set_endpoints(set);
+                    text(StatusCode::OK, "endpoints set\n")
+                }
+                Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }
+        (&Method::POST, "/debug/discovery-fault") => {
+            match crate::endpoints::Fault::parse(&String::from_utf8_lossy(body)) {
+                Some(f) => {
+                    shared.kube.set_fault(f);
+                    text(StatusCode::OK, "fault set\n")
+                }
+                None => text(
+                    StatusCode::BAD_REQUEST,
+                    "body must be none, unreachable, forbidden, empty, garbage or stall\n",
+                ),
+            }
+        }
         (&Method::GET, "/debug/stream") => watch(shared),
         (&Method::GET, p) if p.starts_with("/api") && is_watch(uri.query()) => watch(shared),
         (&Method::GET, _) => status_json(

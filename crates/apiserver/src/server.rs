@@ -64,6 +64,8 @@ pub struct Config {
     pub start_ready: bool,
     /// Interval between two events of the watch stream.
     pub stream_interval: Duration,
+    /// The `kubernetes` EndpointSlices/Endpoints it serves (default: its own address).
+    pub kube: crate::endpoints::Settings,
 }
 
 impl Config {
@@ -77,6 +79,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(1),
             start_ready: true,
             stream_interval: routes::DEFAULT_STREAM_INTERVAL,
+            kube: Default::default(),
         }
     }
 }
@@ -94,6 +97,7 @@ pub(crate) struct Shared {
     pub(crate) closing: CancellationToken,
     pub(crate) stream_interval: Duration,
     pub(crate) requests: AtomicU64,
+    pub(crate) kube: Arc<crate::endpoints::Kube>,
 }
 
 impl Shared {
@@ -144,6 +148,16 @@ impl Handle {
         self.shared.shutdown.cancel();
     }
     /// Requests answered so far (every path, streams counted once).
+    /// Changes the `kubernetes` endpoints served (watches see it at once).
+    pub fn set_endpoints(&self, set: Vec<SocketAddr>) {
+        self.shared.kube.set_endpoints(set);
+    }
+
+    /// Sets the fault of the discovery paths.
+    pub fn set_discovery_fault(&self, f: crate::endpoints::Fault) {
+        self.shared.kube.set_fault(f);
+    }
+
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
     }
@@ -189,6 +203,7 @@ impl Server {
             closing: CancellationToken::new(),
             stream_interval: config.stream_interval,
             requests: AtomicU64::new(0),
+            kube: Arc::new(crate::endpoints::Kube::new(&config.kube, local_addr)),
         });
         Ok(Server {
             listener,
@@ -374,19 +389,26 @@ async fn serve_io<I>(
             let (parts, body) = req.into_parts();
             // Only the readiness switch reads a body; cap it, it is `true` or `false`.
             let bytes = if parts.method == http::Method::POST {
-                match http_body_util::Limited::new(body, 1024).collect().await {
+                match http_body_util::Limited::new(body, 16 * 1024)
+                    .collect()
+                    .await
+                {
                     Ok(c) => c.to_bytes(),
                     Err(_) => Bytes::new(),
                 }
             } else {
                 Bytes::new()
             };
-            Ok::<_, std::convert::Infallible>(routes::respond(
-                &shared,
-                &parts.method,
-                &parts.uri,
-                &bytes,
-            ))
+            // The `unreachable` discovery fault: the connection closes without an answer.
+            if shared.kube.drops(&parts.uri) {
+                return Err(std::io::Error::other(
+                    "the unreachable discovery fault is set",
+                ));
+            }
+            if let Some(r) = shared.kube.respond(&parts.uri, &parts.headers) {
+                return Ok(r);
+            }
+            Ok::<_, std::io::Error>(routes::respond(&shared, &parts.method, &parts.uri, &bytes))
         }
     });
     let conn = builder.serve_connection(io, service);

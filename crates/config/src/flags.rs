@@ -78,6 +78,8 @@ pub struct LbFlags {
     pub max_connections: Option<i64>,
     pub drain_timeout: Option<String>,
     pub connect_timeout: Option<String>,
+    /// `--discover`, `--kubeconfig`, `--etcd*`, `--cache-dir`.
+    pub discovery: crate::rules::discovery::DiscoveryFlags,
 }
 
 /// A flag's value, without a position (it was not in a file).

@@ -147,6 +147,16 @@ pub struct LoadBalancerIn {
     pub max_connections: Option<S<i64>>,
     pub drain_timeout: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
+    pub discovery: Option<DiscoveryIn>,
+}
+
+/// `loadBalancer.discovery` as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscoveryIn {
+    pub pos: Option<Pos>,
+    pub sources: Option<S<Vec<S<String>>>>,
+    pub kubeconfig: Option<S<String>>,
+    pub cache_dir: Option<S<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -202,7 +212,9 @@ const LB: &[&str] = &[
     "maxConnections",
     "drainTimeout",
     "connectTimeout",
+    "discovery",
 ];
+const DISCOVERY: &[&str] = &["sources", "kubeconfig", "cacheDir"];
 
 /// Reads the tree into a [`File`], pushing every shape problem (unknown field, wrong
 /// type) onto `problems`. Returns what could be read.
@@ -382,6 +394,7 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
                 connect_timeout: m
                     .get("connectTimeout")
                     .and_then(|v| r.string(v, "loadBalancer.connectTimeout")),
+                discovery: m.entry("discovery").and_then(|(k, v)| r.discovery(k, v)),
             });
         }
     }
@@ -572,6 +585,35 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    fn discovery(&mut self, k: &At, at: &At) -> Option<DiscoveryIn> {
+        const PATH: &str = "loadBalancer.discovery";
+        let m = self.fields(at, PATH, DISCOVERY)?;
+        let sources = m
+            .get("sources")
+            .and_then(|v| self.list(v, "loadBalancer.discovery.sources"))
+            .map(|(items, at)| S {
+                value: items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        self.string(item, &format!("loadBalancer.discovery.sources[{i}]"))
+                    })
+                    .collect(),
+                pos: at.pos,
+                raw: String::new(),
+            });
+        Some(DiscoveryIn {
+            pos: k.pos,
+            sources,
+            kubeconfig: m
+                .get("kubeconfig")
+                .and_then(|v| self.string(v, "loadBalancer.discovery.kubeconfig")),
+            cache_dir: m
+                .get("cacheDir")
+                .and_then(|v| self.string(v, "loadBalancer.discovery.cacheDir")),
+        })
     }
 
     fn machine(&mut self, at: &At, i: usize) -> Option<MachineIn> {

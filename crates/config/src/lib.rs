@@ -68,5 +68,6 @@ pub use load::{
 pub use model::*;
 pub use plan::{HealthTarget, LbPlan, PlanError, Resolved, VipPlan};
 pub use problem::{Problem, Severity};
+pub use rules::discovery::{Discovery, DiscoveryFlags, Source as DiscoverySource};
 pub use rules::lb::{parse_backend, Backend, BackendError};
 pub use tls::TlsFiles;

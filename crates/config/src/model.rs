@@ -212,6 +212,8 @@ pub struct LoadBalancer {
     pub drain_timeout: Duration,
     /// Connect timeout to a backend before trying the next one.
     pub connect_timeout: Duration,
+    /// `loadBalancer.discovery`: where the backends are learned from at run time.
+    pub discovery: Option<crate::rules::discovery::Discovery>,
 }
 
 impl LoadBalancer {
@@ -223,6 +225,7 @@ impl LoadBalancer {
             max_connections: 20_000,
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(1),
+            discovery: None,
         }
     }
 }

@@ -17,6 +17,7 @@
 use crate::model::*;
 use crate::plan::{lb_plan_over, LbPlan};
 use crate::problem::Problem;
+use crate::rules::discovery::DiscoveryFlags;
 use crate::rules::node_local::{loopback_hint, other_loopback, LOOPBACK_RULE};
 use crate::rules::{lb::Backend, Check};
 use crate::LbFlags;
@@ -45,6 +46,27 @@ impl LbFlags {
         Some(plan)
     }
 
+    /// The discovery flags as the preset reads them: with a definition and no
+    /// `--discover`, the kubernetes source is implied when a kubeconfig is known
+    /// (`--kubeconfig` or `KUBECONFIG`); ad hoc, the flags as typed (static seeds are a
+    /// valid node-local set).
+    pub(crate) fn discovery_flags(&self, def: Option<&Endpoint>) -> DiscoveryFlags {
+        let mut f = self.discovery.clone();
+        if self.node_local && def.is_some() && f.discover.is_empty() && self.kubeconfig_known() {
+            f.discover = vec!["kubernetes".into()];
+        }
+        f
+    }
+
+    fn kubeconfig_known(&self) -> bool {
+        self.discovery.kubeconfig.is_some()
+            || self
+                .discovery
+                .kubeconfig_env
+                .as_deref()
+                .is_some_and(|v| !v.is_empty())
+    }
+
     /// The preset's rules over the finished plan: listen and admin on loopback (named as
     /// the user wrote them), the other family's loopback added.
     pub(crate) fn node_local_rules(
@@ -71,6 +93,13 @@ impl LbFlags {
             c.push(
                 Problem::error(field, value, "must be a loopback address with --node-local (or `off`)")
                     .hint(format!("the default is {DEFAULT_NODE_LOCAL_ADMIN}; scrape /metrics from the node itself")),
+            );
+        }
+        // With a definition the preset follows the cluster (see `discovery_flags`).
+        if def.is_some() && plan.discovery.is_none() && !self.kubeconfig_known() {
+            c.push(
+                Problem::error("--kubeconfig", "", "is required with --node-local -f: the node-local load balancer follows the control plane through the kubernetes EndpointSlices")
+                    .hint("`cpe render --kind node-local-kubeconfig` writes one (the kubelet's client certificate), or set KUBECONFIG"),
             );
         }
         plan.listen_also = vec![other_loopback(plan.listen)];
@@ -178,10 +207,33 @@ mod tests {
     }
 
     #[test]
+    fn from_a_definition_discovery_of_the_kubernetes_source_is_implied() {
+        let text = "endpoint:\n  host: cp.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\nnodeLocal:\n  enabled: true\n";
+        let e = crate::load_str(text).unwrap().endpoint;
+        let err = errors(flags(&[]).plan_for(Some(&e)).unwrap_err());
+        assert!(
+            err[0].starts_with("error: --kubeconfig: is required with --node-local -f"),
+            "{err:?}"
+        );
+        let mut f = flags(&[]);
+        f.discovery.kubeconfig = Some("/etc/cpe/node-local.kubeconfig".into());
+        let d = f.plan_for(Some(&e)).unwrap().discovery.unwrap();
+        assert_eq!(d.sources, [crate::rules::discovery::Source::Kubernetes]);
+        // Ad hoc, the flags decide: static seeds are a node-local set too.
+        assert!(flags(&["10.0.0.11:6443"])
+            .plan_for(None)
+            .unwrap()
+            .discovery
+            .is_none());
+    }
+
+    #[test]
     fn from_a_definition_seeds_are_the_machines_or_else_the_endpoint() {
         let text = "endpoint:\n  host: cp.example.com\ncontrolPlane:\n  replicas: 3\n  machines:\n    - {name: cp1, address: 10.0.0.11}\n    - {name: cp2, address: 10.0.0.12}\n    - {name: cp3, address: 10.0.0.13}\nnodeLocal:\n  enabled: true\n  listen: 127.0.0.1:7000\n";
         let e = crate::load_str(text).unwrap().endpoint;
-        let p = flags(&[]).plan_for(Some(&e)).unwrap();
+        let mut f = flags(&[]);
+        f.discovery.kubeconfig_env = Some("/etc/cpe/node-local.kubeconfig".into());
+        let p = f.plan_for(Some(&e)).unwrap();
         assert_eq!(p.listen.to_string(), "127.0.0.1:7000");
         let names: Vec<String> = p.backends.iter().map(|b| b.to_string()).collect();
         assert_eq!(

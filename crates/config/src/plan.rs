@@ -86,13 +86,15 @@ pub struct LbPlan {
     pub connect_timeout: Duration,
     pub health: HealthCheck,
     /// Every backend once, in the order given (a definition's: every machine's API
-    /// server, spares included).
+    /// server, spares included). With discovery: the seed set at start.
     pub backends: Vec<Backend>,
     /// More addresses to listen on at `listen`'s port (the node-local load balancer: the
     /// other family's loopback). See [`crate::node_local`].
     pub listen_also: Vec<IpAddr>,
     /// The node-local preset (`--node-local`): loopback only, one worker.
     pub node_local: bool,
+    /// Where backends are learned from at run time (`None`: the list above only).
+    pub discovery: Option<rules::discovery::Discovery>,
 }
 
 /// A plan and the definition's warnings (to be printed: they are not errors).
@@ -568,6 +570,16 @@ impl LbFlags {
             &self.connect_timeout,
             plan.connect_timeout,
         );
+        let api_port = plan
+            .backends
+            .first()
+            .map_or(rules::discovery::DEFAULT_API_PORT, |b| b.port);
+        plan.discovery = rules::discovery::overlay(
+            c,
+            plan.discovery.take(),
+            &self.discovery_flags(def),
+            api_port,
+        );
         if self.node_local {
             self.node_local_rules(c, &mut plan, def);
         }
@@ -684,5 +696,6 @@ pub(crate) fn lb_plan_over(
         backends,
         listen_also: Vec::new(),
         node_local: false,
+        discovery: lb.discovery,
     }
 }

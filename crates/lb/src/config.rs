@@ -62,6 +62,7 @@ impl LbConfig {
             backends,
             listen_also: Vec::new(),
             node_local: false,
+            discovery: None,
         })
     }
 

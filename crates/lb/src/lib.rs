@@ -51,6 +51,7 @@ pub mod backend;
 mod checks;
 pub mod config;
 mod conn;
+pub mod discovery;
 pub mod forward;
 mod listen;
 pub mod membership;
@@ -178,6 +179,8 @@ struct Shared {
     listen_also: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
     last_reload_error: Mutex<Option<String>>,
+    /// Origins of the backends, when the set changed, discovery's sources and cache.
+    board: Mutex<discovery::Board>,
 }
 
 /// A bound, checked load balancer, ready to [`run`](Lb::run).
@@ -270,6 +273,7 @@ impl Lb {
             listen_also,
             admin: admin_addr,
             last_reload_error: Mutex::new(None),
+            board: Mutex::new(discovery::Board::new()),
         });
         let members: Vec<Arc<Backend>> = config
             .backends
@@ -442,10 +446,38 @@ impl LbHandle {
     /// they end or the drain timeout passes. On error nothing changes.
     pub fn reload(&self, config: LbConfig) -> Result<Reloaded, LbError> {
         let r = self.shared.reload(config);
-        if let Err(e) = &r {
-            self.reload_failed(&e.to_string());
+        match &r {
+            Err(e) => self.reload_failed(&e.to_string()),
+            Ok(r) if !r.added.is_empty() || !r.removed.is_empty() => self.board().touch(),
+            Ok(_) => {}
         }
         r
+    }
+
+    /// Discovery's board: origins, when the set changed, sources, cache.
+    pub fn board(&self) -> std::sync::MutexGuard<'_, discovery::Board> {
+        self.shared.board.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where backends without a discovered origin come from: [`discovery::decide::Origin::File`]
+    /// for a definition's machines, `Seed` (the default) for `--backend`.
+    pub fn set_seed_origin(&self, origin: discovery::decide::Origin) {
+        self.board().seed_origin = origin;
+    }
+
+    /// Where discovery may ask the API: the addresses of the backends that are up, or of
+    /// every member when none is.
+    pub fn discovery_targets(&self) -> Vec<SocketAddr> {
+        let members = self.shared.members.load();
+        let up: Vec<SocketAddr> = members
+            .iter()
+            .filter(|b| b.state() == cpe_health::State::Up)
+            .filter_map(|b| b.addr())
+            .collect();
+        if !up.is_empty() {
+            return up;
+        }
+        members.iter().filter_map(|b| b.addr()).collect()
     }
 
     /// Records a reload that failed before reaching [`reload`](Self::reload) (an invalid

@@ -36,6 +36,23 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceStateLabel {
+    pub source: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabel {
+    pub source: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabel {
     pub result: String,
 }
@@ -62,6 +79,10 @@ pub struct Metrics {
     pub retries: Counter,
     pub active: Gauge,
     pub reloads: Family<ReloadLabel, Counter>,
+    pub discovery_state: Family<SourceStateLabel, Gauge>,
+    pub discovery_last_success: Family<SourceLabel, Gauge>,
+    pub discovery_faults: Family<FaultLabel, Counter>,
+    pub discovery_set_changes: Counter,
 }
 
 impl Default for Metrics {
@@ -89,6 +110,10 @@ impl Metrics {
             retries: Counter::default(),
             active: Gauge::default(),
             reloads: Family::default(),
+            discovery_state: Family::default(),
+            discovery_last_success: Family::default(),
+            discovery_faults: Family::default(),
+            discovery_set_changes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,7 +191,59 @@ impl Metrics {
             "Reloads of the definition (SIGHUP) by result",
             m.reloads.clone(),
         );
+        registry.register(
+            "cpe_lb_discovery_state",
+            "1 for each discovery source's state (ok: its last answer was applied; failing: kept the last good set)",
+            m.discovery_state.clone(),
+        );
+        registry.register(
+            "cpe_lb_discovery_last_success_timestamp_seconds",
+            "When each discovery source last gave an answer that was applied (Unix time)",
+            m.discovery_last_success.clone(),
+        );
+        registry.register(
+            "cpe_lb_discovery_faults",
+            "Discovery answers not applied, by source and reason (unreachable, forbidden, empty, unparsable, stalled, ...)",
+            m.discovery_faults.clone(),
+        );
+        registry.register(
+            "cpe_lb_discovery_set_changes",
+            "Changes of the backend set made by discovery",
+            m.discovery_set_changes.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    fn discovery_state_is(&self, source: &str, state: &str) {
+        for s in ["ok", "failing"] {
+            self.discovery_state
+                .get_or_create(&SourceStateLabel {
+                    source: source.to_string(),
+                    state: s.to_string(),
+                })
+                .set((s == state) as i64);
+        }
+    }
+
+    /// A source's answer was applied at `unix` seconds.
+    pub fn discovery_success(&self, source: &str, unix: u64) {
+        self.discovery_state_is(source, "ok");
+        self.discovery_last_success
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .set(unix as i64);
+    }
+
+    /// A source's answer was not applied.
+    pub fn discovery_fault(&self, source: &str, reason: &str) {
+        self.discovery_state_is(source, "failing");
+        self.discovery_faults
+            .get_or_create(&FaultLabel {
+                source: source.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Sets the one-hot state gauges of a backend.

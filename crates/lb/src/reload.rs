@@ -21,8 +21,25 @@ use tracing::{info, warn};
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 impl Shared {
-    /// Swaps in a new definition. On error nothing changes.
+    /// Swaps in a new definition (a SIGHUP): counted in the reload metrics, and the last
+    /// reload error cleared. On error nothing changes.
     pub(crate) fn reload(self: &Arc<Self>, config: LbConfig) -> Result<Reloaded, LbError> {
+        let out = self.swap(config)?;
+        *self
+            .last_reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.metrics
+            .reloads
+            .get_or_create(&ReloadLabel {
+                result: "ok".into(),
+            })
+            .inc();
+        Ok(out)
+    }
+
+    /// Swaps in a new definition (a reload, or a discovered set). On error nothing changes.
+    pub(crate) fn swap(self: &Arc<Self>, config: LbConfig) -> Result<Reloaded, LbError> {
         if config.backends.is_empty() {
             return Err(LbError::NoBackends);
         }
@@ -62,16 +79,6 @@ impl Shared {
             self.retire(current[i].clone(), config.drain_timeout);
         }
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
-        *self
-            .last_reload_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        self.metrics
-            .reloads
-            .get_or_create(&ReloadLabel {
-                result: "ok".into(),
-            })
-            .inc();
         self.check_fallback();
         Ok(out)
     }

@@ -9,11 +9,13 @@ use std::sync::atomic::Ordering;
 
 pub(crate) fn document(s: &Shared) -> Value {
     let members = s.members.load();
+    let board = s.board.lock().unwrap_or_else(|e| e.into_inner());
     let backend = |b: &crate::backend::Backend, removed: bool| {
         let h = b.health();
         let change = h.last_change();
         json!({
             "name": b.name,
+            "origin": board.origins_of(&b.name),
             "address": b.addr().map(|a| a.to_string()),
             "state": if removed { "removed".to_string() } else { b.state().as_str().to_string() },
             "for_seconds": (h.since().elapsed().as_millis() as f64 / 1000.0),
@@ -57,6 +59,9 @@ pub(crate) fn document(s: &Shared) -> Value {
             "fall": config.health.fall,
         },
         "last_reload_error": *s.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()),
+        "set_changed_unix": board.changed.0,
+        "set_changed_seconds_ago": board.changed.1.elapsed().as_millis() as f64 / 1000.0,
+        "discovery": board.json(),
         "backends": backends,
         "removed": removed,
     })
@@ -107,8 +112,10 @@ pub fn table(status: &Value) -> String {
             "WARNING: last reload failed, running on the previous definition: {e}"
         );
     }
-    let mut rows: Vec<[String; 7]> = vec![[
+    discovery_lines(&mut out, status);
+    let mut rows: Vec<[String; 8]> = vec![[
         "BACKEND".into(),
+        "ORIGIN".into(),
         "STATE".into(),
         "FOR".into(),
         "CONNS".into(),
@@ -141,8 +148,20 @@ pub fn table(status: &Value) -> String {
             .strip_prefix(&format!("{name} "))
             .unwrap_or(&reason)
             .to_string();
+        let origin = b
+            .get("origin")
+            .and_then(|o| o.as_array())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|o| !o.is_empty())
+            .unwrap_or_else(|| "-".into());
         rows.push([
             name,
+            origin,
             str_of(b, "state").to_uppercase(),
             duration(b.get("for_seconds").and_then(|x| x.as_f64()).unwrap_or(0.0)),
             num(b, "active_connections").to_string(),
@@ -151,7 +170,7 @@ pub fn table(status: &Value) -> String {
             reason,
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(c.chars().count());
@@ -171,9 +190,102 @@ pub fn table(status: &Value) -> String {
     out
 }
 
+/// When the set last changed, and each discovery source's state and fault.
+fn discovery_lines(out: &mut String, status: &Value) {
+    let secs = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64());
+    if let Some(ago) = secs(status, "set_changed_seconds_ago") {
+        let _ = writeln!(out, "backend set last changed {} ago", duration(ago));
+    }
+    let Some(d) = status.get("discovery").filter(|d| !d.is_null()) else {
+        return;
+    };
+    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    for src in d
+        .get("sources")
+        .and_then(|x| x.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = s(src, "source").unwrap_or_default();
+        let last = match secs(src, "last_success_seconds_ago") {
+            Some(a) => format!("last success {} ago", duration(a)),
+            None => "no success yet".into(),
+        };
+        let via = match (s(src, "api"), s(src, "via")) {
+            (Some(api), Some(via)) => format!(", {api} via {via}"),
+            (Some(api), None) => format!(", {api}"),
+            _ => String::new(),
+        };
+        match (s(src, "state").as_deref(), s(src, "fault")) {
+            (Some("failing"), Some(f)) => {
+                let _ = writeln!(
+                    out,
+                    "WARNING: discovery {name} failing, keeping the last good set: {f} ({last}{via})"
+                );
+            }
+            (state, _) => {
+                let _ = writeln!(
+                    out,
+                    "discovery {name}: {} ({last}{via})",
+                    state.unwrap_or("-")
+                );
+            }
+        }
+    }
+    if let Some(c) = d.get("cache") {
+        match (s(c, "state").as_deref(), s(c, "error")) {
+            (Some("error"), Some(e)) => {
+                let _ = writeln!(out, "WARNING: backend cache: {e}");
+            }
+            (state, _) => {
+                let _ = writeln!(
+                    out,
+                    "backend cache {}: {}",
+                    s(c, "path").unwrap_or_default(),
+                    state.unwrap_or("-")
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_is_shown_with_origins_and_faults() {
+        let v = json!({
+            "kind": "lb", "listen": "127.0.0.1:6443", "set_changed_seconds_ago": 75.0,
+            "discovery": {
+                "sources": [
+                    {"source": "kubernetes", "state": "failing", "fault": "forbidden (HTTP 403): no", "last_success_seconds_ago": 3.0, "api": "v1 Endpoints", "via": "10.0.0.2:6443"},
+                    {"source": "etcd", "state": "ok", "fault": null, "last_success_seconds_ago": 1.0, "api": "etcd member list", "via": null}
+                ],
+                "cache": {"path": "/var/lib/cpe/lb-6443.json", "state": "written", "error": null}
+            },
+            "backends": [
+                {"name": "10.0.0.2:6443", "origin": ["kubernetes", "etcd"], "state": "up", "for_seconds": 1.0}
+            ],
+            "removed": []
+        });
+        let t = table(&v);
+        assert!(t.contains("backend set last changed 1m15s ago"), "{t}");
+        assert!(t.contains("WARNING: discovery kubernetes failing, keeping the last good set: forbidden (HTTP 403): no (last success 3.0s ago, v1 Endpoints via 10.0.0.2:6443)"), "{t}");
+        assert!(
+            t.contains("discovery etcd: ok (last success 1.0s ago, etcd member list)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("backend cache /var/lib/cpe/lb-6443.json: written"),
+            "{t}"
+        );
+        let row = t.lines().find(|l| l.starts_with("10.0.0.2:6443")).unwrap();
+        assert!(
+            row.contains("kubernetes,etcd") && row.contains("UP"),
+            "{row}"
+        );
+    }
 
     #[test]
     fn table_shows_each_backend_with_its_reason() {

@@ -21,8 +21,8 @@ fn docs(text: &str) -> Vec<Value> {
 fn node_local_example() -> cpe_config::Endpoint {
     common::examples()
         .into_iter()
-        .find(|(n, _)| n == "node-local")
-        .expect("examples/node-local.yaml")
+        .find(|(n, _)| n == "external-lb-node-local")
+        .expect("examples/external-lb-node-local.yaml")
         .1
 }
 

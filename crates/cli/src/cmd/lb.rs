@@ -7,6 +7,7 @@
 
 use anyhow::Context;
 use cpe_config::{LbFlags, PlanError};
+use cpe_lb::discovery::{self, decide::Origin};
 use cpe_lb::{Lb, LbConfig, LbHandle};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  cpe lb -f endpoint.yaml\n  cpe lb --listen 0.0.0.0:6443 --backend 10.0.0.11:6443 --backend 10.0.0.12:6443 --backend 10.0.0.13:6443\n\nSIGHUP reloads the file (an invalid file is reported and the old one kept); SIGTERM stops accepting, drains and exits."
+    after_help = "Examples:\n  cpe lb -f endpoint.yaml\n  cpe lb --listen 0.0.0.0:6443 --backend 10.0.0.11:6443 --backend 10.0.0.12:6443 --backend 10.0.0.13:6443\n  cpe lb --listen 0.0.0.0:6443 --backend 10.0.0.11:6443 --discover kubernetes --kubeconfig /etc/cpe/lb.kubeconfig\n\nSIGHUP reloads the file (an invalid file is reported and the old one kept); SIGTERM stops accepting, drains and exits.\nWith --discover the backends follow the cluster (docs/discovery.md); the seeds and the cached set are used until a source answers."
 )]
 pub struct Args {
     /// Endpoint definition (external-lb mode); reloaded on SIGHUP.
@@ -86,6 +87,70 @@ pub struct Args {
     /// Copy bulk transfers through user space instead of splice(2) (for comparisons).
     #[arg(long)]
     no_splice: bool,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
+}
+
+/// Backend discovery (docs/discovery.md).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DiscoveryArgs {
+    /// Learn the backends at run time: `kubernetes` (the `kubernetes` EndpointSlices, or
+    /// Endpoints on servers without v1 slices) and/or `etcd` (the member list).
+    /// Repeatable. The seeds (--backend) and the cached set are used until a source answers.
+    #[arg(long = "discover", value_name = "SOURCE", value_parser = ["kubernetes", "etcd"])]
+    discover: Vec<String>,
+    /// Kubeconfig of the `kubernetes` source (token or client certificate; the cluster CA
+    /// is always verified) [default: $KUBECONFIG].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// etcd client URL of the `etcd` source, repeatable or comma-separated.
+    #[arg(long = "etcd", value_name = "URL")]
+    etcd: Vec<String>,
+    /// CA of the etcd members' certificates.
+    #[arg(long, value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long, value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long, value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// Where the last good backend set is cached (lb-PORT.json) [default: /var/lib/cpe].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// `timeoutSeconds` of each watch; a watch silent past it (plus half of it and 1 s)
+    /// counts as stalled (for tests).
+    #[arg(long, value_name = "DURATION", hide = true, value_parser = cpe_config::duration::parse)]
+    discovery_watch_timeout: Option<std::time::Duration>,
+    /// Between two etcd member lists (for tests).
+    #[arg(long, value_name = "DURATION", hide = true, value_parser = cpe_config::duration::parse)]
+    discovery_etcd_interval: Option<std::time::Duration>,
+}
+
+impl DiscoveryArgs {
+    fn flags(&self) -> cpe_config::DiscoveryFlags {
+        cpe_config::DiscoveryFlags {
+            discover: self.discover.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            kubeconfig_env: std::env::var("KUBECONFIG").ok(),
+            etcd: self.etcd.clone(),
+            etcd_ca: self.etcd_ca.clone(),
+            etcd_cert: self.etcd_cert.clone(),
+            etcd_key: self.etcd_key.clone(),
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+
+    fn timing(&self) -> discovery::Timing {
+        let mut t = discovery::Timing::default();
+        if let Some(w) = self.discovery_watch_timeout {
+            t.watch_timeout = w;
+        }
+        if let Some(e) = self.discovery_etcd_interval {
+            t.etcd_interval = e;
+        }
+        t
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -136,6 +201,7 @@ impl Args {
             max_connections: self.max_connections,
             drain_timeout: self.drain_timeout.clone(),
             connect_timeout: self.connect_timeout.clone(),
+            discovery: self.discovery.flags(),
         }
     }
 
@@ -177,20 +243,45 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cpe_lb::forward::set_splice(false);
     }
     cpe_lb::raise_fd_limit(config.max_connections);
+    let seed_origin = if args.file.is_some() {
+        Origin::File
+    } else {
+        Origin::Seed
+    };
+    // Discovery: the kubeconfig read (a problem exits 1, like a bad file) and the cached
+    // set joined to the seeds before binding.
+    let prepared = match config.discovery.clone() {
+        None => None,
+        Some(d) => {
+            match discovery::Prepared::new(&config, d, seed_origin, args.discovery.timing()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    };
+    let mut start = config.clone();
+    if let Some(p) = &prepared {
+        start.backends = p.start_set();
+    }
     // Signals are installed before binding and the first round of checks: a SIGTERM or
     // SIGHUP that arrives while starting is queued and handled, never the default action
     // (which would kill the process without draining).
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let lb = Lb::bind(config).await.context("cpe lb cannot start")?;
+    let lb = Lb::bind(start).await.context("cpe lb cannot start")?;
     let handle = lb.handle();
+    handle.set_seed_origin(seed_origin);
+    let discovery = prepared.map(|p| p.start(handle.clone()));
     let reloader = tokio::spawn(async move {
         while hup.recv().await.is_some() {
             // The file is read off the runtime that runs the checks and the signals: a
             // slow disk must not stall them (FIFOs and devices are refused unopened).
             let a = args.clone();
             match tokio::task::spawn_blocking(move || a.config()).await {
-                Ok(result) => reload(&args, &handle, result),
+                Ok(result) => reload(&args, &handle, discovery.as_ref(), result).await,
                 Err(e) => tracing::error!("reload failed: {e}"),
             }
         }
@@ -206,7 +297,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn reload(args: &Args, handle: &LbHandle, result: Result<LbConfig, PlanError>) {
+async fn reload(
+    args: &Args,
+    handle: &LbHandle,
+    discovery: Option<&discovery::Discovery>,
+    result: Result<LbConfig, PlanError>,
+) {
     let Some(file) = &args.file else {
         tracing::warn!("SIGHUP: nothing to reload (started without -f)");
         return;
@@ -217,7 +313,11 @@ fn reload(args: &Args, handle: &LbHandle, result: Result<LbConfig, PlanError>) {
             tracing::error!(file = %file.display(), "reload failed, still running on the previous definition: {msg}");
             handle.reload_failed(&msg);
         }
-        Ok(c) => match handle.reload(c) {
+        // With discovery the file's machines are the new seeds; the discovered set stays.
+        Ok(c) => match match discovery {
+            Some(d) => d.reload(c).await,
+            None => handle.reload(c),
+        } {
             Ok(r) => {
                 tracing::info!(
                     file = %file.display(),

@@ -4,7 +4,8 @@
 //! Signals: SIGTERM or SIGINT start the shutdown sequence (`/readyz` 503 for
 //! `--shutdown-delay` while everything is still served, then the listener closes) and the
 //! process exits 0 when it is over; SIGUSR1 flips readiness. It is not a Kubernetes API
-//! server: it serves health, `/version` and a watch-like stream, nothing else.
+//! server: it serves health, `/version`, a watch-like stream and the `kubernetes`
+//! EndpointSlices/Endpoints (with fault switches for discovery tests), nothing else.
 
 use anyhow::Context;
 use cpe_apiserver::{Config, Pki, Server, TlsFiles, TlsSettings};
@@ -64,6 +65,17 @@ pub struct Args {
     /// Start with /readyz answering 503 (SIGUSR1 or `POST /debug/ready true` makes it ready).
     #[arg(long)]
     not_ready: bool,
+    /// An address of the `kubernetes` EndpointSlices/Endpoints, repeatable (default: its
+    /// own). `POST /debug/endpoints ADDR:PORT,...` changes them at run time,
+    /// `POST /debug/discovery-fault none|unreachable|forbidden|empty|garbage|stall` sets a fault.
+    #[arg(long = "endpoint", value_name = "ADDR:PORT")]
+    endpoints: Vec<SocketAddr>,
+    /// Answer 404 for discovery.k8s.io/v1 EndpointSlices, as Kubernetes 1.20 does.
+    #[arg(long)]
+    no_v1_slices: bool,
+    /// Bearer token the EndpointSlice/Endpoints paths require (401 without it).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 fn tls_settings(args: &Args) -> anyhow::Result<Option<TlsSettings>> {
@@ -132,6 +144,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.shutdown_grace = args.shutdown_grace;
     config.stream_interval = args.stream_interval;
     config.start_ready = !args.not_ready;
+    config.kube = cpe_apiserver::endpoints::Settings {
+        endpoints: args.endpoints.clone(),
+        no_v1_slices: args.no_v1_slices,
+        token: args.token.clone(),
+    };
     // Signal handlers before the listener: a SIGTERM that arrives right after the
     // "listening" line must run the shutdown sequence, not kill the process.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;

@@ -20,6 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod discovery;
 pub mod endpoint;
 pub mod etcd;
 pub mod health;
@@ -397,11 +398,16 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None
     };
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
-    let load_balancer = if mode == Some(Mode::ExternalLb) {
+    let mut load_balancer = if mode == Some(Mode::ExternalLb) {
         lb::check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
     } else {
         None
     };
+    if let Some(lb) = &mut load_balancer {
+        let machines: Vec<SocketAddr> =
+            cp.machines.iter().map(|m| m.machine.api_server()).collect();
+        lb.discovery = discovery::check_file(c, f, &machines, port.unwrap_or(DEFAULT_PORT));
+    }
 
     let node_local = node_local::check_node_local(c, f, mode, port);
 
