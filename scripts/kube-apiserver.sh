@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a real kube-apiserver from Debian's `kubernetes` source package (bookworm: 1.20.x) once and
 # caches it; prints the binary's path on stdout. The end-to-end discovery tests run it in network
-# namespaces (docs/testing.md). A second run finds the cached binary and builds nothing.
+# namespaces (crates/testkit/src/kube, docs/testkit.md). A second run finds the cached binary and
+# builds nothing; two runs at once build once (a lock in the cache directory).
 #
 #   scripts/kube-apiserver.sh            # path of the cached or freshly built binary
 #   CPE_KUBE_CACHE=/some/dir scripts/kube-apiserver.sh
@@ -18,6 +19,14 @@ if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
 fi
 
 mkdir -p "$cache"
+# One build at a time (two test runs started together): the second waits, then finds the
+# binary the first one cached.
+exec 9>"$cache/.lock"
+flock 9
+if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
+  echo "$bin"
+  exit 0
+fi
 src_list=/etc/apt/sources.list.d/cpe-deb-src.sources
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
   log "adding a deb-src entry for bookworm main ($src_list)"
@@ -49,7 +58,8 @@ mkdir -p "$work/.go/src/k8s.io"
 ln -sfn "$tree" "$work/.go/src/k8s.io/kubernetes"
 cd "$work/.go/src/k8s.io/kubernetes"
 log "building cmd/kube-apiserver (CGO_ENABLED=0; 5-6 minutes on 2 cores)"
-export GOPATH="$work/.go" GO111MODULE=off GOFLAGS=-mod=vendor CGO_ENABLED=0 GOCACHE="$cache/gocache"
+# The Go build cache goes with the tree: nothing but the binary stays behind.
+export GOPATH="$work/.go" CGO_ENABLED=0 GOCACHE="$work/.gocache"
 unset GOFLAGS GO111MODULE
 make WHAT=cmd/kube-apiserver KUBE_BUILD_PLATFORMS=linux/amd64 >&2
 out=$(find "$tree/_output" -type f -name kube-apiserver -perm -u+x | head -1)

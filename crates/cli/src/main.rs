@@ -40,7 +40,7 @@ enum Command {
     /// Check that the endpoint answers once the cluster exists.
     Check(cmd::check::Args),
     /// Run the L4 load balancer in front of the control-plane machines.
-    Lb(cmd::lb::Args),
+    Lb(Box<cmd::lb::Args>),
     /// Run the built-in virtual IP agent on a control-plane machine.
     Vip(Box<cmd::vip::Args>),
     /// Show what a running `cpe lb` or `cpe vip` is doing.
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Command::Render(a) => cmd::render::run(a),
         Command::Preflight(a) => cmd::block_on(cmd::preflight::run(a)),
         Command::Check(a) => cmd::block_on(cmd::check::run(a)),
-        Command::Lb(a) => cmd::block_on_current_thread(cmd::lb::run(a)),
+        Command::Lb(a) => cmd::block_on_current_thread(cmd::lb::run(*a)),
         Command::Vip(a) => cmd::block_on(cmd::vip::run(*a)),
         Command::Status(a) => cmd::block_on(cmd::status::run(a)),
         Command::Demo(a) => cmd::block_on(cmd::demo::run(a)),

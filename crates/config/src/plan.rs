@@ -54,6 +54,11 @@ pub enum HealthTarget {
     Url(String),
     /// The definition's health check against this machine's API server.
     Machine(SocketAddr),
+    /// The definition's health check against this machine's API server at the address it
+    /// has on the VIP interface in the VIP's subnet, on this port: found at start (netlink,
+    /// `cpe_net::own_address`), then [`HealthTarget::Machine`]. For a node the definition
+    /// does not list (or a definition without machines).
+    OwnAddress(u16),
 }
 
 impl HealthTarget {
@@ -64,6 +69,16 @@ impl HealthTarget {
             HealthTarget::Machine(a) if hc.protocol == Protocol::Tcp => format!("tcp://{a}"),
             HealthTarget::Machine(a) => {
                 format!("{}://{a}{}", flags::protocol_name(hc.protocol), hc.path)
+            }
+            HealthTarget::OwnAddress(p) if hc.protocol == Protocol::Tcp => {
+                format!("tcp://OWN-ADDRESS:{p}")
+            }
+            HealthTarget::OwnAddress(p) => {
+                format!(
+                    "{}://OWN-ADDRESS:{p}{}",
+                    flags::protocol_name(hc.protocol),
+                    hc.path
+                )
             }
         }
     }
@@ -146,12 +161,17 @@ impl PlanError {
 }
 
 /// The problems, or `Ok` when none is an error.
-fn finish<P>(c: Check, plan: Option<P>, warnings: Vec<Problem>) -> Result<Resolved<P>, PlanError> {
-    let errors: Vec<Problem> = c
+fn finish<P>(
+    c: Check,
+    plan: Option<P>,
+    mut warnings: Vec<Problem>,
+) -> Result<Resolved<P>, PlanError> {
+    let (errors, own): (Vec<Problem>, Vec<Problem>) = c
         .problems
         .into_iter()
-        .filter(|p| p.severity == Severity::Error)
-        .collect();
+        .partition(|p| p.severity == Severity::Error);
+    // The plan's own warnings (a node the definition does not list) follow the file's.
+    warnings.extend(own);
     match plan {
         Some(plan) if errors.is_empty() => Ok(Resolved { plan, warnings }),
         _ => Err(PlanError::Invalid(errors)),
@@ -183,10 +203,17 @@ fn plan_with<P>(
     finish(c, p, Vec::new()).map(|r| r.plan)
 }
 
+/// This machine's own etcd member as kubeadm's stacked etcd serves it on every machine
+/// (it listens on `127.0.0.1:2379` too, and its certificate names 127.0.0.1).
+pub const OWN_ETCD_MEMBER: &str = "https://127.0.0.1:2379";
+
 /// Every etcd client URL for `node`, its own member first: the definition's
-/// `etcd.endpoints` (reordered), or by default every machine's `https://ADDRESS:2379`.
-/// Empty only when etcd is external and the definition lists no endpoint (nothing says
-/// where etcd is). `node` `None`: the machines' order.
+/// `etcd.endpoints` (reordered), or by default every listed machine's
+/// `https://ADDRESS:2379`. `node` `None` (no machine list, or a node the list does not
+/// name: machines come and go) puts this machine's own member first as
+/// [`OWN_ETCD_MEMBER`], so a definition without machines gives just that one: `cpe vip`
+/// learns the others from etcd's member list. Empty only when etcd is external and the
+/// definition lists no endpoint (nothing says where etcd is).
 pub fn etcd_endpoints(e: &Endpoint, node: Option<&Machine>) -> Vec<String> {
     let written = e
         .etcd
@@ -204,14 +231,19 @@ pub fn etcd_endpoints(e: &Endpoint, node: Option<&Machine>) -> Vec<String> {
             || e.etcd.is_some()
             || e.etcd_topology == EtcdTopology::Stacked =>
         {
-            let first = node.into_iter();
+            let first = match node {
+                Some(m) => format!("https://{}", SocketAddr::new(m.address, ETCD_CLIENT_PORT)),
+                None if e.etcd_topology == EtcdTopology::Stacked => OWN_ETCD_MEMBER.to_string(),
+                None => String::new(),
+            };
             let others = e
                 .machines
                 .iter()
-                .filter(|m| node.is_none_or(|n| n.name != m.name));
-            first
+                .filter(|m| node.is_none_or(|n| n.name != m.name))
+                .map(|m| format!("https://{}", SocketAddr::new(m.address, ETCD_CLIENT_PORT)));
+            std::iter::once(first)
+                .filter(|f| !f.is_empty())
                 .chain(others)
-                .map(|m| format!("https://{}", SocketAddr::new(m.address, ETCD_CLIENT_PORT)))
                 .collect()
         }
         None => Vec::new(),
@@ -258,6 +290,14 @@ impl VipFlags {
     /// Reads the definition when one is given (its warnings returned), then resolves.
     pub fn resolve(&self, file: Option<&Path>) -> Result<Resolved<VipPlan>, PlanError> {
         resolve_with(file, |c, def| self.plan(c, def))
+    }
+
+    /// The plan over an already valid definition, with the plan's own warnings (a node
+    /// the definition does not list).
+    pub fn resolve_over(&self, def: &Endpoint) -> Result<Resolved<VipPlan>, PlanError> {
+        let mut c = Check::default();
+        let p = self.plan(&mut c, Some(def));
+        finish(c, p, Vec::new())
     }
 
     /// The plan from an already valid definition (or none) and these flags.
@@ -309,31 +349,41 @@ impl VipFlags {
             ));
             return None;
         };
-        let Some(machine) = e.machine(&self.node) else {
+        // Machines come and go (Cluster API replaces them with new names and addresses):
+        // a node the list does not name, or any node when there is no list, runs with its
+        // own address, found on the VIP interface in the VIP's subnet when it starts.
+        let machine = e.machine(&self.node);
+        if machine.is_none() && !e.machines.is_empty() {
             let names: Vec<&str> = e.machines.iter().map(|m| m.name.as_str()).collect();
-            c.push(Problem::error(
-                "--node",
-                &self.node,
-                format!(
-                    "is not a machine of the definition (machines: {})",
-                    names.join(", ")
-                ),
-            ));
-            return None;
-        };
+            c.push(
+                Problem::warning(
+                    "--node",
+                    &self.node,
+                    format!(
+                        "is not a machine of the definition (machines: {}): accepted, with this machine's address on {} in the VIP's subnet",
+                        names.join(", "),
+                        v.interface
+                    ),
+                )
+                .hint("machines come and go (Cluster API replaces them): nothing assumes a fixed list; leave controlPlane.machines out to say so"),
+            );
+        }
         let etcd = e.etcd.as_ref();
         Some(VipPlan {
             node: self.node.clone(),
             vip: v.address,
             prefix_len: v.prefix_len,
             interface: v.interface.clone(),
-            etcd: etcd_endpoints(e, Some(machine)),
+            etcd: etcd_endpoints(e, machine),
             etcd_tls: etcd.map(Etcd::tls).unwrap_or_default(),
             election: v.election.clone(),
             lease_ttl: v.lease_ttl,
             admin: v.admin,
             admin_token_file: v.admin_token_file.clone(),
-            health: HealthTarget::Machine(machine.api_server()),
+            health: match machine {
+                Some(m) => HealthTarget::Machine(m.api_server()),
+                None => HealthTarget::OwnAddress(e.port),
+            },
             health_check: e.health.clone(),
             health_tls: e.health.tls(),
         })
@@ -422,6 +472,11 @@ impl VipFlags {
                     );
                 }
             }
+        }
+        // Plain-http members use no TLS: the definition's files (kubeadm's by default)
+        // would only make the agent wait for files it never reads.
+        if !self.etcd.is_empty() && !plan.etcd.iter().any(|u| u.starts_with("https://")) {
+            plan.etcd_tls = TlsFiles::default();
         }
         if self.etcd_ca.is_some() {
             plan.etcd_tls.ca = flags::path(c, "--etcd-ca", &self.etcd_ca);

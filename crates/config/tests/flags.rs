@@ -231,3 +231,113 @@ fn a_non_loopback_admin_listener_needs_a_token() {
     assert_eq!(p.admin_token_file, Some("/t".into()));
     assert!(vip("127.0.0.1:9631", None).plan_for(None).is_ok());
 }
+
+/// Virtual-ip mode without a machine list (issue 10: Cluster API replaces machines).
+const VIP_NO_MACHINES: &str = "cluster: prod\nendpoint:\n  host: 10.0.0.10\nvirtualIP:\n  interface: eth0\ncontrolPlane:\n  replicas: 3\n";
+
+#[test]
+fn virtual_ip_mode_needs_no_machine_list() {
+    let l = load_str(VIP_NO_MACHINES).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let def = l.endpoint;
+    assert!(def.machines.is_empty());
+    assert_eq!(def.replicas, 3);
+    let flags = VipFlags {
+        node: "prod-control-plane-x7k2p".into(),
+        ..Default::default()
+    };
+    let r = flags.resolve_over(&def).unwrap();
+    // The own member through loopback (kubeadm's stacked etcd listens there), kubeadm's
+    // certificates; the others come from etcd's member list at run time.
+    assert_eq!(r.plan.etcd, vec!["https://127.0.0.1:2379"]);
+    assert_eq!(
+        r.plan.etcd_tls.cert.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/kubernetes/pki/etcd/healthcheck-client.crt"
+        ))
+    );
+    assert_eq!(r.plan.health, HealthTarget::OwnAddress(6443));
+    assert_eq!(
+        r.plan.health.describe(&r.plan.health_check),
+        "https://OWN-ADDRESS:6443/readyz"
+    );
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+#[test]
+fn a_written_machine_list_is_still_held_to_the_count_and_outside_vip_mode_required() {
+    // Written but short: the rule stands in every mode.
+    let short =
+        VIP_NO_MACHINES.to_string() + "  machines:\n    - {name: cp1, address: 10.0.0.11}\n";
+    let e = load_str(&short).err().unwrap().to_string();
+    assert!(
+        e.contains("lists 1 machine, fewer than the 3 replicas"),
+        "{e}"
+    );
+    // External-lb mode without machines: the load balancer needs its backends.
+    let lb = "endpoint:\n  host: lb.example.com\ncontrolPlane:\n  replicas: 3\n";
+    let e = load_str(lb).err().unwrap().to_string();
+    assert!(
+        e.contains("lists 0 machines, fewer than the 3 replicas"),
+        "{e}"
+    );
+}
+
+#[test]
+fn external_etcd_without_machines_needs_its_endpoints() {
+    let ext = VIP_NO_MACHINES.replace("  replicas: 3\n", "  replicas: 3\n  etcd: external\n");
+    let e = load_str(&ext).err().unwrap().to_string();
+    assert!(
+        e.contains("etcd.endpoints: is required in virtual-ip mode when etcd is external and no machines are listed"),
+        "{e}"
+    );
+    let ok = ext.clone() + "etcd:\n  endpoints: [https://10.0.0.21:2379, https://10.0.0.22:2379]\n";
+    let def = load_str(&ok).unwrap().endpoint;
+    let flags = VipFlags {
+        node: "any".into(),
+        ..Default::default()
+    };
+    let p = flags.plan_for(Some(&def)).unwrap();
+    assert_eq!(
+        p.etcd,
+        vec!["https://10.0.0.21:2379", "https://10.0.0.22:2379"]
+    );
+}
+
+#[test]
+fn a_node_the_list_does_not_name_is_accepted_with_a_warning() {
+    let vip =
+        EXT3.replace("host: lb.example.com", "host: 10.0.0.10") + "virtualIP:\n  interface: eth0\n";
+    let def = load_str(&vip).unwrap().endpoint;
+    let flags = VipFlags {
+        node: "cp4".into(),
+        ..Default::default()
+    };
+    let r = flags.resolve_over(&def).unwrap();
+    assert_eq!(r.plan.health, HealthTarget::OwnAddress(6443));
+    // Its own member first (loopback), then the listed machines' members.
+    assert_eq!(
+        r.plan.etcd,
+        vec![
+            "https://127.0.0.1:2379",
+            "https://10.0.0.11:2379",
+            "https://10.0.0.12:2379",
+            "https://10.0.0.13:2379"
+        ]
+    );
+    let w: Vec<String> = r.warnings.iter().map(|p| p.render(None)).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("warning: --node = cp4: is not a machine of the definition (machines: cp1, cp2, cp3): accepted"),
+        "{w:?}"
+    );
+    // A listed node keeps its listed address.
+    let flags = VipFlags {
+        node: "cp2".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        flags.plan_for(Some(&def)).unwrap().health,
+        HealthTarget::Machine("10.0.0.12:6443".parse().unwrap())
+    );
+}

@@ -168,6 +168,18 @@ impl Client {
         self.transport.endpoints()
     }
 
+    /// Replaces the members tried (the VIP agent follows etcd's member list). Refused,
+    /// leaving the list as it was: an empty list, a URL that is not one, an `https://`
+    /// member for a client made without TLS.
+    pub fn set_endpoints(&self, endpoints: &[String]) -> Result<(), Error> {
+        let urls = endpoints
+            .iter()
+            .map(|s| EndpointUrl::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(TransportError::Url)?;
+        self.transport.set_endpoints(urls).map_err(Error::Setup)
+    }
+
     /// How many member attempts have failed since the client was made.
     pub fn failures(&self) -> u64 {
         self.transport.failures()

@@ -3,6 +3,11 @@
 //! keep-alive every few hundred milliseconds does not pay a TLS handshake each time, and
 //! failover: a call starts at the member that last worked and moves on when one fails.
 //!
+//! The member list can be replaced while calls run ([`Transport::set_endpoints`]: the
+//! VIP agent follows etcd's member list); a call in flight finishes on the list it
+//! started with, idle connections are kept by URL so that a member that stays keeps its
+//! pooled connections.
+//!
 //! It knows nothing of leases or elections; it posts JSON and returns JSON.
 
 use crate::endpoint::{EndpointUrl, UrlError};
@@ -15,7 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -65,13 +70,15 @@ pub struct Transport {
 }
 
 struct Inner {
-    urls: Vec<EndpointUrl>,
+    /// The members, replaced whole by [`Transport::set_endpoints`]; a call works on the
+    /// snapshot it took.
+    urls: RwLock<Arc<Vec<EndpointUrl>>>,
     tls: Option<TlsConnector>,
-    /// The member tried first: the last one that worked.
+    /// The member tried first: the last one that worked (an index into the current list).
     current: AtomicUsize,
     failures: AtomicU64,
-    /// Idle connections by member index. A std mutex: held only to push or pop.
-    pool: Mutex<Vec<(usize, SendRequest<Full<Bytes>>)>>,
+    /// Idle connections by member URL. A std mutex: held only to push or pop.
+    pool: Mutex<Vec<(String, SendRequest<Full<Bytes>>)>>,
 }
 
 impl Transport {
@@ -86,7 +93,7 @@ impl Transport {
         };
         Ok(Transport {
             inner: Arc::new(Inner {
-                urls,
+                urls: RwLock::new(Arc::new(urls)),
                 tls,
                 current: AtomicUsize::new(0),
                 failures: AtomicU64::new(0),
@@ -96,7 +103,43 @@ impl Transport {
     }
 
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner.urls.iter().map(|u| u.to_string()).collect()
+        self.urls().iter().map(|u| u.to_string()).collect()
+    }
+
+    fn urls(&self) -> Arc<Vec<EndpointUrl>> {
+        self.inner
+            .urls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the members (in the order to try them). The member tried first stays the
+    /// one that last worked when it is still listed, else the first; idle connections to
+    /// members no longer listed are closed. Refused: an empty list, or an `https://` member
+    /// when the transport was made without TLS (its files were never read).
+    pub fn set_endpoints(&self, urls: Vec<EndpointUrl>) -> Result<(), TransportError> {
+        if urls.is_empty() {
+            return Err(TransportError::NoEndpoint);
+        }
+        if self.inner.tls.is_none() && urls.iter().any(|u| u.tls) {
+            return Err(TransportError::NoCa);
+        }
+        let mut guard = self.inner.urls.write().unwrap_or_else(|p| p.into_inner());
+        let old = guard.clone();
+        let cur = old
+            .get(self.inner.current.load(Ordering::Relaxed) % old.len().max(1))
+            .map(|u| u.to_string());
+        let idx = cur
+            .and_then(|c| urls.iter().position(|u| u.to_string() == c))
+            .unwrap_or(0);
+        let keep: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+        *guard = Arc::new(urls);
+        self.inner.current.store(idx, Ordering::Relaxed);
+        drop(guard);
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.retain(|(u, _)| keep.contains(u));
+        Ok(())
     }
 
     pub fn failures(&self) -> u64 {
@@ -113,12 +156,13 @@ impl Transport {
         body: String,
         timeout: Option<Duration>,
     ) -> Result<Value, Unreachable> {
-        let n = self.inner.urls.len();
+        let urls = self.urls();
+        let n = urls.len();
         let start = self.inner.current.load(Ordering::Relaxed) % n;
         let mut reasons = Vec::new();
         for k in 0..n {
             let idx = (start + k) % n;
-            let attempt = self.attempt(idx, path, body.clone());
+            let attempt = self.attempt(&urls[idx], path, body.clone());
             let r = match timeout {
                 Some(t) => match tokio::time::timeout(t, attempt).await {
                     Ok(r) => r,
@@ -133,12 +177,12 @@ impl Transport {
                 }
                 Ok(v) => reasons.push(format!(
                     "{}: {}",
-                    self.inner.urls[idx],
+                    urls[idx],
                     v.get("message")
                         .and_then(|m| m.as_str())
                         .unwrap_or("unavailable")
                 )),
-                Err(e) => reasons.push(format!("{}: {e}", self.inner.urls[idx])),
+                Err(e) => reasons.push(format!("{}: {e}", urls[idx])),
             }
             self.inner.failures.fetch_add(1, Ordering::Relaxed);
             self.inner.current.store((idx + 1) % n, Ordering::Relaxed);
@@ -170,14 +214,14 @@ impl Transport {
         })
     }
 
-    async fn attempt(&self, idx: usize, path: &str, body: String) -> Result<Value, String> {
-        let send = match self.take_idle(idx) {
+    async fn attempt(&self, url: &EndpointUrl, path: &str, body: String) -> Result<Value, String> {
+        let key = url.to_string();
+        let send = match self.take_idle(&key) {
             Some(s) => s,
-            None => self.connect(idx).await?,
+            None => self.connect_url(url).await?,
         };
-        let url = &self.inner.urls[idx];
         let (v, send) = self.exchange(send, url, path, body).await?;
-        self.put_idle(idx, send);
+        self.put_idle(key, send);
         Ok(v)
     }
 
@@ -215,9 +259,9 @@ impl Transport {
         Ok((v, send))
     }
 
-    fn take_idle(&self, idx: usize) -> Option<SendRequest<Full<Bytes>>> {
+    fn take_idle(&self, key: &str) -> Option<SendRequest<Full<Bytes>>> {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(pos) = pool.iter().position(|(i, _)| *i == idx) {
+        while let Some(pos) = pool.iter().position(|(u, _)| u == key) {
             let (_, s) = pool.swap_remove(pos);
             if s.is_ready() {
                 return Some(s);
@@ -226,18 +270,14 @@ impl Transport {
         None
     }
 
-    fn put_idle(&self, idx: usize, send: SendRequest<Full<Bytes>>) {
+    fn put_idle(&self, key: String, send: SendRequest<Full<Bytes>>) {
         if !send.is_ready() {
             return;
         }
         let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < POOL_MAX {
-            pool.push((idx, send));
+            pool.push((key, send));
         }
-    }
-
-    async fn connect(&self, idx: usize) -> Result<SendRequest<Full<Bytes>>, String> {
-        self.connect_url(&self.inner.urls[idx]).await
     }
 
     async fn connect_url(&self, url: &EndpointUrl) -> Result<SendRequest<Full<Bytes>>, String> {
@@ -371,6 +411,45 @@ mod tests {
         assert!(retryable(&json!({"error":"x","code":4})));
         assert!(!retryable(&json!({"error":"lease not found","code":5})));
         assert!(!retryable(&json!({"header":{}})));
+    }
+
+    #[test]
+    fn endpoints_are_replaced_whole_and_the_working_member_stays_first() {
+        let u = |s: &str| EndpointUrl::parse(s).unwrap();
+        let t = Transport::new(
+            vec![u("http://127.0.0.1:2379"), u("http://10.0.0.12:2379")],
+            &TlsFiles::default(),
+        )
+        .unwrap();
+        t.inner.current.store(1, Ordering::Relaxed); // 10.0.0.12 worked last
+        t.set_endpoints(vec![
+            u("http://127.0.0.1:2379"),
+            u("http://10.0.0.13:2379"),
+            u("http://10.0.0.12:2379"),
+        ])
+        .unwrap();
+        assert_eq!(
+            t.endpoints(),
+            vec![
+                "http://127.0.0.1:2379",
+                "http://10.0.0.13:2379",
+                "http://10.0.0.12:2379"
+            ]
+        );
+        assert_eq!(t.inner.current.load(Ordering::Relaxed), 2);
+        // The member that worked is gone: start from the first.
+        t.set_endpoints(vec![u("http://127.0.0.1:2379")]).unwrap();
+        assert_eq!(t.inner.current.load(Ordering::Relaxed), 0);
+        // Never empty; never https without the CA read at start.
+        assert!(matches!(
+            t.set_endpoints(Vec::new()),
+            Err(TransportError::NoEndpoint)
+        ));
+        assert!(matches!(
+            t.set_endpoints(vec![u("https://10.0.0.12:2379")]),
+            Err(TransportError::NoCa)
+        ));
+        assert_eq!(t.endpoints(), vec!["http://127.0.0.1:2379"]);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum NetError {
     },
     #[error("cannot {op}: {detail}")]
     Netlink { op: &'static str, detail: String },
+    #[error(transparent)]
+    OwnAddress(#[from] OwnAddressError),
 }
 
 fn hint(e: &std::io::Error) -> &'static str {
@@ -136,6 +138,62 @@ pub fn covering_subnet(vip: IpAddr, addrs: &[(IpAddr, u8)]) -> Option<(IpAddr, u
     })
 }
 
+/// Why this machine's own address cannot be told from the VIP interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnAddressError {
+    #[error("no address on `{interface}` lies in the VIP {vip}'s subnet (it has: {present}): this machine's own address is the one on the VIP interface in the VIP's subnet")]
+    None {
+        interface: String,
+        vip: IpAddr,
+        present: String,
+    },
+    #[error("several addresses on `{interface}` lie in the VIP {vip}'s subnet ({candidates}): cannot tell which is this machine's own; keep one, or list the machine with its address under controlPlane.machines")]
+    Several {
+        interface: String,
+        vip: IpAddr,
+        candidates: String,
+    },
+}
+
+/// This machine's own address: the one address on the VIP interface (`addrs`, as netlink
+/// lists them with their prefix lengths) whose subnet holds the VIP — the VIP itself, a
+/// host-length prefix and IPv6 link-local addresses never count. Pure; the agent and
+/// `cpe preflight` hand it the interface's addresses. `interface` names it in errors.
+pub fn own_address(
+    vip: IpAddr,
+    interface: &str,
+    addrs: &[(IpAddr, u8)],
+) -> Result<(IpAddr, u8), OwnAddressError> {
+    let list = |v: &[(IpAddr, u8)]| {
+        v.iter()
+            .map(|(a, p)| format!("{a}/{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let candidates: Vec<(IpAddr, u8)> = addrs
+        .iter()
+        .copied()
+        .filter(|&(a, p)| a != vip && covering_subnet(vip, &[(a, p)]).is_some())
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(OwnAddressError::None {
+            interface: interface.to_string(),
+            vip,
+            present: if addrs.is_empty() {
+                "no address".into()
+            } else {
+                list(addrs)
+            },
+        }),
+        many => Err(OwnAddressError::Several {
+            interface: interface.to_string(),
+            vip,
+            candidates: list(many),
+        }),
+    }
+}
+
 /// The capabilities cpe vip needs and this process lacks (`CAP_NET_ADMIN` for netlink
 /// address changes, `CAP_NET_RAW` for the raw sockets), read from `/proc/self/status`.
 pub fn missing_capabilities() -> Vec<&'static str> {
@@ -193,6 +251,43 @@ mod tests {
         assert_eq!(
             covering_subnet(v("10.1.2.3"), &[(v("10.0.0.1"), 8)]),
             Some((v("10.0.0.1"), 8))
+        );
+    }
+
+    #[test]
+    fn own_address_is_the_one_in_the_vips_subnet() {
+        let v = |s: &str| s.parse::<IpAddr>().unwrap();
+        let vip = v("10.77.0.100");
+        let addrs = vec![
+            (v("192.168.1.5"), 24),
+            (v("10.77.0.23"), 24),
+            (v("10.77.0.100"), 32), // the VIP itself, held
+            (v("fe80::1"), 64),
+        ];
+        assert_eq!(own_address(vip, "eth0", &addrs), Ok((v("10.77.0.23"), 24)));
+        // None: the error names the interface, the VIP and what the interface has.
+        let e = own_address(vip, "eth0", &[(v("192.168.1.5"), 24)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "no address on `eth0` lies in the VIP 10.77.0.100's subnet (it has: 192.168.1.5/24): this machine's own address is the one on the VIP interface in the VIP's subnet");
+        assert!(own_address(vip, "eth0", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("(it has: no address)"));
+        // Several: named, none picked.
+        let e = own_address(vip, "br0", &[(v("10.77.0.23"), 24), (v("10.77.0.24"), 16)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("several addresses on `br0` lie in the VIP 10.77.0.100's subnet (10.77.0.23/24, 10.77.0.24/16)"),
+            "{e}"
+        );
+        // IPv6: link-local never counts.
+        let vip6 = v("fd00:77::100");
+        let addrs6 = vec![(v("fe80::5"), 64), (v("fd00:77::7"), 64)];
+        assert_eq!(
+            own_address(vip6, "eth0", &addrs6),
+            Ok((v("fd00:77::7"), 64))
         );
     }
 

@@ -148,6 +148,18 @@ impl Netlink {
         })
     }
 
+    /// This machine's own address on `interface`: the one address there whose subnet
+    /// holds `vip` ([`crate::own_address`], the rule), read by netlink now. Errors name the
+    /// interface and what it has.
+    pub async fn own_address(
+        &self,
+        interface: &str,
+        vip: IpAddr,
+    ) -> Result<(IpAddr, u8), NetError> {
+        let i = self.interface(interface).await?;
+        crate::own_address(vip, &i.name, &i.addrs).map_err(NetError::OwnAddress)
+    }
+
     /// Whether interface `index` is up (`UP,LOWER_UP`) and its addresses: one link request
     /// (not a dump of every link, which on a node with many pods is long) and one address
     /// dump filtered to the interface.

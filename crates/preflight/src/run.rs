@@ -33,6 +33,10 @@ pub enum RunError {
     UnknownNode { node: String, known: String },
     #[error("cannot read this machine's interfaces: {0}")]
     Interfaces(String),
+    /// A node the definition does not list, and no single own address on the VIP
+    /// interface in the VIP's subnet.
+    #[error("{0}")]
+    OwnAddress(String),
 }
 
 fn label(m: &Machine) -> String {
@@ -41,19 +45,41 @@ fn label(m: &Machine) -> String {
 
 /// `cpe preflight --local --node NAME`, run on the control-plane machine itself.
 pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
-    let m = ep
-        .machine(&opts.node)
-        .ok_or_else(|| RunError::UnknownNode {
-            node: opts.node.clone(),
-            known: ep
-                .machines
-                .iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    let mut report = Report::new("preflight --local", ep);
     let ifaces = probe::iface::interfaces().map_err(RunError::Interfaces)?;
+    // Machines come and go: in virtual-ip mode a node the definition does not list (or a
+    // definition without machines) is checked at its own address, the one on the VIP
+    // interface in the VIP's subnet, as `cpe vip` finds it.
+    let own;
+    let m = match (ep.machine(&opts.node), &ep.vip) {
+        (Some(m), _) => m,
+        (None, Some(vip)) if ep.mode == Mode::VirtualIp => {
+            let addrs = ifaces
+                .get(&vip.interface)
+                .map(|i| i.addrs.clone())
+                .unwrap_or_default();
+            let (address, len) = cpe_net::own_address(vip.address, &vip.interface, &addrs)
+                .map_err(|e| RunError::OwnAddress(e.to_string()))?;
+            own = Machine {
+                name: opts.node.clone(),
+                address,
+                prefix_len: Some(len),
+                api_server_port: ep.port,
+            };
+            &own
+        }
+        (None, _) => {
+            return Err(RunError::UnknownNode {
+                node: opts.node.clone(),
+                known: ep
+                    .machines
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    };
+    let mut report = Report::new("preflight --local", ep);
 
     // The ARP/NDP probe waits for answers: start it first, check ports meanwhile.
     let dad = ep.vip.as_ref().map(|vip| {

@@ -8,6 +8,7 @@
 //! - [`render`]: one entry point, one function per [`Kind`].
 //! - [`node_local`]: the node-local load balancer's static pod, kubeconfig and Role,
 //!   the `certSANs` it needs and the Cluster API workers' template.
+//! - [`rbac`]: the least-privilege RBAC of `cpe lb --discover kubernetes`.
 //! - [`definition`]: the definition written back as a canonical `endpoint.yaml`, for
 //!   artifacts that install it on the machines (Cluster API's `files`).
 //!
@@ -24,9 +25,13 @@
 //! infrastructure provider's machine template, a `ClusterConfiguration` the rest of the
 //! cluster's settings.
 
+pub mod rbac;
+
 use cpe_config::{duration, Endpoint, Host, Mode};
 
+mod capi;
 pub mod node_local;
+pub use capi::{CapiVersion, InfrastructureRef};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +88,9 @@ pub enum Kind {
     NodeLocalKubeconfig,
     /// The Role letting nodes read the `kubernetes` EndpointSlices.
     NodeLocalRbac,
+    /// The ServiceAccount, Role and RoleBinding of `cpe lb --discover kubernetes`
+    /// ([`rbac::rbac`]; the same for every definition, so not in [`Kind::ALL`]).
+    Rbac,
 }
 
 impl Kind {
@@ -105,6 +113,7 @@ impl Kind {
             Kind::NodeLocal => "node-local",
             Kind::NodeLocalKubeconfig => "node-local-kubeconfig",
             Kind::NodeLocalRbac => "node-local-rbac",
+            Kind::Rbac => "rbac",
         }
     }
 }
@@ -133,6 +142,12 @@ pub struct Options {
     /// Static pod (and Cluster API): the definition inside the pod ([`DEFINITION_ENV`])
     /// instead of a file on the host.
     pub inline: bool,
+    /// Cluster API: the infrastructure provider's machine template kind and API version
+    /// (`--infrastructure-kind`, `--infrastructure-api-version`); `None` writes a comment
+    /// saying what to fill in.
+    pub infrastructure: Option<InfrastructureRef>,
+    /// Cluster API: the API version the objects are written in.
+    pub capi_version: CapiVersion,
 }
 
 impl Default for Options {
@@ -145,6 +160,8 @@ impl Default for Options {
             kubernetes_version: DEFAULT_KUBERNETES_VERSION.into(),
             namespace: "default".into(),
             inline: false,
+            infrastructure: None,
+            capi_version: CapiVersion::V1beta1,
         }
     }
 }
@@ -161,6 +178,10 @@ pub enum RenderError {
     /// A node-local artifact for a definition without `nodeLocal.enabled: true`.
     #[error("--kind {kind} needs `nodeLocal: {{enabled: true}}` in the definition")]
     NodeLocalDisabled { kind: Kind },
+    /// Cluster API machines get generated names and addresses, so the definition they
+    /// carry lists no machines: etcd must then be found some other way.
+    #[error("--kind capi in virtual-ip mode with external etcd needs etcd.endpoints: the definition written into the machines lists no machines (Cluster API replaces them), so nothing else says where etcd is")]
+    CapiNeedsEtcdEndpoints,
     /// A path that ends up inside a pod or a unit must be absolute.
     #[error("{what} must be an absolute path, not `{path}`")]
     RelativePath { what: &'static str, path: String },
@@ -171,13 +192,30 @@ pub fn render(e: &Endpoint, kind: Kind, o: &Options) -> Result<String, RenderErr
     absolute("--definition-path", &o.definition_path)?;
     match kind {
         Kind::Kubeadm => Ok(kubeadm(e)),
-        Kind::Capi => capi(e, o),
+        Kind::Capi => capi::capi(e, o),
         Kind::StaticPod => static_pod(e, o),
         Kind::Systemd => systemd(e, o),
         Kind::NodeLocal => node_local::static_pod(e, o),
         Kind::NodeLocalKubeconfig => node_local::kubeconfig(e),
         Kind::NodeLocalRbac => node_local::rbac(e),
+        Kind::Rbac => Ok(rbac::rbac()),
     }
+}
+
+/// What the user should know before applying `kind` for this definition (printed on
+/// stderr by `cpe render`, and as a comment in the artifact). Today: kubeadm in
+/// single-node mode with an IP endpoint, which kubeadm cannot turn into a highly
+/// available control plane later.
+pub fn warnings(e: &Endpoint, kind: Kind) -> Vec<String> {
+    let mut out = Vec::new();
+    if kind == Kind::Kubeadm && e.mode == Mode::SingleNode {
+        if let Host::Ip(ip) = &e.host {
+            out.push(format!(
+                "the endpoint is the IP address {ip}: kubeadm cannot turn a single control-plane node into a highly available control plane later unless controlPlaneEndpoint is a name all control-plane machines can share (kubeadm's own advice); use a DNS name that resolves to {ip} today"
+            ));
+        }
+    }
+    out
 }
 
 fn absolute(what: &'static str, p: &Path) -> Result<(), RenderError> {
@@ -206,12 +244,12 @@ fn tls_files(
     }
 }
 
-fn q(s: &str) -> String {
+pub(crate) fn q(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
 /// The host as kubeadm and Cluster API write it (no brackets around IPv6).
-fn host_str(h: &Host) -> String {
+pub(crate) fn host_str(h: &Host) -> String {
     match h {
         Host::Ip(ip) => ip.to_string(),
         Host::Dns(n) => n.trim_end_matches('.').to_string(),
@@ -227,7 +265,7 @@ fn authority(e: &Endpoint) -> String {
     }
 }
 
-fn header(e: &Endpoint, what: &str) -> String {
+pub(crate) fn header(e: &Endpoint, what: &str) -> String {
     format!(
         "# {what}\n# Generated by `cpe render` for the control-plane endpoint {} ({} mode, {} replicas).\n",
         e.url_authority(),
@@ -245,7 +283,7 @@ fn common_api_server_port(e: &Endpoint) -> Option<u16> {
         .then_some(first)
 }
 
-fn cluster_configuration_body(e: &Endpoint, indent: &str) -> String {
+pub(crate) fn cluster_configuration_body(e: &Endpoint, indent: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{indent}controlPlaneEndpoint: {}", q(&authority(e)));
     let _ = writeln!(s, "{indent}apiServer:");
@@ -274,6 +312,9 @@ fn kubeadm(e: &Endpoint) -> String {
             "# The API servers listen on port {p}: also set InitConfiguration.localAPIEndpoint.bindPort\n# and JoinConfiguration.controlPlane.localAPIEndpoint.bindPort to {p}."
         );
     }
+    for w in warnings(e, Kind::Kubeadm) {
+        let _ = writeln!(s, "# WARNING: {w}");
+    }
     if e.mode == Mode::VirtualIp {
         let _ = writeln!(
             s,
@@ -286,82 +327,7 @@ fn kubeadm(e: &Endpoint) -> String {
     s
 }
 
-fn capi(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
-    let mut s = header(
-        e,
-        "Cluster API: the Cluster's control-plane endpoint and the KubeadmControlPlane's replicas.",
-    );
-    let kcp = format!("{}-control-plane", e.cluster);
-    let _ = write!(
-        s,
-        "apiVersion: cluster.x-k8s.io/v1beta1
-kind: Cluster
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  controlPlaneEndpoint:
-    host: {host}
-    port: {port}
-  controlPlaneRef:
-    apiVersion: controlplane.cluster.x-k8s.io/v1beta1
-    kind: KubeadmControlPlane
-    name: {kcp}
----
-apiVersion: controlplane.cluster.x-k8s.io/v1beta1
-kind: KubeadmControlPlane
-metadata:
-  name: {kcp}
-  namespace: {ns}
-spec:
-  # {tolerance}
-  replicas: {replicas}
-  version: {version}
-  machineTemplate:
-    # Your infrastructure provider's machine template (e.g. VSphereMachineTemplate).
-    infrastructureRef:
-      apiVersion: infrastructure.cluster.x-k8s.io/v1beta1
-      kind: MachineTemplate
-      name: {kcp}
-  kubeadmConfigSpec:
-    clusterConfiguration:
-",
-        name = q(&e.cluster),
-        ns = q(&o.namespace),
-        host = q(&host_str(&e.host)),
-        port = e.port,
-        kcp = q(&kcp),
-        replicas = e.replicas,
-        version = q(&o.kubernetes_version),
-        tolerance = tolerance(e),
-    );
-    s.push_str(&cluster_configuration_body(e, "      "));
-    if e.mode == Mode::VirtualIp {
-        let pod = static_pod(e, o)?;
-        let def = definition(e);
-        s.push_str(
-            "    # The VIP agent's manifest is in place before kubeadm runs, so kubeadm must not\n    # insist on an empty manifests directory.\n    initConfiguration:\n      nodeRegistration:\n        ignorePreflightErrors:\n          - DirAvailable--etc-kubernetes-manifests\n    joinConfiguration:\n      nodeRegistration:\n        ignorePreflightErrors:\n          - DirAvailable--etc-kubernetes-manifests\n    # The VIP agent and its definition are written before kubeadm runs, so the\n    # virtual IP answers while `kubeadm init` / `kubeadm join` wait for the endpoint.\n    files:\n",
-        );
-        let _ = writeln!(
-            s,
-            "      - path: {}\n        owner: root:root\n        permissions: \"0644\"\n        content: |",
-            q(&format!("{MANIFESTS_DIR}/cpe-vip.yaml"))
-        );
-        s.push_str(&indent_block(&pod, "          "));
-        if !o.inline {
-            let _ = writeln!(
-                s,
-                "      - path: {}\n        owner: root:root\n        permissions: \"0644\"\n        content: |",
-                q(&o.definition_path.display().to_string())
-            );
-            s.push_str(&indent_block(&def, "          "));
-        }
-    }
-    s.push_str(&node_local::capi_workers(e, o)?);
-    Ok(s)
-}
-
-fn tolerance(e: &Endpoint) -> String {
+pub(crate) fn tolerance(e: &Endpoint) -> String {
     let n = e.failures_tolerated();
     format!(
         "tolerates {n} failed machine{} (etcd quorum {} of {})",
@@ -371,7 +337,7 @@ fn tolerance(e: &Endpoint) -> String {
     )
 }
 
-fn indent_block(text: &str, indent: &str) -> String {
+pub(crate) fn indent_block(text: &str, indent: &str) -> String {
     text.lines()
         .map(|l| {
             if l.is_empty() {
@@ -398,7 +364,7 @@ fn etcd_files(e: &Endpoint) -> Vec<(&'static str, PathBuf)> {
     .collect()
 }
 
-fn static_pod(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
+pub(crate) fn static_pod(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
     let Some(vip) = &e.vip else {
         return Err(RenderError::NotForMode {
             kind: Kind::StaticPod,
@@ -452,7 +418,7 @@ spec:
 {definition_args}        - --node
         - $(NODE_NAME)
       env:
-        # The machine's name in the definition must be its node name.
+        # The node name is the name the agent campaigns under; the definition need not list it.
         - name: NODE_NAME
           valueFrom:
             fieldRef:
@@ -593,7 +559,8 @@ After=network-online.target
 
 [Service]
 # Install as /etc/systemd/system/cpe-vip.service on every control-plane machine, with
-# the definition at {def}. The node name ({node}) must be the machine's name there.
+# the definition at {def}. The node name ({node}) is the name the agent campaigns under;
+# the definition need not list the machine.
 ExecStart={bin} vip -f {def} --node {node}
 Restart=always
 RestartSec=1s
@@ -624,6 +591,12 @@ WantedBy=multi-user.target
 /// The definition written back as a canonical `endpoint.yaml`: every value explicit, so
 /// the file means the same to any later cpe version whatever its defaults.
 pub fn definition(e: &Endpoint) -> String {
+    definition_with(e, true)
+}
+
+/// [`definition`] with the machine list left out when `machines` is false (Cluster API:
+/// the same file on every generated machine, whatever its name and address).
+pub fn definition_with(e: &Endpoint, machines: bool) -> String {
     let mut s = String::from("# Control-plane endpoint definition, written by `cpe render`.\n");
     let _ = writeln!(s, "cluster: {}", q(&e.cluster));
     let _ = writeln!(s, "mode: {}", e.mode);
@@ -638,14 +611,17 @@ pub fn definition(e: &Endpoint) -> String {
     );
     let _ = writeln!(
         s,
-        "controlPlane:\n  replicas: {}\n  etcd: {}\n  machines:",
+        "controlPlane:\n  replicas: {}\n  etcd: {}",
         e.replicas,
         match e.etcd_topology {
             cpe_config::EtcdTopology::Stacked => "stacked",
             cpe_config::EtcdTopology::External => "external",
         }
     );
-    for m in &e.machines {
+    if machines && !e.machines.is_empty() {
+        s.push_str("  machines:\n");
+    }
+    for m in e.machines.iter().filter(|_| machines) {
         let addr = match m.prefix_len {
             Some(l) => format!("{}/{l}", m.address),
             None => m.address.to_string(),

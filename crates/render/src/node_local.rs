@@ -349,7 +349,7 @@ pub fn capi_workers(e: &Endpoint, o: &Options) -> Result<String, RenderError> {
 # `kubeadm join`; after the join the kubelet is pointed at {url} once it answers.
 # Reference it from your MachineDeployment's spec.template.spec.bootstrap.configRef.
 # Apply `cpe render --kind node-local-rbac` to the cluster once.
-apiVersion: bootstrap.cluster.x-k8s.io/v1beta1
+apiVersion: bootstrap.cluster.x-k8s.io/{version}
 kind: KubeadmConfigTemplate
 metadata:
   name: {name}
@@ -361,6 +361,7 @@ spec:
 ",
         name = q(&format!("{}-workers", e.cluster)),
         ns = q(&o.namespace),
+        version = o.capi_version.as_str(),
     );
     for (path, content, mode) in [(MANIFEST, &pod, "0644"), (KUBECONFIG_PATH, &kc, "0600")] {
         let _ = writeln!(

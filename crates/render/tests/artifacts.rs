@@ -84,10 +84,16 @@ fn capi_sets_the_endpoint_and_replicas_and_ships_the_agent_in_vip_mode() {
             );
             let pod = yaml_docs(at(files, "0.content").as_str().unwrap());
             assert_eq!(pod[0]["kind"], "Pod", "{name}");
-            // The definition travels with it, and reads back as this endpoint.
+            // The definition travels with it, lists no machines (Cluster API generates
+            // their names and addresses), and reads back as this endpoint otherwise.
             assert_eq!(at(files, "1.path"), "/etc/cpe/endpoint.yaml");
             let def = at(files, "1.content").as_str().unwrap();
-            assert_eq!(cpe_config::load_str(def).unwrap().endpoint, e, "{name}");
+            assert!(!def.contains("machines"), "{name}: {def}");
+            let back = cpe_config::load_str(def).unwrap().endpoint;
+            assert!(back.machines.is_empty());
+            let mut want = e.clone();
+            want.machines.clear();
+            assert_eq!(back, want, "{name}");
         } else {
             assert!(files.is_null(), "{name}: {files}");
         }
@@ -314,4 +320,100 @@ fn kubectl_accepts_the_static_pod_and_reads_what_was_written() {
         }
     }
     assert!(checked >= 6, "{checked}");
+}
+
+#[test]
+fn capi_names_no_placeholder_kind_and_writes_v1beta2_as_cluster_api_1_11_reads_it() {
+    for (name, e) in common::examples() {
+        // Without the flags: no infrastructureRef at all, a comment says what to fill in.
+        let text = render(&e, Kind::Capi, &Options::default()).unwrap();
+        assert!(!text.contains("kind: MachineTemplate"), "{name}");
+        assert!(
+            text.contains("# FILL IN machineTemplate.infrastructureRef")
+                && text.contains(
+                    "--infrastructure-kind KIND --infrastructure-api-version GROUP/VERSION"
+                ),
+            "{name}"
+        );
+        let kcp = &yaml_docs(&text)[1];
+        assert!(at(kcp, "spec.machineTemplate").is_null(), "{name}");
+        assert_eq!(at(kcp, "spec.rolloutStrategy.rollingUpdate.maxSurge"), 1);
+
+        let infra = cpe_render::InfrastructureRef::new(
+            "DockerMachineTemplate",
+            "infrastructure.cluster.x-k8s.io/v1beta1",
+        )
+        .unwrap();
+        let v1 = yaml_docs(
+            &render(
+                &e,
+                Kind::Capi,
+                &Options {
+                    infrastructure: Some(infra.clone()),
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
+        );
+        let r = at(&v1[1], "spec.machineTemplate.infrastructureRef");
+        assert_eq!(r["apiVersion"], "infrastructure.cluster.x-k8s.io/v1beta1");
+        assert_eq!(r["kind"], "DockerMachineTemplate");
+        assert_eq!(v1[0]["apiVersion"], "cluster.x-k8s.io/v1beta1");
+
+        let v2 = yaml_docs(
+            &render(
+                &e,
+                Kind::Capi,
+                &Options {
+                    infrastructure: Some(infra),
+                    capi_version: cpe_render::CapiVersion::V1beta2,
+                    ..Options::default()
+                },
+            )
+            .unwrap(),
+        );
+        let (cluster, kcp) = (&v2[0], &v2[1]);
+        assert_eq!(cluster["apiVersion"], "cluster.x-k8s.io/v1beta2");
+        assert_eq!(kcp["apiVersion"], "controlplane.cluster.x-k8s.io/v1beta2");
+        // v1beta2 references: apiGroup, kind, name; no apiVersion.
+        let cp = at(cluster, "spec.controlPlaneRef");
+        assert_eq!(cp["apiGroup"], "controlplane.cluster.x-k8s.io", "{name}");
+        assert_eq!(cp["kind"], "KubeadmControlPlane");
+        assert!(cp["apiVersion"].is_null());
+        let r = at(kcp, "spec.machineTemplate.spec.infrastructureRef");
+        assert_eq!(r["apiGroup"], "infrastructure.cluster.x-k8s.io", "{name}");
+        assert_eq!(r["kind"], "DockerMachineTemplate");
+        assert!(r["apiVersion"].is_null());
+        assert!(at(kcp, "spec.machineTemplate.infrastructureRef").is_null());
+        assert_eq!(at(kcp, "spec.rollout.strategy.type"), "RollingUpdate");
+        assert_eq!(at(kcp, "spec.rollout.strategy.rollingUpdate.maxSurge"), 1);
+        assert!(at(kcp, "spec.rolloutStrategy").is_null());
+        assert_eq!(at(kcp, "spec.replicas"), e.replicas);
+    }
+}
+
+#[test]
+fn kubeadm_warns_that_a_single_node_ip_endpoint_cannot_become_ha() {
+    for (name, e) in common::examples() {
+        let w = cpe_render::warnings(&e, Kind::Kubeadm);
+        let text = render(&e, Kind::Kubeadm, &Options::default()).unwrap();
+        let ip_single = e.mode == Mode::SingleNode && matches!(e.host, cpe_config::Host::Ip(_));
+        assert_eq!(w.len(), usize::from(ip_single), "{name}: {w:?}");
+        if ip_single {
+            assert!(
+                w[0].contains(
+                    "cannot turn a single control-plane node into a highly available control plane"
+                ),
+                "{w:?}"
+            );
+            assert!(w[0].contains("use a DNS name"), "{w:?}");
+            assert!(
+                text.contains("# WARNING: the endpoint is the IP address"),
+                "{text}"
+            );
+        } else {
+            assert!(!text.contains("WARNING"), "{name}");
+        }
+        assert!(cpe_render::warnings(&e, Kind::Capi).is_empty());
+    }
 }

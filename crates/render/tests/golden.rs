@@ -19,11 +19,27 @@ fn rendered_artifacts_match_the_golden_files() {
         inline: true,
         ..Options::default()
     };
-    // Every kind with the default options, and the one-file static pod (`--inline`).
+    // Cluster API 1.11's v1beta2 with a named infrastructure template.
+    let v1beta2 = Options {
+        capi_version: cpe_render::CapiVersion::V1beta2,
+        infrastructure: Some(
+            cpe_render::InfrastructureRef::new(
+                "VSphereMachineTemplate",
+                "infrastructure.cluster.x-k8s.io/v1beta1",
+            )
+            .unwrap(),
+        ),
+        ..Options::default()
+    };
+    // Every kind with the default options, the one-file static pod (`--inline`), and
+    // Cluster API v1beta2.
     let variants: Vec<(Kind, &str, &Options)> = Kind::ALL
         .into_iter()
         .map(|k| (k, "", &default))
-        .chain([(Kind::StaticPod, ".inline", &inline)])
+        .chain([
+            (Kind::StaticPod, ".inline", &inline),
+            (Kind::Capi, ".v1beta2", &v1beta2),
+        ])
         .collect();
     for (name, e) in common::examples() {
         for &(kind, suffix, options) in &variants {

@@ -43,11 +43,18 @@ fn the_static_pod_is_accepted_by_kubectl_and_has_no_privilege() {
     );
     assert_eq!(files[1]["path"], "/etc/cpe/node-local.kubeconfig");
     let in_capi = files[0]["content"].as_str().unwrap().to_string();
-    assert_eq!(in_capi, pod_text, "the template carries the same pod");
+    // Workers seed from the endpoint: the machines a definition lists get replaced.
+    assert!(
+        in_capi.contains("\"--backend\"\n        - \"lb.example.com:6443\""),
+        "{in_capi}"
+    );
+    assert!(!in_capi.contains("10.0.0.11"), "{in_capi}");
     let cmds = workers["spec"]["template"]["spec"]["postKubeadmCommands"].to_string();
     assert!(cmds.contains("https://localhost:7445"), "{cmds}");
 
     let server = discovery_server();
+    let got = kubectl_dry_run(&server, &in_capi);
+    assert_eq!(got["kind"], "Pod");
     let got = kubectl_dry_run(&server, &pod_text);
     let want = &docs(&pod_text)[0];
     assert_eq!(got["spec"], want["spec"], "kubectl read another spec");

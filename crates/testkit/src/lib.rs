@@ -21,11 +21,14 @@
 //! - [`netlink`]: raw rtnetlink dumps (addresses, neighbours) from sockets opened inside
 //!   other namespaces, so one thread can sample every host at nearly the same instant.
 //! - [`observe`]: the client prober and the holder watcher, and what they measured.
+//! - [`kube`]: real kube-apiservers (1.20) on their own machines with etcd, a test CA,
+//!   tokens, RBAC and kubeconfigs; machines added and removed as Cluster API does.
 //! - [`vip`]: the VIP testbed and its scenarios, shared by `crates/e2e/tests/vip_e2e.rs` and
 //!   `bench/vip.sh`.
 
 pub mod child;
 pub mod etcd;
+pub mod kube;
 pub mod net;
 pub mod netlink;
 pub mod observe;

@@ -369,7 +369,8 @@ pub fn run(mut c: Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_with_stdin(mut c: Command, input: &str) -> Result<String> {
+/// Like [`run`], with `input` written to the command's stdin.
+pub fn run_with_stdin(mut c: Command, input: &str) -> Result<String> {
     use std::io::Write;
     let mut child = c
         .stdin(Stdio::piped())

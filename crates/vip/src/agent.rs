@@ -14,6 +14,9 @@
 //! on the interface by an earlier run is removed (this process holds no lease yet). On
 //! every way out — SIGTERM, an error — the address is removed before returning.
 //!
+//! The etcd endpoints follow etcd's member list (`crate::members`, a task of its own that
+//! swaps the client's endpoints; `/status.etcd_endpoints` shows the current list).
+//!
 //! While holding, a separate task keeps etcd's raft leader off this machine (right after
 //! acquiring, then every 2 s; `--etcd-move-leader off` disables it): the rules are
 //! [`crate::etcd_leader`]'s (the vote, the decision, the one-check wait); the task asks
@@ -222,6 +225,13 @@ impl Driver {
                 tx.clone(),
             )),
         ];
+        if self.settings.etcd_follow_members {
+            let own: Vec<IpAddr> = self.iface.addrs.iter().map(|(a, _)| *a).collect();
+            background.push(tokio::spawn(crate::members::follow(
+                self.settings.etcd.clone(),
+                own,
+            )));
+        }
         if self.settings.etcd_move_leader {
             background.push(tokio::spawn(tasks::etcd_leader_loop(
                 self.settings.etcd.clone(),
@@ -571,6 +581,8 @@ impl Driver {
             waiting_for: m.waiting_for().map(str::to_string),
             foreign_mac: m.foreign_mac().map(str::to_string),
             transitions: self.metrics.transitions_total(),
+            // Kept current by the member-list task (`crate::members`).
+            etcd_endpoints: self.settings.etcd.endpoints(),
             ..self.status.get()
         };
         self.status.set(snap);

@@ -10,6 +10,8 @@
 //!   its actions in order.
 //! - `tasks.rs`: the driver's background tasks (health checker, lease keep-alive,
 //!   interface poll, etcd leader query, etcd-leadership check), each reporting back.
+//! - [`members`]: the etcd endpoints kept current from etcd's member list (the pure
+//!   rule and its task).
 //! - [`etcd_leader`]: whether the holder hands etcd leadership away, and to whom, and
 //!   when (pure).
 //! - [`status`]: the `/status` JSON and the `cpe status` table.
@@ -21,6 +23,7 @@ pub mod agent;
 pub mod etcd_leader;
 pub mod guard;
 pub mod machine;
+pub mod members;
 pub mod metrics;
 pub mod settings;
 pub mod status;

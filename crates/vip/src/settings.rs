@@ -29,6 +29,9 @@ pub struct Settings {
     pub probe_wait: Duration,
     /// While holding, hand etcd leadership to another member if this machine's leads.
     pub etcd_move_leader: bool,
+    /// Keep the etcd endpoints current from etcd's member list, the first endpoint (this
+    /// machine's own member) always kept first ([`crate::members`]).
+    pub etcd_follow_members: bool,
 }
 
 /// What "healthy" means for this node.

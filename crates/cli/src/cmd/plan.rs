@@ -215,7 +215,12 @@ fn summary_text(e: &Endpoint, inferred: bool) -> String {
         e.quorum(),
         plural(e.spares(), "spare")
     ));
-    s.push_str("  machines\n");
+    if e.machines.is_empty() {
+        // Virtual-ip mode only (the rules require a list elsewhere).
+        s.push_str("  machines   none listed: any machine may run `cpe vip` (its own address: the one on the VIP interface in the VIP's subnet)\n");
+    } else {
+        s.push_str("  machines\n");
+    }
     let width = e.machines.iter().map(|m| m.name.len()).max().unwrap_or(0);
     for (i, m) in e.machines.iter().enumerate() {
         let addr = match m.prefix_len {
@@ -263,8 +268,10 @@ fn summary_text(e: &Endpoint, inferred: bool) -> String {
     if let Some(etcd) = &e.etcd {
         if !etcd.endpoints.is_empty() {
             s.push_str(&format!("  etcd       {}\n", etcd.endpoints.join(", ")));
+        } else if e.mode == Mode::VirtualIp && e.machines.is_empty() {
+            s.push_str("  etcd       this machine's own member (https://127.0.0.1:2379), then every member etcd lists\n");
         } else if e.mode == Mode::VirtualIp {
-            s.push_str("  etcd       every machine's https://ADDRESS:2379, its own first\n");
+            s.push_str("  etcd       every machine's https://ADDRESS:2379, its own first, then every member etcd lists\n");
         }
     }
     if let Some(lb) = &e.load_balancer {

@@ -28,6 +28,8 @@ pub enum KindArg {
     NodeLocalKubeconfig,
     /// The Role letting nodes read the `kubernetes` EndpointSlices (apply once).
     NodeLocalRbac,
+    /// ServiceAccount, Role and RoleBinding for `cpe lb --discover kubernetes`.
+    Rbac,
 }
 
 impl From<KindArg> for Kind {
@@ -40,6 +42,7 @@ impl From<KindArg> for Kind {
             KindArg::NodeLocal => Kind::NodeLocal,
             KindArg::NodeLocalKubeconfig => Kind::NodeLocalKubeconfig,
             KindArg::NodeLocalRbac => Kind::NodeLocalRbac,
+            KindArg::Rbac => Kind::Rbac,
         }
     }
 }
@@ -50,6 +53,10 @@ impl From<KindArg> for Kind {
   cpe render -f endpoint.yaml --kind static-pod > /etc/kubernetes/manifests/cpe-vip.yaml
   cpe render -f endpoint.yaml --kind static-pod --inline --image-registry registry.example:5000
   cpe render -f endpoint.yaml --kind systemd > /etc/systemd/system/cpe-lb.service
+  cpe render -f endpoint.yaml --kind capi --capi-version v1beta2 \\
+    --infrastructure-kind VSphereMachineTemplate \\
+    --infrastructure-api-version infrastructure.cluster.x-k8s.io/v1beta1
+  cpe render -f endpoint.yaml --kind rbac | kubectl apply -f -
 
 The artifact goes to stdout, warnings and problems to stderr.
 Exit status: 0 rendered, 1 invalid or unreadable definition, 2 usage error (including a kind
@@ -89,6 +96,25 @@ pub struct Args {
     /// Namespace of the Cluster API objects (capi).
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
+    /// Kind of your infrastructure provider's machine template, e.g. VSphereMachineTemplate
+    /// (capi; with --infrastructure-api-version). Without it the KubeadmControlPlane says
+    /// in a comment what to fill in.
+    #[arg(long, value_name = "KIND", requires = "infrastructure_api_version")]
+    pub infrastructure_kind: Option<String>,
+    /// API version of that template, GROUP/VERSION, e.g.
+    /// infrastructure.cluster.x-k8s.io/v1beta1 (capi; with --infrastructure-kind).
+    #[arg(long, value_name = "GROUP/VERSION", requires = "infrastructure_kind")]
+    pub infrastructure_api_version: Option<String>,
+    /// Cluster API version to write (capi): v1beta1 (Cluster API up to 1.10, still served
+    /// by 1.11) or v1beta2 (Cluster API 1.11's).
+    #[arg(long, value_name = "VERSION", value_enum, default_value_t = CapiVersionArg::V1beta1)]
+    pub capi_version: CapiVersionArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapiVersionArg {
+    V1beta1,
+    V1beta2,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -109,6 +135,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
     eprint!("{}", problems_text(&label, &warnings));
+    for w in cpe_render::warnings(endpoint, args.kind.into()) {
+        eprintln!("warning: {w}");
+    }
+    let infrastructure = match (&args.infrastructure_kind, &args.infrastructure_api_version) {
+        (Some(k), Some(v)) => match cpe_render::InfrastructureRef::new(k, v) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => None,
+    };
     let options = Options {
         image: args
             .image
@@ -119,6 +158,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         kubernetes_version: args.kubernetes_version,
         namespace: args.namespace,
         inline: args.inline,
+        infrastructure,
+        capi_version: match args.capi_version {
+            CapiVersionArg::V1beta1 => cpe_render::CapiVersion::V1beta1,
+            CapiVersionArg::V1beta2 => cpe_render::CapiVersion::V1beta2,
+        },
     };
     match cpe_render::render(endpoint, args.kind.into(), &options) {
         Ok(text) => {

@@ -7,6 +7,11 @@
 //! (the same rules as `cpe plan`, problems naming the flag or the file's line); this
 //! module only maps clap's values onto [`cpe_config::VipFlags`], the plan onto
 //! `cpe_vip::Settings`, and runs the agent until SIGTERM or SIGINT.
+//!
+//! Machines come and go: `--node` defaults to `NODE_NAME`, then the host name, and a node
+//! the definition does not list (or a definition without machines) runs with its own
+//! address, the one on the VIP interface in the VIP's subnet (`cpe_net`, by netlink).
+//! Started before kubeadm has written the etcd certificates, it waits for them.
 
 use anyhow::Context;
 use cpe_config::{HealthTarget, VipFlags, VipPlan};
@@ -19,9 +24,11 @@ pub struct Args {
     /// Endpoint definition in virtual-ip mode.
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["vip", "interface"])]
     file: Option<PathBuf>,
-    /// This machine's name: one of the definition's machines; the value etcd shows as holder.
-    #[arg(long, value_name = "NAME")]
-    node: String,
+    /// This machine's name: the value etcd shows as holder. Default: the NODE_NAME
+    /// environment variable (the static pod sets it from spec.nodeName), else the host name.
+    /// Any name: a definition need not list the machine.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    node: Option<String>,
     /// The virtual IP, IPv4 or IPv6, with the prefix length to add it with (default /32 or /128).
     #[arg(long, value_name = "ADDR[/PREFIX]")]
     vip: Option<String>,
@@ -81,6 +88,11 @@ pub struct Args {
     /// election plus a TTL.
     #[arg(long, value_name = "on|off", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
     etcd_move_leader: bool,
+    /// Keep the etcd endpoints current from etcd's member list (every 2 s), the first
+    /// endpoint (this machine's own member) always kept first: members added or removed by
+    /// a rolling upgrade are followed without a restart.
+    #[arg(long, value_name = "on|off", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
+    etcd_follow_members: bool,
     /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
     #[arg(long, hide = true)]
     guard: bool,
@@ -98,7 +110,7 @@ impl Args {
     /// The flags as typed, for cpe-config to check and lay over the definition.
     fn flags(&self) -> VipFlags {
         VipFlags {
-            node: self.node.clone(),
+            node: self.node.clone().unwrap_or_else(host_name),
             vip: self.vip.clone(),
             interface: self.interface.clone(),
             etcd: self.etcd.clone(),
@@ -119,6 +131,66 @@ impl Args {
     }
 }
 
+/// The host name (`--node`'s last default), from the kernel; empty when unreadable (the
+/// plan then says `--node` is needed).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A node the definition does not list (or a definition without machines) probes its own
+/// address: the one on the VIP interface in the VIP's subnet, read by netlink now.
+async fn own_address(plan: &mut VipPlan) -> anyhow::Result<()> {
+    if let HealthTarget::OwnAddress(port) = plan.health {
+        let nl = cpe_net::Netlink::connect()?;
+        let (addr, len) = nl.own_address(&plan.interface, plan.vip).await?;
+        tracing::info!(node = %plan.node, address = %format!("{addr}/{len}"), interface = %plan.interface,
+            "this machine's own address (on the VIP interface, in the VIP's subnet): the health check targets it");
+        plan.health = HealthTarget::Machine(std::net::SocketAddr::new(addr, port));
+    }
+    Ok(())
+}
+
+/// During `kubeadm init` or `join` the agent may start before kubeadm has written the etcd
+/// client certificates: wait for them (a line every 30 s), rather than exit and be
+/// restarted. Any other problem with the files (unreadable, not PEM) is found when the
+/// client is made, and exits.
+async fn wait_for_etcd_files(plan: &VipPlan) {
+    if !plan.etcd.iter().any(|u| u.starts_with("https://")) {
+        return;
+    }
+    let files: Vec<&std::path::Path> = [&plan.etcd_tls.ca, &plan.etcd_tls.cert, &plan.etcd_tls.key]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    let missing = || -> Vec<String> {
+        files
+            .iter()
+            .filter(|p| matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let mut said: Option<std::time::Instant> = None;
+    loop {
+        let m = missing();
+        if m.is_empty() {
+            if said.is_some() {
+                tracing::info!(waited = ?started.elapsed(), "the etcd client certificate files are there: starting");
+            }
+            return;
+        }
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            tracing::info!(missing = ?m,
+                "waiting for the etcd client certificate files (kubeadm writes them during init and join)");
+            said = Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The agent's settings for a plan: the etcd client, the prober and its rules. The only
 /// place that knows both shapes (kept small so that `Settings` can move).
 fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
@@ -136,6 +208,7 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             None,
         ),
         HealthTarget::Machine(addr) => (cpe_health::Prober::from_config(hc)?, Some(*addr)),
+        HealthTarget::OwnAddress(_) => anyhow::bail!("internal: the own address was not looked up"),
     };
     Ok(cpe_vip::Settings {
         node: plan.node.clone(),
@@ -164,6 +237,7 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             .transpose()?,
         probe_wait: args.probe_wait,
         etcd_move_leader: args.etcd_move_leader,
+        etcd_follow_members: args.etcd_follow_members,
     })
 }
 
@@ -196,7 +270,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &resolved.warnings {
         eprintln!("{}", w.render(name.as_deref()));
     }
-    let plan = resolved.plan;
+    let mut plan = resolved.plan;
+    own_address(&mut plan).await?;
+    // Before the certificates exist there is nothing to do; a signal still ends the wait.
+    tokio::select! {
+        _ = wait_for_etcd_files(&plan) => {}
+        _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    }
     let settings = settings(&plan, &args)?;
     let guard = spawn_guard(&plan);
     let result = cpe_vip::run(settings, shutdown_signal()).await;
@@ -469,11 +549,22 @@ mod tests {
         .unwrap();
         assert_eq!(p.etcd, vec!["http://127.0.0.1:2379"]);
         assert_eq!(p.health, HealthTarget::Url("http://127.0.0.1:8080/".into()));
-        let err = resolve(&args(&["-f", "x.yaml", "--node", "cp9"]), Some(&e)).unwrap_err();
-        assert_eq!(
-            err,
-            "error: --node = cp9: is not a machine of the definition (machines: cp1, cp2, cp3)"
-        );
+        // Machines come and go: a node the list does not name is accepted (with a
+        // warning), its own address found at start.
+        let r = args(&["-f", "x.yaml", "--node", "cp9"])
+            .flags()
+            .resolve_over(&e)
+            .unwrap();
+        assert_eq!(r.plan.health, HealthTarget::OwnAddress(6443));
+        assert_eq!(r.plan.etcd[0], "https://127.0.0.1:2379");
+        assert!(r.warnings[0].render(None).contains(
+            "--node = cp9: is not a machine of the definition (machines: cp1, cp2, cp3): accepted"
+        ));
+        // Without --node: NODE_NAME (clap's env), else the host name; never empty here.
+        let a = args(&["-f", "x.yaml"]);
+        assert!(!a.flags().node.is_empty());
+        assert!(!args(&["-f", "x.yaml", "--etcd-follow-members", "off"]).etcd_follow_members);
+        assert!(args(&["-f", "x.yaml"]).etcd_follow_members);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub(crate) fn check_file(
 ) -> Option<Discovery> {
     let d = f.load_balancer.as_ref()?.discovery.as_ref()?;
     let mut sources = Vec::new();
+    // Where `etcd` was written, for the problems about it.
+    let mut etcd_at = 0;
     match &d.sources {
         None => c.push(
             Problem::error("loadBalancer.discovery.sources", "", "is required")
@@ -98,6 +100,9 @@ pub(crate) fn check_file(
         ),
         Some(list) => {
             for (i, s) in list.value.iter().enumerate() {
+                if s.value == "etcd" {
+                    etcd_at = i;
+                }
                 match Source::parse(&s.value) {
                     Some(src) if !sources.contains(&src) => sources.push(src),
                     Some(_) => {}
@@ -148,8 +153,20 @@ pub(crate) fn check_file(
         path(e.and_then(|e| e.cert_file.as_ref())),
         path(e.and_then(|e| e.key_file.as_ref())),
     );
-    if let Some(i) = sources.iter().position(|s| *s == Source::Etcd) {
+    if sources.contains(&Source::Etcd) {
+        let i = etcd_at;
         let https = etcd.iter().any(|u| u.starts_with("https://"));
+        if https && etcd_tls.ca.is_none() {
+            c.push(
+                Problem::error(
+                    format!("loadBalancer.discovery.sources[{i}]"),
+                    "etcd",
+                    "needs etcd.caFile (the CA of the etcd members' certificates)",
+                )
+                .at(d.pos)
+                .hint("kubeadm's /etc/kubernetes/pki/etcd/ca.crt"),
+            );
+        }
         if https && (etcd_tls.cert.is_none() || etcd_tls.key.is_none()) {
             c.push(
                 Problem::error(
@@ -314,6 +331,16 @@ pub(crate) fn overlay(
             );
         }
         let https = d.etcd.iter().any(|u| u.starts_with("https://"));
+        if https && d.etcd_tls.ca.is_none() && f.etcd_ca.is_none() {
+            c.push(
+                Problem::error(
+                    "--etcd-ca",
+                    "",
+                    "is required with --discover etcd and https:// endpoints",
+                )
+                .hint("the CA of the etcd members' certificates, e.g. /etc/kubernetes/pki/etcd/ca.crt"),
+            );
+        }
         if https
             && (d.etcd_tls.cert.is_none() || d.etcd_tls.key.is_none())
             && f.etcd_cert.is_none()
@@ -345,6 +372,58 @@ pub(crate) fn overlay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(text: &str) -> (Option<crate::Endpoint>, Vec<Problem>) {
+        let c = crate::check_str(text);
+        (c.endpoint, c.problems)
+    }
+
+    const LB: &str = "cluster: c\nendpoint: {host: lb.example, port: 6443}\nmode: external-lb\ncontrolPlane:\n  replicas: 3\n  machines:\n  - {name: cp1, address: 10.0.0.11}\n  - {name: cp2, address: 10.0.0.12}\n  - {name: cp3, address: 10.0.0.13}\n";
+
+    #[test]
+    fn the_definition_says_where_backends_come_from() {
+        let (e, ps) = file(&format!(
+            "{LB}loadBalancer:\n  discovery:\n    sources: [kubernetes, etcd]\n    kubeconfig: /etc/cpe/lb.kubeconfig\netcd:\n  caFile: /ca\n  certFile: /c\n  keyFile: /k\n"
+        ));
+        assert!(
+            ps.iter().all(|p| p.severity != crate::Severity::Error),
+            "{ps:?}"
+        );
+        let d = e.unwrap().load_balancer.unwrap().discovery.unwrap();
+        assert_eq!(d.sources, [Source::Kubernetes, Source::Etcd]);
+        assert_eq!(
+            d.etcd[0], "https://10.0.0.11:2379",
+            "every machine's member by default"
+        );
+        assert_eq!(d.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
+        assert_eq!(d.api_port, 6443);
+    }
+
+    #[test]
+    fn definition_problems_name_the_field_and_line() {
+        let (_, ps) = file(&format!(
+            "{LB}loadBalancer:\n  discovery:\n    sources: [dns, etcd]\n    cacheDir: /var/lib/cpe\n"
+        ));
+        let fields: Vec<_> = ps.iter().map(|p| p.field.as_str()).collect();
+        assert!(
+            fields.contains(&"loadBalancer.discovery.sources[0]"),
+            "{ps:?}"
+        );
+        assert!(
+            fields.contains(&"loadBalancer.discovery.sources[1]"),
+            "etcd without certificates: {ps:?}"
+        );
+        let (_, ps) = file(&format!(
+            "{LB}loadBalancer:\n  discovery:\n    sources: [kubernetes]\n    typo: 1\n"
+        ));
+        let fields: Vec<_> = ps.iter().map(|p| p.field.as_str()).collect();
+        assert!(
+            fields.contains(&"loadBalancer.discovery.kubeconfig"),
+            "{ps:?}"
+        );
+        assert!(fields.contains(&"loadBalancer.discovery.typo"), "{ps:?}");
+        assert!(ps.iter().all(|p| p.pos.is_some()), "{ps:?}");
+    }
 
     fn run(f: &DiscoveryFlags) -> (Option<Discovery>, Vec<Problem>) {
         let mut c = Check::default();
@@ -403,7 +482,8 @@ mod tests {
             etcd: vec!["https://10.0.0.1:2379".into()],
             ..Default::default()
         });
-        assert_eq!(ps[0].field, "--etcd-cert");
+        assert_eq!(ps[0].field, "--etcd-ca");
+        assert_eq!(ps[1].field, "--etcd-cert");
         let (_, ps) = run(&DiscoveryFlags {
             etcd: vec!["10.0.0.1".into()],
             discover: vec!["etcd".into()],

@@ -73,6 +73,38 @@ pub(crate) fn check_etcd(
     })
 }
 
+/// Virtual-ip mode with external etcd and no machine list: nothing says where the
+/// election's etcd is (with stacked etcd it is this machine's own member,
+/// `https://127.0.0.1:2379`; with a machine list, every machine's).
+pub(crate) fn vip_needs_etcd(
+    c: &mut Check,
+    f: &input::File,
+    etcd: Option<&Etcd>,
+    topology: EtcdTopology,
+    no_machines: bool,
+) {
+    let written = etcd.is_some_and(|e| !e.endpoints.is_empty()) || f.is_broken("etcd.endpoints");
+    if topology != EtcdTopology::External || !no_machines || written {
+        return;
+    }
+    let cp = f.control_plane.as_ref();
+    let pos = cp
+        .and_then(|c| c.etcd.as_ref())
+        .and_then(|s| s.pos)
+        .or(f.etcd.as_ref().and_then(|e| e.pos))
+        .or(cp.and_then(|c| c.pos))
+        .or(f.pos);
+    c.push(
+        Problem::error(
+            "etcd.endpoints",
+            "",
+            "is required in virtual-ip mode when etcd is external and no machines are listed",
+        )
+        .at(pos)
+        .hint("list the external etcd's client URLs, e.g. https://10.0.0.21:2379; the agents learn the other members from etcd's member list"),
+    );
+}
+
 /// `http://HOST:PORT` or `https://HOST:PORT` (an optional trailing `/`).
 pub fn is_etcd_url(u: &str) -> bool {
     let Some(rest) = u

@@ -181,6 +181,45 @@ pub(crate) fn check_machines<'a>(
     out
 }
 
+/// The machine count: at least `replicas` listed. In virtual-ip mode the list may be left
+/// out altogether (Cluster API replaces machines with new names and addresses: nothing may
+/// assume a fixed list; `replicas` still says the intended size); a list that is written
+/// is held to the rule in every mode.
+pub(crate) fn count_rule(
+    c: &mut Check,
+    f: &input::File,
+    replicas: Option<u32>,
+    mode: Option<Mode>,
+) {
+    let cp = f.control_plane.as_ref();
+    let replicas_in = cp.and_then(|c| c.replicas.as_ref());
+    let machines_in = cp.and_then(|c| c.machines.as_ref());
+    let written = machines_in.is_some() || f.is_broken("controlPlane.machines");
+    if mode == Some(Mode::VirtualIp) && !written {
+        return;
+    }
+    if let (Some(n), false) = (replicas, f.is_broken("controlPlane.machines")) {
+        let listed = cp.map_or(0, |c| c.machines_listed);
+        if listed < n as usize {
+            let mut p = Problem::error(
+                "controlPlane.machines",
+                listed.to_string(),
+                format!(
+                    "lists {listed} machine{}, fewer than the {n} replicas",
+                    if listed == 1 { "" } else { "s" }
+                ),
+            )
+            .hint("list every control-plane machine with its name and address; machines beyond the replicas are spares");
+            p.pos = machines_in
+                .and_then(|m| m.pos)
+                .or(replicas_in.and_then(|r| r.pos))
+                .or(cp.and_then(|c| c.pos))
+                .or(f.pos);
+            c.push(p);
+        }
+    }
+}
+
 pub(crate) fn line_of(pos: Option<Pos>) -> String {
     pos.map(|p| format!(" on line {}", p.line))
         .unwrap_or_default()
@@ -253,26 +292,6 @@ pub(crate) fn check_control_plane<'a>(
     let machines = machines_in
         .map(|ms| check_machines(c, &ms.value, port))
         .unwrap_or_default();
-    if let (Some(n), false) = (replicas, f.is_broken("controlPlane.machines")) {
-        let listed = cp.map_or(0, |c| c.machines_listed);
-        if listed < n as usize {
-            let mut p = Problem::error(
-                "controlPlane.machines",
-                listed.to_string(),
-                format!(
-                    "lists {listed} machine{}, fewer than the {n} replicas",
-                    if listed == 1 { "" } else { "s" }
-                ),
-            )
-            .hint("list every control-plane machine with its name and address; machines beyond the replicas are spares");
-            p.pos = machines_in
-                .and_then(|m| m.pos)
-                .or(replicas_in.and_then(|r| r.pos))
-                .or(cp.and_then(|c| c.pos))
-                .or(f.pos);
-            c.push(p);
-        }
-    }
     ControlPlane {
         replicas,
         topology: etcd_topology,

@@ -378,6 +378,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
 
     let cp = machines::check_control_plane(c, f, port.unwrap_or(DEFAULT_PORT));
     let mode = mode::check_mode(c, f, cp.replicas);
+    machines::count_rule(c, f, cp.replicas, mode);
     if let Some(m) = mode {
         mode::cross_rules(c, m, port, &host, host_in, &cp.machines);
     }
@@ -398,6 +399,9 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         None
     };
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
+    if mode == Some(Mode::VirtualIp) {
+        etcd::vip_needs_etcd(c, f, etcd.as_ref(), cp.topology, cp.machines.is_empty());
+    }
     let mut load_balancer = if mode == Some(Mode::ExternalLb) {
         lb::check_lb(c, f.load_balancer.as_ref(), port.unwrap_or(DEFAULT_PORT))
     } else {
