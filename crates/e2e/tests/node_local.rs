@@ -124,21 +124,22 @@ fn api_addrs(bed: &KubeBed) -> Vec<String> {
     v
 }
 
-/// `/version` through the worker's loopback, over IPv4 and (when the namespace has it)
-/// IPv6, CA verified with the name `localhost`.
-fn curl_version(bed: &KubeBed, host: &str) -> anyhow::Result<String> {
+/// `/version` from the worker as `https://localhost:7445` (CA verified: the certificate
+/// names `localhost`), connecting to `connect` (`127.0.0.1` or `[::1]`).
+fn curl_version(bed: &KubeBed, connect: &str) -> anyhow::Result<String> {
     let ca = bed.pki().ca_path();
-    let url = format!("https://{host}:7445/version");
+    let to = format!("localhost:7445:{connect}:7445");
     bed.lb.exec(
         "curl",
         &[
             "-sf",
-            "-g",
             "-m",
             "3",
             "--cacert",
             ca.to_str().unwrap(),
-            &url,
+            "--connect-to",
+            &to,
+            "https://localhost:7445/version",
         ],
     )
 }
@@ -164,7 +165,7 @@ fn a_worker_keeps_reaching_the_api_through_node_local_while_every_machine_is_rep
     check!(
         bed,
         "version over 127.0.0.1",
-        curl_version(&bed, "localhost")
+        curl_version(&bed, "127.0.0.1")
     );
     let has_v6 = bed
         .lb
@@ -307,7 +308,7 @@ fn a_worker_keeps_reaching_the_api_through_node_local_while_every_machine_is_rep
     let t = Instant::now();
     let lb = start_node_local(&bed, &seed, &cache, "node-local-restart");
     let served = loop {
-        if curl_version(&bed, "localhost").is_ok() {
+        if curl_version(&bed, "127.0.0.1").is_ok() {
             break t.elapsed();
         }
         assert!(
