@@ -37,9 +37,9 @@ impl DerefMut for LbConfig {
 
 /// Workers of the node-local preset (`cpe lb --node-local`): a node's own components
 /// make a few requests a second over a few dozen long-lived connections, which one
-/// event loop carries with room to spare; every extra worker costs a thread, its stack
-/// and its runtime's memory on every node of the cluster (measured in
-/// `bench/node-local.sh`). `--workers` overrides it.
+/// event loop carries with room to spare, and a node's load balancer should not grow a
+/// thread per CPU on a 64-core worker. (Memory is not why: `bench/node-local.sh`
+/// measured the same 9.3 MiB with one worker and with two.) `--workers` overrides it.
 pub const NODE_LOCAL_WORKERS: usize = 1;
 
 /// One worker per CPU the process may run on.
