@@ -61,6 +61,8 @@ pub struct VipFlags {
 /// `cpe lb`'s flags as typed. `None`/empty: not given.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LbFlags {
+    /// `--node-local`: the node-local preset ([`crate::node_local`]).
+    pub node_local: bool,
     /// `--listen ADDR:PORT` (ad hoc only).
     pub listen: Option<String>,
     /// `--backend HOST:PORT`, repeatable (ad hoc only); each at most once.

@@ -65,6 +65,8 @@ pub struct File {
     pub virtual_ip: Option<VirtualIpIn>,
     pub etcd: Option<EtcdIn>,
     pub load_balancer: Option<LoadBalancerIn>,
+    /// `nodeLocal` in the file: the node-local load balancer every node may run.
+    pub node_local: Option<NodeLocalIn>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -163,6 +165,14 @@ pub struct DiscoveryIn {
     pub cache_dir: Option<S<String>>,
 }
 
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeLocalIn {
+    pub pos: Option<Pos>,
+    pub enabled: Option<S<bool>>,
+    pub listen: Option<S<String>>,
+    pub admin: Option<S<String>>,
+}
+
 /// The fields each section knows, in the order the docs list them. Also used for the
 /// "did you mean" hint.
 pub const TOP: &[&str] = &[
@@ -174,6 +184,7 @@ pub const TOP: &[&str] = &[
     "virtualIP",
     "etcd",
     "loadBalancer",
+    "nodeLocal",
 ];
 const ENDPOINT: &[&str] = &["host", "port"];
 const CONTROL_PLANE: &[&str] = &["replicas", "etcd", "machines"];
@@ -201,6 +212,7 @@ const VIP: &[&str] = &[
     "loadBalance",
     "lbPort",
 ];
+const NODE_LOCAL: &[&str] = &["enabled", "listen", "admin"];
 const ETCD: &[&str] = &["endpoints", "caFile", "certFile", "keyFile"];
 const LB: &[&str] = &[
     "listen",
@@ -406,6 +418,20 @@ fn read_fields(root: &At, r: &mut Reader<'_>) -> File {
             });
         }
     }
+    if let Some((k, v)) = fields.entry("nodeLocal") {
+        if let Some(m) = r.fields(v, "nodeLocal", NODE_LOCAL) {
+            f.node_local = Some(NodeLocalIn {
+                pos: k.pos,
+                enabled: m
+                    .get("enabled")
+                    .and_then(|v| r.boolean(v, "nodeLocal.enabled")),
+                listen: m
+                    .get("listen")
+                    .and_then(|v| r.string(v, "nodeLocal.listen")),
+                admin: m.get("admin").and_then(|v| r.string(v, "nodeLocal.admin")),
+            });
+        }
+    }
     f
 }
 
@@ -572,6 +598,20 @@ impl Reader<'_> {
         }
     }
 
+    fn boolean(&mut self, at: &At, path: &str) -> Option<S<bool>> {
+        match &at.node {
+            Node::Bool(b) => Some(S {
+                value: *b,
+                pos: at.pos,
+                raw: at.raw.clone(),
+            }),
+            _ => {
+                self.wrong_type(at, path, "true or false");
+                None
+            }
+        }
+    }
+
     fn list<'t>(&mut self, at: &'t At, path: &str) -> Option<(&'t [At], &'t At)> {
         match &at.node {
             Node::Seq(items) => Some((items, at)),
@@ -684,7 +724,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "f:2:1: error: endpont: is not a field of the definition\n  hint: did you mean `endpoint`? Known fields: cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer",
+                "f:2:1: error: endpont: is not a field of the definition\n  hint: did you mean `endpoint`? Known fields: cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer, nodeLocal",
                 "f:5:9: error: endpoint.port = abc: must be a whole number, not text",
                 "f:7:13: error: controlPlane.replicas = 3: must be a whole number, not text\n  hint: write the number without quotes",
                 "f:8:13: error: controlPlane.machines = cp1: must be a list, not text",
@@ -704,7 +744,7 @@ mod tests {
     #[test]
     fn a_scalar_document_is_not_a_definition() {
         let (_, ps) = read_str("just text\n");
-        assert_eq!(ps[0].rule, "must be a mapping of fields (cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer), not text");
+        assert_eq!(ps[0].rule, "must be a mapping of fields (cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer, nodeLocal), not text");
         let (_, ps) = read_str("");
         assert_eq!(ps[0].rule, "is empty");
     }

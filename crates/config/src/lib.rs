@@ -25,6 +25,7 @@
 //! - [`flags`]: the flags of `cpe lb` and `cpe vip` as typed, checked by the same rules
 //!   as the file's fields and laid over a definition; [`plan`]: what one node runs,
 //!   resolved ([`VipPlan`], [`LbPlan`]).
+//! - [`node_local`]: the node-local preset of `cpe lb` (`--node-local`, `nodeLocal:`).
 //! - [`tls`]: [`TlsFiles`], the CA / client certificate / key paths every TLS client of
 //!   cpe takes.
 //! - [`model`]: the resolved definition ([`Endpoint`]) with defaults applied and the mode
@@ -51,6 +52,7 @@ pub mod input;
 pub mod konvoy;
 pub mod load;
 pub mod model;
+pub mod node_local;
 pub mod plan;
 pub mod problem;
 pub mod rules;

@@ -15,6 +15,12 @@ pub const DEFAULT_REPLICAS: u32 = 3;
 pub const DEFAULT_LB_ADMIN: &str = "127.0.0.1:9630";
 /// Default admin listener of `cpe vip` (another port, so one host can run both).
 pub const DEFAULT_VIP_ADMIN: &str = "127.0.0.1:9631";
+/// Where the node-local load balancer listens (also on `[::1]`, same port): KubePrism's
+/// port, free on a kubeadm node and needing no privilege.
+pub const DEFAULT_NODE_LOCAL_LISTEN: &str = "127.0.0.1:7445";
+/// Admin listener of the node-local load balancer (a third port: a control-plane machine
+/// may run `cpe vip`, `cpe lb` and the node-local one together).
+pub const DEFAULT_NODE_LOCAL_ADMIN: &str = "127.0.0.1:9632";
 
 /// How the endpoint is kept answering (the three modes of the source document).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -244,6 +250,18 @@ impl LoadBalancer {
     }
 }
 
+/// The node-local load balancer (`nodeLocal` with `enabled: true`): every node's own
+/// components (kubelet, kube-proxy, CNI agents) dial `https://localhost:<port>`, which
+/// `cpe lb --node-local` forwards to the control plane's API servers. Loopback only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeLocal {
+    /// A loopback address; the load balancer also listens on the other family's
+    /// loopback (`[::1]` for `127.0.0.1`) at the same port.
+    pub listen: SocketAddr,
+    /// A loopback address.
+    pub admin: SocketAddr,
+}
+
 /// A resolved, valid control-plane endpoint definition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
@@ -265,6 +283,8 @@ pub struct Endpoint {
     pub etcd: Option<Etcd>,
     /// Present in external-LB mode only.
     pub load_balancer: Option<LoadBalancer>,
+    /// Present when `nodeLocal.enabled` is true (any mode).
+    pub node_local: Option<NodeLocal>,
 }
 
 impl Endpoint {

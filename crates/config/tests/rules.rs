@@ -385,7 +385,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         "f:1:10: error: cluster = Prod: must be a lowercase RFC 1123 name of at most 63 characters (a-z, 0-9, '-', '.')\n  hint: it names the Cluster object and the election key, e.g. prod-eu1",
         ]),
         ("unknown top-level field", format!("{EXT3}replicas: 3\n"), vec![
-        "f:14:1: error: replicas: is not a field of the definition\n  hint: known fields: cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer",
+        "f:14:1: error: replicas: is not a field of the definition\n  hint: known fields: cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer, nodeLocal",
         ]),
         ("endpoint a string", edit(EXT3, &[("endpoint:\n  host: lb.example.com\n  port: 6443\n", "endpoint: lb.example.com\n")]), vec![
         "f:2:11: error: endpoint = lb.example.com: must be a mapping with host, port, not text\n  hint: write the fields indented on the lines below",
@@ -403,7 +403,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         "f: error: (file): is empty\n  hint: a definition needs at least endpoint.host and controlPlane; see examples/",
         ]),
         ("a list", "- a\n- b\n".into(), vec![
-        "f:1:1: error: (file): must be a mapping of fields (cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer), not a list\n  hint: see examples/ for annotated definitions of every mode",
+        "f:1:1: error: (file): must be a mapping of fields (cluster, mode, endpoint, controlPlane, healthCheck, virtualIP, etcd, loadBalancer, nodeLocal), not a list\n  hint: see examples/ for annotated definitions of every mode",
         ]),
         ("replicas quoted", edit(EXT3, &[("replicas: 3", "replicas: \"3\"")]), vec![
         "f:6:13: error: controlPlane.replicas = 3: must be a whole number, not text\n  hint: write the number without quotes",

@@ -35,6 +35,13 @@ impl DerefMut for LbConfig {
     }
 }
 
+/// Workers of the node-local preset (`cpe lb --node-local`): a node's own components
+/// make a few requests a second over a few dozen long-lived connections, which one
+/// event loop carries with room to spare, and a node's load balancer should not grow a
+/// thread per CPU on a 64-core worker. (Memory is not why: `bench/node-local.sh`
+/// measured the same 9.3 MiB with one worker and with two.) `--workers` overrides it.
+pub const NODE_LOCAL_WORKERS: usize = 1;
+
 /// One worker per CPU the process may run on.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -54,15 +61,22 @@ impl LbConfig {
             connect_timeout: lb.connect_timeout,
             health: HealthCheck::default(),
             backends,
+            listen_also: Vec::new(),
+            node_local: false,
             discovery: None,
         })
     }
 
-    /// From a resolved plan, as it is, with one worker per CPU.
+    /// From a resolved plan, as it is, with one worker per CPU; the node-local preset
+    /// runs one ([`NODE_LOCAL_WORKERS`]).
     pub fn from_plan(plan: &LbPlan) -> LbConfig {
         LbConfig {
             plan: plan.clone(),
-            workers: default_workers(),
+            workers: if plan.node_local {
+                NODE_LOCAL_WORKERS
+            } else {
+                default_workers()
+            },
         }
     }
 

@@ -177,6 +177,8 @@ struct Shared {
     connections: TaskTracker,
     started: Instant,
     listen: SocketAddr,
+    /// The other addresses bound at `listen`'s port (the node-local `[::1]`).
+    listen_also: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
     last_reload_error: Mutex<Option<String>>,
     /// Origins of the backends, when the set changed, discovery's sources and cache.
@@ -186,8 +188,9 @@ struct Shared {
 /// A bound, checked load balancer, ready to [`run`](Lb::run).
 pub struct Lb {
     shared: Arc<Shared>,
-    /// One listening socket per worker (all on the same address), taken by `run`.
-    listeners: Vec<std::net::TcpListener>,
+    /// Each worker's listening sockets (one per address, `SO_REUSEPORT` across the
+    /// workers), taken by `run`.
+    listeners: Vec<Vec<std::net::TcpListener>>,
     admin: Option<TcpListener>,
     /// The metrics-only listener (`cpe_admin::serve_metrics`), taken by `run`.
     metrics: Option<TcpListener>,
@@ -235,6 +238,13 @@ impl Lb {
             addr: config.listen,
             error,
         })?;
+        let (listeners, listen_also) = listen::bind_also(
+            listeners,
+            listen,
+            &config.listen_also,
+            backlog,
+            config.workers,
+        )?;
         let admin = match config.admin {
             Some(a) => Some(
                 listen::bind_listener(a, 128).map_err(|error| LbError::Admin { addr: a, error })?,
@@ -271,6 +281,7 @@ impl Lb {
             connections: TaskTracker::new(),
             started: Instant::now(),
             listen,
+            listen_also,
             admin: admin_addr,
             last_reload_error: Mutex::new(None),
             board: Mutex::new(discovery::Board::new()),
@@ -290,6 +301,7 @@ impl Lb {
         }
         info!(
             listen = %listen,
+            listen_also = ?shared.listen_also,
             admin = ?admin_addr,
             backends = %shared.members.load().iter().map(|b| format!("{} {}", b.name, b.state())).collect::<Vec<_>>().join(", "),
             "load balancer ready"
@@ -306,6 +318,14 @@ impl Lb {
     /// Where clients connect (the actual port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.listen
+    }
+
+    /// Every address clients may connect to: [`local_addr`](Self::local_addr), then the
+    /// `listen_also` addresses that were bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.shared.listen)
+            .chain(self.shared.listen_also.iter().copied())
+            .collect()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {

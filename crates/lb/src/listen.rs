@@ -67,6 +67,51 @@ pub(crate) fn bind_listeners(
         .collect()
 }
 
+/// The `also` addresses at `primary`'s port, `count` sockets each, joined to the
+/// primary's: element `i` of the result holds worker `i`'s sockets, one per address.
+///
+/// An address the host does not have — `[::1]` with IPv6 disabled
+/// (`EADDRNOTAVAIL`), no IPv6 at all (`EAFNOSUPPORT`) — is skipped with a warning: the
+/// primary still serves, and clients that resolve `localhost` to it fall back to the
+/// other family at once (connect fails immediately, there is nothing to wait for). An
+/// address another process holds is an error, as for the primary: a stranger answering
+/// on `localhost`'s other family would receive this node's API traffic.
+pub(crate) fn bind_also(
+    primary: Vec<std::net::TcpListener>,
+    listen: SocketAddr,
+    also: &[std::net::IpAddr],
+    backlog: u32,
+    count: usize,
+) -> Result<(Vec<Vec<std::net::TcpListener>>, Vec<SocketAddr>), crate::LbError> {
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        primary.into_iter().map(|l| vec![l]).collect();
+    let mut bound = Vec::new();
+    for ip in also {
+        let addr = SocketAddr::new(*ip, listen.port());
+        match bind_listeners(addr, backlog, count) {
+            Ok(ls) => {
+                for (w, l) in per_worker.iter_mut().zip(ls) {
+                    w.push(l);
+                }
+                bound.push(addr);
+            }
+            Err(e) if family_unavailable(&e) => warn!(
+                address = %addr,
+                error = %e,
+                "not listening on {addr}: this host has no such address (IPv6 disabled?); serving on {listen} only"
+            ),
+            Err(error) => return Err(crate::LbError::Listen { addr, error }),
+        }
+    }
+    Ok((per_worker, bound))
+}
+
+/// The host lacks the address or its family (not: someone else holds it).
+fn family_unavailable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::AddrNotAvailable
+        || e.raw_os_error() == Some(nix::errno::Errno::EAFNOSUPPORT as i32)
+}
+
 /// One listener on the caller's runtime (the admin listener).
 pub(crate) fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     TcpListener::from_std(listen_socket(addr, false, backlog)?)

@@ -55,7 +55,7 @@ pub fn diff(current: &[BackendSpec], next: &[BackendSpec]) -> Diff {
 /// (named as in the definition).
 pub fn needs_restart(old: &LbConfig, new: &LbConfig) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if new.listen != old.listen {
+    if new.listen != old.listen || new.listen_also != old.listen_also {
         out.push("listen");
     }
     if new.admin != old.admin {

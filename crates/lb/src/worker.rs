@@ -20,20 +20,24 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Builds the worker's runtime and registers its socket here, so that both can fail
-    /// before anything is served; then starts the thread.
+    /// Builds the worker's runtime and registers its sockets here (one per listening
+    /// address: the node-local preset listens on `127.0.0.1` and `[::1]`), so that both
+    /// can fail before anything is served; then starts the thread.
     pub(crate) fn start(
         index: usize,
         shared: &Arc<Shared>,
-        listener: std::net::TcpListener,
+        listeners: Vec<std::net::TcpListener>,
         stop: CancellationToken,
     ) -> io::Result<Worker> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let listener = {
+        let listeners = {
             let _in_runtime = runtime.enter();
-            TcpListener::from_std(listener)?
+            listeners
+                .into_iter()
+                .map(TcpListener::from_std)
+                .collect::<io::Result<Vec<_>>>()?
         };
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -42,7 +46,13 @@ impl Worker {
             .name(format!("cpe-lb-{index}"))
             .spawn(move || {
                 runtime.block_on(async {
-                    shared.accept_loop(listener, stop).await;
+                    // One accept loop per address, all on this thread's event loop.
+                    let mut loops = tokio::task::JoinSet::new();
+                    for listener in listeners {
+                        let (shared, stop) = (shared.clone(), stop.clone());
+                        loops.spawn(async move { shared.accept_loop(listener, stop).await });
+                    }
+                    while loops.join_next().await.is_some() {}
                     let _ = closed_tx.send(());
                     // The connections this worker accepted run on this runtime: it
                     // lives until they have all ended (drained or cut by `run`).

@@ -241,6 +241,8 @@ spec:
             s.push_str(&indent_block(&def, "          "));
         }
     }
+    // Workers seed from the endpoint too: the machines they would list get replaced.
+    s.push_str(&crate::node_local::capi_workers(&on_machines, o)?);
     Ok(s)
 }
 

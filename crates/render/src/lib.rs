@@ -6,6 +6,8 @@
 //! # Layout
 //!
 //! - [`render`]: one entry point, one function per [`Kind`].
+//! - [`node_local`]: the node-local load balancer's static pod, kubeconfig and Role,
+//!   the `certSANs` it needs and the Cluster API workers' template.
 //! - [`rbac`]: the least-privilege RBAC of `cpe lb --discover kubernetes`.
 //! - [`definition`]: the definition written back as a canonical `endpoint.yaml`, for
 //!   artifacts that install it on the machines (Cluster API's `files`).
@@ -28,6 +30,7 @@ pub mod rbac;
 use cpe_config::{duration, Endpoint, Host, Mode};
 
 mod capi;
+pub mod node_local;
 pub use capi::{CapiVersion, InfrastructureRef};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -79,13 +82,27 @@ pub enum Kind {
     StaticPod,
     /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
     Systemd,
+    /// The node-local load balancer's static pod (`nodeLocal.enabled`), any mode.
+    NodeLocal,
+    /// The kubeconfig the node-local load balancer's discovery reads.
+    NodeLocalKubeconfig,
+    /// The Role letting nodes read the `kubernetes` EndpointSlices.
+    NodeLocalRbac,
     /// The ServiceAccount, Role and RoleBinding of `cpe lb --discover kubernetes`
     /// ([`rbac::rbac`]; the same for every definition, so not in [`Kind::ALL`]).
     Rbac,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Kubeadm, Kind::Capi, Kind::StaticPod, Kind::Systemd];
+    pub const ALL: [Kind; 7] = [
+        Kind::Kubeadm,
+        Kind::Capi,
+        Kind::StaticPod,
+        Kind::Systemd,
+        Kind::NodeLocal,
+        Kind::NodeLocalKubeconfig,
+        Kind::NodeLocalRbac,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,6 +110,9 @@ impl Kind {
             Kind::Capi => "capi",
             Kind::StaticPod => "static-pod",
             Kind::Systemd => "systemd",
+            Kind::NodeLocal => "node-local",
+            Kind::NodeLocalKubeconfig => "node-local-kubeconfig",
+            Kind::NodeLocalRbac => "node-local-rbac",
             Kind::Rbac => "rbac",
         }
     }
@@ -155,6 +175,9 @@ pub enum RenderError {
         mode: Mode,
         why: &'static str,
     },
+    /// A node-local artifact for a definition without `nodeLocal.enabled: true`.
+    #[error("--kind {kind} needs `nodeLocal: {{enabled: true}}` in the definition")]
+    NodeLocalDisabled { kind: Kind },
     /// Cluster API machines get generated names and addresses, so the definition they
     /// carry lists no machines: etcd must then be found some other way.
     #[error("--kind capi in virtual-ip mode with external etcd needs etcd.endpoints: the definition written into the machines lists no machines (Cluster API replaces them), so nothing else says where etcd is")]
@@ -172,6 +195,9 @@ pub fn render(e: &Endpoint, kind: Kind, o: &Options) -> Result<String, RenderErr
         Kind::Capi => capi::capi(e, o),
         Kind::StaticPod => static_pod(e, o),
         Kind::Systemd => systemd(e, o),
+        Kind::NodeLocal => node_local::static_pod(e, o),
+        Kind::NodeLocalKubeconfig => node_local::kubeconfig(e),
+        Kind::NodeLocalRbac => node_local::rbac(e),
         Kind::Rbac => Ok(rbac::rbac()),
     }
 }
@@ -271,6 +297,7 @@ pub(crate) fn cluster_configuration_body(e: &Endpoint, indent: &str) -> String {
     );
     let _ = writeln!(s, "{indent}  certSANs:");
     let _ = writeln!(s, "{indent}    - {}", q(&host_str(&e.host)));
+    s.push_str(&node_local::cert_san_lines(e, &format!("{indent}    ")));
     s
 }
 
@@ -674,5 +701,6 @@ pub fn definition_with(e: &Endpoint, machines: bool) -> String {
             let _ = writeln!(s, "  metrics: {}", q(&m.to_string()));
         }
     }
+    s.push_str(&node_local::definition_section(e));
     s
 }

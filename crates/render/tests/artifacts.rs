@@ -8,12 +8,11 @@
 
 mod common;
 
+use common::kubectl::{discovery_server, kubectl_dry_run};
+
 use cpe_config::Mode;
 use cpe_render::{render, Kind, Options};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 
 fn yaml_docs(text: &str) -> Vec<Value> {
     serde_saphyr::from_str_multiple::<Value, Vec<Value>>(text)
@@ -57,7 +56,12 @@ fn kubeadm_names_the_endpoint_and_puts_the_host_in_the_certificate() {
 fn capi_sets_the_endpoint_and_replicas_and_ships_the_agent_in_vip_mode() {
     for (name, e) in common::examples() {
         let docs = yaml_docs(&render(&e, Kind::Capi, &Options::default()).unwrap());
-        assert_eq!(docs.len(), 2, "{name}");
+        // A third document, the workers' template, when node-local is enabled.
+        assert_eq!(
+            docs.len(),
+            2 + usize::from(e.node_local.is_some()),
+            "{name}"
+        );
         let (cluster, kcp) = (&docs[0], &docs[1]);
         assert_eq!(cluster["kind"], "Cluster");
         assert_eq!(
@@ -277,80 +281,6 @@ fn systemd_runs_lb_or_vip_with_the_right_capabilities() {
             );
         }
     }
-}
-
-/// Serves the discovery documents kubectl reads before a client dry run.
-fn discovery_server() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in l.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut first = String::new();
-            if r.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = first
-                .split(' ')
-                .nth(1)
-                .unwrap_or("")
-                .split('?')
-                .next()
-                .unwrap_or("");
-            let body = match path {
-                "/api" => {
-                    r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
-                }
-                "/apis" => r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
-                "/api/v1" => {
-                    r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get","list"]},{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap","verbs":["create","get","list"]}]}"#
-                }
-                _ => "",
-            };
-            let status = if body.is_empty() {
-                "404 Not Found"
-            } else {
-                "200 OK"
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = r.read(&mut [0u8; 0]);
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
-    let mut child = Command::new("kubectl")
-        .args(["create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-"])
-        .arg(format!("--server={server}"))
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl must be installed for this test (it checks the rendered Pod with the real client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl refused:\n{}\n{yaml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

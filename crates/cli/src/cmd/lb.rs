@@ -25,8 +25,14 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT", requires = "backend")]
     listen: Option<String>,
     /// A backend API server, repeatable (without -f), each once. An IP or a DNS name.
-    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
+    /// (Needs --listen, except with --node-local.)
+    #[arg(long, value_name = "HOST:PORT")]
     backend: Vec<String>,
+    /// The node-local load balancer: loopback only (127.0.0.1 and [::1], default port
+    /// 7445), admin on 127.0.0.1:9632, one worker; with -f, the definition's nodeLocal
+    /// section. See docs/node-local.md.
+    #[arg(long)]
+    node_local: bool,
     /// Admin listener for /metrics and /status (default 127.0.0.1:9630; `off` for none).
     #[arg(long, value_name = "ADDR:PORT|off")]
     admin: Option<String>,
@@ -169,6 +175,7 @@ impl Args {
     /// The flags as typed, for cpe-config to check and lay over the definition.
     fn flags(&self) -> LbFlags {
         LbFlags {
+            node_local: self.node_local,
             listen: self.listen.clone(),
             backends: self.backend.clone(),
             admin: self.admin.clone(),

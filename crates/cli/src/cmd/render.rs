@@ -22,6 +22,12 @@ pub enum KindArg {
     StaticPod,
     /// A systemd unit running `cpe lb` (external-lb) or `cpe vip` (virtual-ip).
     Systemd,
+    /// The node-local load balancer's static pod (nodeLocal.enabled; docs/node-local.md).
+    NodeLocal,
+    /// The kubeconfig the node-local load balancer's discovery reads.
+    NodeLocalKubeconfig,
+    /// The Role letting nodes read the `kubernetes` EndpointSlices (apply once).
+    NodeLocalRbac,
     /// ServiceAccount, Role and RoleBinding for `cpe lb --discover kubernetes`.
     Rbac,
 }
@@ -33,6 +39,9 @@ impl From<KindArg> for Kind {
             KindArg::Capi => Kind::Capi,
             KindArg::StaticPod => Kind::StaticPod,
             KindArg::Systemd => Kind::Systemd,
+            KindArg::NodeLocal => Kind::NodeLocal,
+            KindArg::NodeLocalKubeconfig => Kind::NodeLocalKubeconfig,
+            KindArg::NodeLocalRbac => Kind::NodeLocalRbac,
             KindArg::Rbac => Kind::Rbac,
         }
     }

@@ -110,6 +110,11 @@ pub struct LbPlan {
     /// Every backend once, in the order given (a definition's: every machine's API
     /// server, spares included). With discovery: the seed set at start.
     pub backends: Vec<Backend>,
+    /// More addresses to listen on at `listen`'s port (the node-local load balancer: the
+    /// other family's loopback). See [`crate::node_local`].
+    pub listen_also: Vec<IpAddr>,
+    /// The node-local preset (`--node-local`): loopback only, one worker.
+    pub node_local: bool,
     /// Where backends are learned from at run time (`None`: the list above only).
     pub discovery: Option<rules::discovery::Discovery>,
 }
@@ -495,6 +500,7 @@ impl LbFlags {
 
     fn plan(&self, c: &mut Check, def: Option<&Endpoint>) -> Option<LbPlan> {
         let base = match def {
+            _ if self.node_local => self.node_local_base(c, def),
             Some(e) => lb_from_definition(c, e),
             None => self.ad_hoc(c),
         };
@@ -517,7 +523,8 @@ impl LbFlags {
         if self.admin_token_file.is_some() {
             plan.admin_token_file = flags::path(c, "--admin-token-file", &self.admin_token_file);
         }
-        if let (Some(admin), true) = (plan.admin, ok) {
+        // (The node-local preset allows loopback only: its own rule, below.)
+        if let (Some(admin), true, false) = (plan.admin, ok, self.node_local) {
             let (field, token_field) = match (&self.admin, def) {
                 (None, Some(_)) => (
                     "loadBalancer.admin",
@@ -572,13 +579,20 @@ impl LbFlags {
             .backends
             .first()
             .map_or(rules::discovery::DEFAULT_API_PORT, |b| b.port);
-        plan.discovery =
-            rules::discovery::overlay(c, plan.discovery.take(), &self.discovery, api_port);
+        plan.discovery = rules::discovery::overlay(
+            c,
+            plan.discovery.take(),
+            &self.discovery_flags(def),
+            api_port,
+        );
+        if self.node_local {
+            self.node_local_rules(c, &mut plan, def);
+        }
         ok.then_some(plan)
     }
 
     /// Without a definition: `--listen` and at least one `--backend`, each backend once.
-    fn ad_hoc(&self, c: &mut Check) -> Option<LbPlan> {
+    pub(crate) fn ad_hoc(&self, c: &mut Check) -> Option<LbPlan> {
         let listen = match given(&self.listen) {
             None => {
                 c.push(
@@ -671,7 +685,11 @@ fn lb_from_definition(c: &mut Check, e: &Endpoint) -> Option<LbPlan> {
     Some(lb_plan_over(lb.clone(), e.health.clone(), backends))
 }
 
-fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -> LbPlan {
+pub(crate) fn lb_plan_over(
+    lb: LoadBalancer,
+    health: HealthCheck,
+    backends: Vec<Backend>,
+) -> LbPlan {
     LbPlan {
         listen: lb.listen,
         admin: Some(lb.admin),
@@ -682,6 +700,8 @@ fn lb_plan_over(lb: LoadBalancer, health: HealthCheck, backends: Vec<Backend>) -
         connect_timeout: lb.connect_timeout,
         health,
         backends,
+        listen_also: Vec::new(),
+        node_local: false,
         discovery: lb.discovery,
     }
 }

@@ -27,6 +27,7 @@ pub mod health;
 pub mod lb;
 pub mod machines;
 pub mod mode;
+pub mod node_local;
 pub mod vip;
 
 pub use etcd::is_etcd_url;
@@ -453,6 +454,8 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         lb.discovery = discovery::check_file(c, f, &machines, port.unwrap_or(DEFAULT_PORT));
     }
 
+    let node_local = node_local::check_node_local(c, f, mode, port);
+
     let (host, port, mode, replicas) = (host?, port?, mode?, cp.replicas?);
     if mode == Mode::VirtualIp && vip.is_none() {
         return None;
@@ -469,5 +472,6 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
         vip,
         etcd,
         load_balancer,
+        node_local,
     })
 }

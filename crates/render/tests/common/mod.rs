@@ -1,5 +1,7 @@
 //! Shared by the render tests: the examples, loaded.
 
+pub mod kubectl;
+
 use cpe_config::Endpoint;
 use std::path::PathBuf;
 
