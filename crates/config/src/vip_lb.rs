@@ -58,6 +58,8 @@ impl VipPlan {
             // The machines of the definition or --backend; discovery inside the agent is
             // not wired yet (docs/vip.md says so).
             discovery: None,
+            listen_also: Vec::new(),
+            node_local: false,
         })
     }
 }
