@@ -21,9 +21,12 @@
 //! - [`netlink`]: raw rtnetlink dumps (addresses, neighbours) from sockets opened inside
 //!   other namespaces, so one thread can sample every host at nearly the same instant.
 //! - [`observe`]: the client prober and the holder watcher, and what they measured.
+//! - [`chaos`]: long seeded runs of overlapping faults on the VIP testbed, a recorded
+//!   history and the checker that judges it (`docs/chaos.md`).
 //! - [`vip`]: the VIP testbed and its scenarios, shared by `crates/e2e/tests/vip_e2e.rs` and
 //!   `bench/vip.sh`.
 
+pub mod chaos;
 pub mod child;
 pub mod etcd;
 pub mod net;

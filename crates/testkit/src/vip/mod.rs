@@ -23,6 +23,7 @@
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
+mod faults;
 mod outcome;
 mod scenarios;
 mod testbed;
