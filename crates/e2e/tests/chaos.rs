@@ -63,6 +63,15 @@ fn run(seed: u64, length: Duration) {
         .map(|f| format!("#{} {}: {}", f.id, f.kind.name(), f.note))
         .collect();
     eprintln!("[chaos] skipped faults: {skipped:?}");
+    // A fault the harness could not inject is a harness bug, not chaos.
+    let broken: Vec<&String> = skipped
+        .iter()
+        .filter(|s| s.contains("injection failed"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "faults could not be injected: {broken:?}"
+    );
     assert!(
         r.report.violations.is_empty(),
         "{}\n(history: {})",

@@ -345,8 +345,9 @@ fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Result<()> {
             nft(
                 tb.machine_host(m),
                 &format!(
-                    "table inet cpe_chaos_oneway {{ chain c {{ type filter hook {hook} \
-                     priority -300; policy accept; ip {field} {{ {set} }} drop; }} }}\n"
+                    "table inet cpe_chaos_oneway {{\n\
+                     chain c {{ type filter hook {hook} priority -300; policy accept; \
+                     ip {field} {{ {set} }} drop; }}\n}}\n"
                 ),
             )?;
         }
