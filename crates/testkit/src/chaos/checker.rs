@@ -503,7 +503,7 @@ pub fn explain(h: &History, r: &Report, span: Ms) -> String {
 }
 
 /// Everything the history holds in `[t - span, t + span]`, in time order, one line each;
-/// successful requests are summed per 500 ms instead of listed.
+/// requests are summed per 500 ms (successes, and failures by result) instead of listed.
 pub fn window(h: &History, t: Ms, span: Ms) -> String {
     let (a, z) = (t.saturating_sub(span), t + span);
     let inw = |x: Ms| x >= a && x <= z;
@@ -548,19 +548,23 @@ pub fn window(h: &History, t: Ms, span: Ms) -> String {
             }
         }
     }
-    let mut bucket: BTreeMap<Ms, (usize, Vec<String>)> = BTreeMap::new();
+    // Requests, by the 500 ms in which they ended: successes counted, failures counted by
+    // their result.
+    let mut bucket: BTreeMap<Ms, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
     for r in h.requests.iter().filter(|r| inw(r.end)) {
+        let e = bucket.entry(r.end / 500 * 500).or_default();
         if r.ok {
-            bucket.entry(r.end / 500 * 500).or_default().0 += 1;
+            e.0 += 1;
         } else {
-            lines.push((
-                r.end,
-                format!("request started {} failed: {}", secs(r.start), r.detail),
-            ));
+            *e.1.entry(r.detail.clone()).or_default() += 1;
         }
     }
-    for (b, (n, _)) in bucket {
-        lines.push((b, format!("{n} requests succeeded in the next 500 ms")));
+    for (b, (n, failed)) in bucket {
+        let mut l = format!("requests ending in the next 500 ms: {n} ok");
+        for (detail, k) in failed {
+            let _ = write!(l, ", {k} failed ({detail})");
+        }
+        lines.push((b, l));
     }
     lines.sort_by_key(|l| l.0);
     let mut s = String::new();
