@@ -9,8 +9,8 @@
 //!
 //! Two runs, one after the other (about 2 min each plus setup): the fixed seed
 //! [`FIXED_SEED`], and a random seed printed first (`CPE_CHAOS_SEED=N` replays one).
-//! Regression seeds found by long runs go into [`REGRESSION_SEEDS`] and run in the first
-//! test. `CPE_CHAOS_MINUTES` changes the length. A failure prints the seed and the history
+//! Regression seeds found by long runs go into [`REGRESSION_SEEDS`] (with the stretch of
+//! their schedule to replay) and run in the first test. `CPE_CHAOS_MINUTES` changes the length. A failure prints the seed and the history
 //! around each violation; the full history is kept in the run's directory when
 //! `CPE_TESTKIT_KEEP=1`.
 
@@ -21,8 +21,9 @@ use std::time::Duration;
 
 /// The seed of the fixed CI run.
 const FIXED_SEED: u64 = 15;
-/// Seeds that once broke a rule, replayed for their first minute.
-const REGRESSION_SEEDS: &[u64] = &[];
+/// Seeds that once broke a rule: (seed, second of the long run where the faults to replay
+/// start, seconds to replay). The replay runs that stretch of the seed's schedule.
+const REGRESSION_SEEDS: &[(u64, u64, u64)] = &[];
 
 fn minutes() -> f64 {
     std::env::var("CPE_CHAOS_MINUTES")
@@ -35,11 +36,11 @@ fn minutes() -> f64 {
 /// machine's two cores would measure each other.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(seed: u64, length: Duration) {
+fn run(seed: u64, skip: Duration, length: Duration) {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     cpe_testkit::require_root();
     cpe_testkit::require_programs(&["ip", "nft", "tc", "etcd", "etcdctl", "curl", "tcpdump"]);
-    eprintln!("[chaos] seed {seed}, {length:?} (replay: CPE_CHAOS_SEED={seed})");
+    eprintln!("[chaos] seed {seed}, {length:?} from {skip:?} (replay: CPE_CHAOS_SEED={seed})");
     let cfg = Config {
         seed,
         length,
@@ -52,6 +53,7 @@ fn run(seed: u64, length: Duration) {
         kinds: None,
         history: None,
         tag: "chaos".into(),
+        skip,
     };
     let r = chaos::run(&cfg).unwrap_or_else(|e| panic!("chaos run (seed {seed}) failed: {e:#}"));
     eprintln!("[chaos] seed {seed}:\n{}", r.report.figures());
@@ -89,14 +91,18 @@ fn run(seed: u64, length: Duration) {
 
 #[test]
 fn chaos_fixed_seed_and_regressions() {
-    for &seed in REGRESSION_SEEDS {
-        run(seed, Duration::from_secs(60));
+    for &(seed, from, secs) in REGRESSION_SEEDS {
+        run(seed, Duration::from_secs(from), Duration::from_secs(secs));
     }
     let seed = std::env::var("CPE_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(FIXED_SEED);
-    run(seed, Duration::from_secs_f64(minutes() * 60.0));
+    run(
+        seed,
+        Duration::ZERO,
+        Duration::from_secs_f64(minutes() * 60.0),
+    );
 }
 
 #[test]
@@ -110,5 +116,9 @@ fn chaos_random_seed() {
         .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()))
         .unwrap_or(1);
     eprintln!("[chaos] random seed {seed}");
-    run(seed, Duration::from_secs_f64(minutes() * 60.0));
+    run(
+        seed,
+        Duration::ZERO,
+        Duration::from_secs_f64(minutes() * 60.0),
+    );
 }

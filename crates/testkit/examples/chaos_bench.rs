@@ -9,7 +9,9 @@
 //! stays master). Exit status 1 if the cpe run broke a rule.
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
-//!                    [--out DIR] [--kinds a,b,..]
+//!                    [--out DIR] [--kinds a,b,..] [--skip-seconds S]
+//!
+//! `--skip-seconds S` replays the seed's schedule from second S (see `chaos::Config::skip`).
 
 use anyhow::{bail, Context, Result};
 use cpe_testkit::chaos::{self, Config, FaultKind};
@@ -24,6 +26,7 @@ fn main() -> Result<()> {
     let mut agents = vec!["cpe".to_string(), "keepalived".to_string()];
     let mut out = PathBuf::from("bench/out/chaos");
     let mut kinds: Option<Vec<FaultKind>> = None;
+    let mut skip = 0.0f64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
             "--seed" => seed = Some(val()?.parse().context("--seed: a number")?),
             "--agents" => agents = val()?.split(',').map(String::from).collect(),
             "--out" => out = val()?.into(),
+            "--skip-seconds" => skip = val()?.parse().context("--skip-seconds: a number")?,
             "--kinds" => {
                 kinds = Some(
                     val()?
@@ -75,6 +79,7 @@ fn main() -> Result<()> {
             kinds: kinds.clone(),
             history: Some(out.join(format!("{agent}-{seed}.json"))),
             tag: "chaosb".into(),
+            skip: Duration::from_secs_f64(skip),
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\n## {agent} (load average before: {})", load.trim());

@@ -35,6 +35,10 @@ pub struct Config {
     pub history: Option<PathBuf>,
     /// Namespace name prefix.
     pub tag: String,
+    /// Replay only the faults of the seed's schedule that start at or after this offset
+    /// (the schedule drawn for `skip + length`), moved to start 3 s into the run: a long
+    /// run's violation at minute 17 is replayed in a short run.
+    pub skip: Duration,
 }
 
 /// A run's result.
@@ -78,11 +82,14 @@ struct Active {
 pub fn run(cfg: &Config) -> Result<Run> {
     let mut tb = Testbed::start(&cfg.tag, ApiKind::Cpe(cfg.cpe.clone()), cfg.agent.clone())?;
     let epoch = Instant::now() - tb.now();
-    let mut params = Params::new(cfg.length);
+    let mut params = Params::new(cfg.skip + cfg.length);
     if let Some(k) = &cfg.kinds {
         params.kinds = k.clone();
     }
-    let plan = schedule::generate(cfg.seed, &params);
+    let plan = schedule::window(
+        schedule::generate(cfg.seed, &params),
+        cfg.skip.as_millis() as u64,
+    );
     eprintln!(
         "[chaos] seed {} ({}): {} faults over {:?}",
         cfg.seed,

@@ -268,6 +268,25 @@ pub fn generate(seed: u64, p: &Params) -> Vec<Fault> {
     out
 }
 
+/// The faults starting at or after `skip` ms, moved so that the first of them starts 3 s
+/// into the run (unchanged when `skip` is 0). Ids stay those of the full schedule.
+pub fn window(plan: Vec<Fault>, skip: u64) -> Vec<Fault> {
+    if skip == 0 {
+        return plan;
+    }
+    let kept: Vec<Fault> = plan.into_iter().filter(|f| f.start_ms >= skip).collect();
+    let shift = kept
+        .first()
+        .map(|f| f.start_ms.saturating_sub(3_000))
+        .unwrap_or(0);
+    kept.into_iter()
+        .map(|mut f| {
+            f.start_ms -= shift;
+            f
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +330,21 @@ mod tests {
             assert!(overlapped, "seed {seed}: no two faults ever overlap");
             assert!(s.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
         }
+    }
+
+    #[test]
+    fn a_window_replays_the_tail_of_a_long_schedule_from_3_s() {
+        let p = Params::new(Duration::from_secs(600));
+        let full = generate(9, &p);
+        let w = window(full.clone(), 300_000);
+        let first = full.iter().position(|f| f.start_ms >= 300_000).unwrap();
+        assert_eq!(w[0].id, full[first].id);
+        assert_eq!(w[0].start_ms, 3_000);
+        assert_eq!(
+            w[1].start_ms - w[0].start_ms,
+            full[first + 1].start_ms - full[first].start_ms
+        );
+        assert_eq!(window(full.clone(), 0), full);
     }
 
     #[test]
