@@ -6,7 +6,7 @@
 
 use super::{AgentKind, Testbed};
 use crate::{EtcdCluster, Host};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -67,32 +67,27 @@ impl Testbed {
         self.wait_api_ready(i)
     }
 
-    /// Makes machine `i`'s /readyz answer 503 (`false`) or 200 (`true`).
+    /// Makes machine `i`'s /readyz answer 503 (`false`) or 200 (`true`), through the
+    /// stand-in's own switch (`POST /debug/ready`) from inside the machine. Up to 5 s per
+    /// try and two tries: on a machine this loaded, 1 s is sometimes not enough. (The
+    /// chaos runner runs `cpe test-apiserver` only.)
     pub fn set_api_ready(&mut self, i: usize, ready: bool) -> Result<()> {
-        if ready {
-            self.set_ready_pub(i)
-        } else {
-            self.make_unready(i)
-        }
-    }
-
-    fn set_ready_pub(&mut self, i: usize) -> Result<()> {
-        // The stand-in's own switch, as `make_unready` flips it (the chaos runner runs
-        // `cpe test-apiserver` only).
-        self.machines[i].host.exec(
-            "curl",
-            &[
-                "-sfk",
-                "-m",
-                "1",
-                "-X",
-                "POST",
-                "--data",
-                "true",
-                "https://127.0.0.1:6443/debug/ready",
-            ],
-        )?;
-        self.machines[i].unready = false;
+        let body = if ready { "true" } else { "false" };
+        let args = [
+            "-sfk",
+            "-m",
+            "5",
+            "-X",
+            "POST",
+            "--data",
+            body,
+            "https://127.0.0.1:6443/debug/ready",
+        ];
+        let host = &self.machines[i].host;
+        host.exec("curl", &args)
+            .or_else(|_| host.exec("curl", &args))
+            .with_context(|| format!("setting /readyz on {} to ready={ready}", host.name))?;
+        self.machines[i].unready = !ready;
         Ok(())
     }
 
