@@ -11,6 +11,7 @@
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
 //!                    [--out DIR] [--kinds a,b,..] [--skip-seconds S]
 //!
+//! `--judge FILE` re-judges a recorded history with the current checker and exits.
 //! `--skip-seconds S` replays the seed's schedule from second S (see `chaos::Config::skip`).
 
 use anyhow::{bail, Context, Result};
@@ -36,6 +37,17 @@ fn main() -> Result<()> {
             "--seed" => seed = Some(val()?.parse().context("--seed: a number")?),
             "--agents" => agents = val()?.split(',').map(String::from).collect(),
             "--out" => out = val()?.into(),
+            "--judge" => {
+                // Re-judge a recorded history with the current checker.
+                let h = chaos::read_history(std::path::Path::new(&val()?))?;
+                let r = chaos::check(&h, &chaos::Bounds::default());
+                println!("{}", r.figures());
+                println!("violations: {}", r.violations.len());
+                for v in &r.violations {
+                    println!("[{}] {}", v.rule, v.message.lines().next().unwrap_or(""));
+                }
+                return Ok(());
+            }
             "--skip-seconds" => skip = val()?.parse().context("--skip-seconds: a number")?,
             "--kinds" => {
                 kinds = Some(

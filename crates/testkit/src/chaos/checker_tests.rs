@@ -124,6 +124,31 @@ fn a_claim_from_a_machine_not_holding_the_vip_fails_as_second_claimant() {
 }
 
 #[test]
+fn a_claim_just_before_its_sender_is_seen_holding_and_nobody_else_holds_passes() {
+    // From the 30-minute run (seed 769871270, 193.5 s): the claim came 435 ms before the
+    // starved watch thread saw cp2 holding; nobody else held the VIP.
+    let mut h = clean();
+    h.holders.push(HolderSample {
+        t: 19_000,
+        holders: vec![],
+    });
+    h.holders.push(HolderSample {
+        t: 20_435,
+        holders: vec!["cp2".into()],
+    });
+    h.requests.retain(|r| r.start < 18_990 || r.start > 20_440);
+    h.faults
+        .push(fault(0, FaultKind::AgentKill, 18_990, 21_000));
+    h.claims.push(Claim {
+        t: 20_000,
+        mac: "02:00:00:00:00:01".into(),
+        host: Some("cp2".into()),
+    });
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+}
+
+#[test]
 fn unexplained_outage_fails_and_an_explained_one_passes() {
     let mut h = clean();
     fail(&mut h, 20_000, 23_000);
