@@ -89,12 +89,21 @@ fn run(seed: u64, skip: Duration, length: Duration) {
         r.history_path.display()
     );
     // The run did what it says: faults ran, the client was served most of the time.
+    // A full run holds dozens of faults; a short window may hold none.
+    let min_faults = if length >= Duration::from_secs(60) {
+        5
+    } else {
+        1
+    };
     assert!(
-        r.history.faults.iter().filter(|f| !f.skipped).count() >= 5,
+        r.history.faults.iter().filter(|f| !f.skipped).count() >= min_faults,
         "too few faults ran: {:?}",
         r.history.faults
     );
-    assert!(r.report.requests > 1_000, "the client barely ran");
+    assert!(
+        r.report.requests as u64 > length.as_secs() * 10,
+        "the client barely ran"
+    );
 }
 
 #[test]
