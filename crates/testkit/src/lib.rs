@@ -23,9 +23,12 @@
 //! - [`observe`]: the client prober and the holder watcher, and what they measured.
 //! - [`kube`]: real kube-apiservers (1.20) on their own machines with etcd, a test CA,
 //!   tokens, RBAC and kubeconfigs; machines added and removed as Cluster API does.
+//! - [`chaos`]: long seeded runs of overlapping faults on the VIP testbed, a recorded
+//!   history and the checker that judges it (`docs/chaos.md`).
 //! - [`vip`]: the VIP testbed and its scenarios, shared by `crates/e2e/tests/vip_e2e.rs` and
 //!   `bench/vip.sh`.
 
+pub mod chaos;
 pub mod child;
 pub mod etcd;
 pub mod kube;

@@ -34,6 +34,8 @@ pub struct Request {
     pub ok: bool,
     /// The status code, or the error.
     pub detail: String,
+    /// The `X-Cpe-Backend` response header (the stand-in API server that answered), if any.
+    pub backend: Option<String>,
 }
 
 /// What to request.
@@ -96,16 +98,17 @@ impl Prober {
                                 let start = epoch.elapsed();
                                 let r = request(&target, &tls, timeout);
                                 let end = epoch.elapsed();
-                                let (ok, detail) = match r {
-                                    Ok(200) => (true, "200".to_string()),
-                                    Ok(code) => (false, code.to_string()),
-                                    Err(e) => (false, format!("{e:#}")),
+                                let (ok, detail, backend) = match r {
+                                    Ok((200, b)) => (true, "200".to_string(), b),
+                                    Ok((code, b)) => (false, code.to_string(), b),
+                                    Err(e) => (false, format!("{e:#}"), None),
                                 };
                                 records.lock().unwrap().push(Request {
                                     start,
                                     end,
                                     ok,
                                     detail,
+                                    backend,
                                 });
                                 flight.fetch_sub(1, Ordering::SeqCst);
                             });
@@ -223,8 +226,12 @@ impl Requests {
     }
 }
 
-/// One GET on a fresh connection; the status code.
-fn request(t: &Target, tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Result<u16> {
+/// One GET on a fresh connection; the status code and the `X-Cpe-Backend` header.
+fn request(
+    t: &Target,
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<(u16, Option<String>)> {
     let deadline = Instant::now() + timeout;
     let tcp = TcpStream::connect_timeout(&t.addr, timeout).context("connect")?;
     let left = || {
@@ -247,7 +254,7 @@ fn request(t: &Target, tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Re
         let mut s = rustls::StreamOwned::new(conn, tcp);
         s.write_all(req.as_bytes())
             .context("TLS handshake / write")?;
-        while !head.windows(2).any(|w| w == b"\r\n") {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
             s.sock.set_read_timeout(Some(left()))?;
             let n = s.read(&mut buf).context("read")?;
             if n == 0 {
@@ -258,7 +265,7 @@ fn request(t: &Target, tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Re
     } else {
         let mut s = tcp;
         s.write_all(req.as_bytes()).context("write")?;
-        while !head.windows(2).any(|w| w == b"\r\n") {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
             s.set_read_timeout(Some(left()))?;
             let n = s.read(&mut buf).context("read")?;
             if n == 0 {
@@ -267,15 +274,21 @@ fn request(t: &Target, tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Re
             head.extend_from_slice(&buf[..n]);
         }
     }
-    let line = String::from_utf8_lossy(&head);
-    let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let text = String::from_utf8_lossy(&head);
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let backend = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("x-cpe-backend")
+            .then(|| v.trim().to_string())
+    });
     match code {
-        Some(c) => Ok(c),
-        None => bail!("no status line in {:?}", line.lines().next().unwrap_or("")),
+        Some(c) => Ok((c, backend)),
+        None => bail!("no status line in {:?}", text.lines().next().unwrap_or("")),
     }
 }
 
-fn tls_config() -> rustls::ClientConfig {
+pub(crate) fn tls_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -513,6 +526,7 @@ mod tests {
             end: Duration::from_millis(end),
             ok,
             detail: String::new(),
+            backend: None,
         }
     }
     fn ms(v: u64) -> Duration {

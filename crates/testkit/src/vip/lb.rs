@@ -72,11 +72,6 @@ impl Testbed {
         Ok(())
     }
 
-    /// Number of control-plane machines.
-    pub fn machine_count(&self) -> usize {
-        self.machines.len()
-    }
-
     /// The name of machine `i` (`cp1`...).
     pub fn machine_name(&self, i: usize) -> String {
         self.machines[i].host.name.clone()
@@ -92,12 +87,6 @@ impl Testbed {
         if let Some(a) = self.machines[i].api.as_mut() {
             a.kill();
         }
-    }
-
-    /// Starts machine `i`'s API server again and waits until it answers.
-    pub fn restart_api(&mut self, i: usize) -> Result<()> {
-        self.start_api(i)?;
-        self.wait_api_ready(i)
     }
 
     /// `n` requests from the client to `VIP:6443/debug/whoami`, each on a new connection:

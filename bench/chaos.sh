@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Chaos: a long seeded run of overlapping faults against cpe vip, then keepalived, on the
+# VIP testbed (three machines as network namespaces, each with an etcd member, the stand-in
+# API server and the agent; a client sending an HTTPS request through the VIP every 20 ms
+# and keeping a watch stream open), each judged by the checker of crates/testkit/src/chaos.
+# Prints per agent: availability (% of client requests that succeeded), the client-seen
+# outage per fault kind (p50/p90/max, ms), and every rule broken with the history around it.
+# See docs/chaos.md.
+#
+# Needs root and: etcd, etcdctl, keepalived, nftables, iproute2 (tc), tcpdump, curl.
+# Usage:
+#   bench/chaos.sh --minutes 30                 # random seed (printed), both agents
+#   bench/chaos.sh --minutes 5 --seed 15 --agents cpe
+# Extra arguments go to the runner (crates/testkit/examples/chaos_bench.rs).
+# Histories land in bench/out/chaos/<agent>-<seed>.json (git-ignored); exit status 1 if the cpe run broke a rule.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "bench/chaos.sh needs root (network namespaces)" >&2
+  exit 2
+fi
+cargo build --release -q -p cpe --bin cpe
+cargo build --release -q -p cpe-testkit --example chaos_bench
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), keepalived: $(keepalived --version 2>&1 | head -1), etcd: $(etcd --version | head -1)"
+exec target/release/examples/chaos_bench --cpe target/release/cpe --out bench/out/chaos "$@"

@@ -1,0 +1,141 @@
+//! Chaos runs of `cpe vip` with a checker (issue 15, `docs/chaos.md`), as root, on the VIP
+//! testbed of `cpe_testkit::vip` (three machines, each an etcd member, the stand-in API
+//! server and `cpe vip`; a client sending an HTTPS request through the VIP every 20 ms and
+//! keeping a watch stream open): a seeded schedule of overlapping faults for a while, then
+//! the checker over the whole recorded history (`cpe_testkit::chaos`). The test asserts the
+//! checker found nothing: never two holders, never a second ARP claimant, every outage
+//! explained by a fault and within its bound, every watch resumed, nothing crashed, leaked
+//! or left behind. Figures (availability, outage per fault kind) are printed, not asserted.
+//!
+//! Two runs, one after the other (about 2 min each plus setup): the fixed seed
+//! [`FIXED_SEED`], and a random seed printed first (`CPE_CHAOS_SEED=N` replays one).
+//! Regression seeds found by long runs go into [`REGRESSION_SEEDS`] (with the stretch of
+//! their schedule to replay) and run in the first test. `CPE_CHAOS_MINUTES` changes the length. A failure prints the seed and the history
+//! around each violation; the full history is kept in the run's directory when
+//! `CPE_TESTKIT_KEEP=1`.
+
+use cpe_testkit::chaos::{self, Config};
+use cpe_testkit::vip::AgentKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The seed of the fixed CI run.
+const FIXED_SEED: u64 = 15;
+/// Seeds that once broke a rule: (seed, second of the long run where the faults to replay
+/// start, seconds to replay). The replay runs that stretch of the seed's schedule.
+const REGRESSION_SEEDS: &[(u64, u64, u64)] = &[
+    // 30-minute run of 2026-12-02: a 9.2 s outage after the etcd leader was killed
+    // (#8 at 49.3 s; bound 10 s from its start), on a machine at load 20-25.
+    (769_871_270, 48, 15),
+    // Same run: a gratuitous ARP from cp2 435 ms before the (starved) watch saw it holding,
+    // nobody else holding (#34 agent-kill + #35 link-flap on cp2); the checker now
+    // tells sampling latency from a second claimant.
+    (769_871_270, 180, 15),
+];
+
+fn minutes() -> f64 {
+    std::env::var("CPE_CHAOS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(2.0)
+}
+
+/// The two runs take turns: each measures outages, and two testbeds at once on this
+/// machine's two cores would measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run(seed: u64, skip: Duration, length: Duration) {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    cpe_testkit::require_root();
+    cpe_testkit::require_programs(&["ip", "nft", "tc", "etcd", "etcdctl", "curl", "tcpdump"]);
+    eprintln!("[chaos] seed {seed}, {length:?} from {skip:?} (replay: CPE_CHAOS_SEED={seed})");
+    let cfg = Config {
+        seed,
+        length,
+        cpe: PathBuf::from(cpe_e2e::cpe_bin()),
+        agent: AgentKind::Cpe {
+            bin: PathBuf::from(cpe_e2e::cpe_bin()),
+            lease_ttl: "2s".into(),
+            extra: vec![],
+        },
+        kinds: None,
+        history: None,
+        tag: "chaos".into(),
+        skip,
+    };
+    let r = chaos::run(&cfg).unwrap_or_else(|e| panic!("chaos run (seed {seed}) failed: {e:#}"));
+    eprintln!("[chaos] seed {seed}:\n{}", r.report.figures());
+    let skipped: Vec<String> = r
+        .history
+        .faults
+        .iter()
+        .filter(|f| f.skipped)
+        .map(|f| format!("#{} {}: {}", f.id, f.kind.name(), f.note))
+        .collect();
+    eprintln!("[chaos] skipped faults: {skipped:?}");
+    // A fault the harness could not inject is a harness bug, not chaos.
+    let broken: Vec<&String> = skipped
+        .iter()
+        .filter(|s| s.contains("injection failed"))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "faults could not be injected: {broken:?}"
+    );
+    assert!(
+        r.report.violations.is_empty(),
+        "{}\n(history: {})",
+        chaos::explain(&r.history, &r.report, 3_000),
+        r.history_path.display()
+    );
+    // The run did what it says: faults ran, the client was served most of the time.
+    // A full run holds dozens of faults; a short window may hold none.
+    let min_faults = if length >= Duration::from_secs(60) {
+        5
+    } else {
+        1
+    };
+    assert!(
+        r.history.faults.iter().filter(|f| !f.skipped).count() >= min_faults,
+        "too few faults ran: {:?}",
+        r.history.faults
+    );
+    assert!(
+        r.report.requests as u64 > length.as_secs() * 10,
+        "the client barely ran"
+    );
+}
+
+#[test]
+fn chaos_fixed_seed_and_regressions() {
+    for &(seed, from, secs) in REGRESSION_SEEDS {
+        run(seed, Duration::from_secs(from), Duration::from_secs(secs));
+    }
+    let seed = std::env::var("CPE_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(FIXED_SEED);
+    run(
+        seed,
+        Duration::ZERO,
+        Duration::from_secs_f64(minutes() * 60.0),
+    );
+}
+
+#[test]
+fn chaos_random_seed() {
+    if std::env::var_os("CPE_CHAOS_SEED").is_some() {
+        // Replaying one seed: the other test runs it.
+        return;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()))
+        .unwrap_or(1);
+    eprintln!("[chaos] random seed {seed}");
+    run(
+        seed,
+        Duration::ZERO,
+        Duration::from_secs_f64(minutes() * 60.0),
+    );
+}

@@ -1,0 +1,137 @@
+//! The long chaos run (`bench/chaos.sh`): the same seeded schedule of overlapping faults
+//! against `cpe vip` and then keepalived on the same testbed shape, each judged by the
+//! checker. Prints, per agent: availability (share of client requests that succeeded), the
+//! client-seen outage per fault kind (p50/p90/max), and every rule the run broke with the
+//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`).
+//!
+//! keepalived is judged by the same rules for comparison: its two-holder and outage
+//! findings are figures here, not failures (VRRP has no quorum: a partitioned master
+//! stays master). Exit status 1 if the cpe run broke a rule.
+//!
+//! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
+//!                    [--out DIR] [--kinds a,b,..] [--skip-seconds S]
+//!
+//! `--judge FILE` re-judges a recorded history with the current checker and exits.
+//! `--skip-seconds S` replays the seed's schedule from second S (see `chaos::Config::skip`).
+
+use anyhow::{bail, Context, Result};
+use cpe_testkit::chaos::{self, Config, FaultKind};
+use cpe_testkit::vip::AgentKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn main() -> Result<()> {
+    let mut cpe: Option<PathBuf> = None;
+    let mut minutes = 30.0f64;
+    let mut seed: Option<u64> = None;
+    let mut agents = vec!["cpe".to_string(), "keepalived".to_string()];
+    let mut out = PathBuf::from("bench/out/chaos");
+    let mut kinds: Option<Vec<FaultKind>> = None;
+    let mut skip = 0.0f64;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--cpe" => cpe = Some(val()?.into()),
+            "--minutes" => minutes = val()?.parse().context("--minutes: a number")?,
+            "--seed" => seed = Some(val()?.parse().context("--seed: a number")?),
+            "--agents" => agents = val()?.split(',').map(String::from).collect(),
+            "--out" => out = val()?.into(),
+            "--judge" => {
+                // Re-judge a recorded history with the current checker.
+                let h = chaos::read_history(std::path::Path::new(&val()?))?;
+                let r = chaos::check(&h, &chaos::Bounds::default());
+                println!("{}", r.figures());
+                println!("violations: {}", r.violations.len());
+                for v in &r.violations {
+                    println!("[{}] {}", v.rule, v.message.lines().next().unwrap_or(""));
+                }
+                return Ok(());
+            }
+            "--skip-seconds" => skip = val()?.parse().context("--skip-seconds: a number")?,
+            "--kinds" => {
+                kinds = Some(
+                    val()?
+                        .split(',')
+                        .map(|k| {
+                            FaultKind::from_name(k)
+                                .with_context(|| format!("--kinds: unknown fault kind {k:?}"))
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
+            _ => bail!("unknown argument {a:?} (see the doc comment of examples/chaos_bench.rs)"),
+        }
+    }
+    let cpe = cpe.context("--cpe PATH (the cpe binary) is required")?;
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    std::fs::create_dir_all(&out)?;
+    println!("# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}");
+    let mut cpe_broke = false;
+    for agent in &agents {
+        let kind = match agent.as_str() {
+            "cpe" => AgentKind::Cpe {
+                bin: cpe.clone(),
+                lease_ttl: "2s".into(),
+                extra: vec![],
+            },
+            "keepalived" => AgentKind::Keepalived,
+            other => bail!("--agents: unknown agent {other:?} (cpe, keepalived)"),
+        };
+        let cfg = Config {
+            seed,
+            length: Duration::from_secs_f64(minutes * 60.0),
+            cpe: cpe.clone(),
+            agent: kind,
+            kinds: kinds.clone(),
+            history: Some(out.join(format!("{agent}-{seed}.json"))),
+            tag: "chaosb".into(),
+            skip: Duration::from_secs_f64(skip),
+        };
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!("\n## {agent} (load average before: {})", load.trim());
+        let r = chaos::run(&cfg)?;
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!("{}", r.report.figures());
+        let skipped = r.history.faults.iter().filter(|f| f.skipped).count();
+        println!(
+            "faults run {}, skipped {skipped} (target part busy or injection failed); \
+             load average after: {}",
+            r.history.faults.len() - skipped,
+            load.trim()
+        );
+        let mut rules: Vec<&str> = r.report.violations.iter().map(|v| v.rule).collect();
+        rules.sort();
+        rules.dedup();
+        let counts: Vec<String> = rules
+            .iter()
+            .map(|rule| {
+                let n = r
+                    .report
+                    .violations
+                    .iter()
+                    .filter(|v| v.rule == *rule)
+                    .count();
+                format!("{rule}: {n}")
+            })
+            .collect();
+        println!(
+            "violations: {} {counts:?}; history {}",
+            r.report.violations.len(),
+            r.history_path.display()
+        );
+        if !r.report.violations.is_empty() {
+            println!("{}", chaos::explain(&r.history, &r.report, 3_000));
+            cpe_broke |= agent == "cpe";
+        }
+    }
+    if cpe_broke {
+        std::process::exit(1);
+    }
+    Ok(())
+}

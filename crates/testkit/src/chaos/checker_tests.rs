@@ -1,0 +1,271 @@
+//! The checker fed synthetic histories: a clean one passes, each injected fault of the
+//! system under test fails with the rule and message that name it.
+
+use super::*;
+use crate::chaos::history::*;
+use crate::chaos::schedule::{FaultKind, Role};
+
+/// 60 s, cp1 holding, a request every 20 ms (10 ms each) all answered by cp1, one watch.
+fn clean() -> History {
+    let mut h = History {
+        seed: 7,
+        agent: "cpe".into(),
+        from: 0,
+        to: 60_000,
+        sample_interval: 10,
+        samples: 6_000,
+        ..History::default()
+    };
+    for (i, n) in ["cp1", "cp2", "cp3"].iter().enumerate() {
+        h.machines.push(MachineInfo {
+            name: n.to_string(),
+            mac: format!("02:00:00:00:00:0{i}"),
+        });
+    }
+    h.holders.push(HolderSample {
+        t: 0,
+        holders: vec!["cp1".into()],
+    });
+    h.claims.push(Claim {
+        t: 5,
+        mac: "02:00:00:00:00:00".into(),
+        host: Some("cp1".into()),
+    });
+    h.requests = (0..3_000)
+        .map(|i| ClientRequest {
+            start: i * 20,
+            end: i * 20 + 10,
+            ok: true,
+            detail: "200".into(),
+            backend: Some("cp1".into()),
+        })
+        .collect();
+    h.watches.push(WatchEvent {
+        t: 50,
+        what: WatchWhat::Start {
+            backend: Some("cp1".into()),
+        },
+    });
+    h
+}
+
+/// Requests starting in `[from, to)` fail.
+fn fail(h: &mut History, from: Ms, to: Ms) {
+    for r in h
+        .requests
+        .iter_mut()
+        .filter(|r| r.start >= from && r.start < to)
+    {
+        r.ok = false;
+        r.detail = "connect: Connection refused".into();
+    }
+}
+
+fn fault(id: usize, kind: FaultKind, start: Ms, end: Ms) -> FaultRecord {
+    FaultRecord {
+        id,
+        kind,
+        role: Role::Holder,
+        target: Some("cp1".into()),
+        start,
+        end,
+        note: String::new(),
+        skipped: false,
+    }
+}
+
+fn rules(r: &Report) -> Vec<&'static str> {
+    r.violations.iter().map(|v| v.rule).collect()
+}
+
+#[test]
+fn a_clean_history_passes_with_full_availability() {
+    let r = check(&clean(), &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.availability(), 100.0);
+}
+
+#[test]
+fn injected_double_holder_fails_as_two_holders() {
+    let mut h = clean();
+    h.holders.push(HolderSample {
+        t: 30_000,
+        holders: vec!["cp1".into(), "cp2".into()],
+    });
+    h.holders.push(HolderSample {
+        t: 30_010,
+        holders: vec!["cp2".into()],
+    });
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["one holder"]);
+    assert!(
+        r.violations[0]
+            .message
+            .contains("two holders at 30.000s: cp1, cp2"),
+        "{}",
+        r.violations[0].message
+    );
+    let text = explain(&h, &r, 2_000);
+    assert!(text.contains("seed 7"), "{text}");
+    assert!(text.contains("holders [\"cp1\", \"cp2\"]"), "{text}");
+}
+
+#[test]
+fn a_claim_from_a_machine_not_holding_the_vip_fails_as_second_claimant() {
+    let mut h = clean();
+    h.claims.push(Claim {
+        t: 20_000,
+        mac: "02:00:00:00:00:01".into(),
+        host: Some("cp2".into()),
+    });
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["one claimant"]);
+    assert!(r.violations[0].message.contains("from cp2"));
+}
+
+#[test]
+fn a_claim_just_before_its_sender_is_seen_holding_and_nobody_else_holds_passes() {
+    // From the 30-minute run (seed 769871270, 193.5 s): the claim came 435 ms before the
+    // starved watch thread saw cp2 holding; nobody else held the VIP.
+    let mut h = clean();
+    h.holders.push(HolderSample {
+        t: 19_000,
+        holders: vec![],
+    });
+    h.holders.push(HolderSample {
+        t: 20_435,
+        holders: vec!["cp2".into()],
+    });
+    h.requests.retain(|r| r.start < 18_990 || r.start > 20_440);
+    h.faults
+        .push(fault(0, FaultKind::AgentKill, 18_990, 21_000));
+    h.claims.push(Claim {
+        t: 20_000,
+        mac: "02:00:00:00:00:01".into(),
+        host: Some("cp2".into()),
+    });
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+}
+
+#[test]
+fn unexplained_outage_fails_and_an_explained_one_passes() {
+    let mut h = clean();
+    fail(&mut h, 20_000, 23_000);
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["explained outages"]);
+    assert!(
+        r.violations[0]
+            .message
+            .starts_with("unexplained outage of 3020 ms from 19.990s"),
+        "{}",
+        r.violations[0].message
+    );
+    assert!(r.availability() < 100.0);
+
+    // The same outage while the holder's API server was killed: explained, within bound.
+    h.faults.push(fault(0, FaultKind::ApiKill, 19_995, 22_000));
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.faults[0].outage, 3_020);
+    // A fault that started after the outage was already visible does not explain it.
+    h.faults[0].start = 21_500;
+    assert_eq!(rules(&check(&h, &Bounds::default())), ["explained outages"]);
+}
+
+#[test]
+fn an_outage_longer_than_its_fault_kind_allows_fails_as_unbounded() {
+    let mut h = clean();
+    fail(&mut h, 10_000, 19_000);
+    h.faults.push(fault(0, FaultKind::ApiKill, 9_990, 30_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"]);
+    assert!(
+        r.violations[0]
+            .message
+            .contains("api-kill #0 alone: 6000 ms"),
+        "{}",
+        r.violations[0].message
+    );
+    // Two faults together (they may take etcd's quorum): bounded by their ends only.
+    h.faults
+        .push(fault(1, FaultKind::EtcdLeaderKill, 9_000, 17_000));
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+}
+
+#[test]
+fn a_watch_that_ended_and_never_resumed_fails_as_lost() {
+    let mut h = clean();
+    h.watches.push(WatchEvent {
+        t: 10_000,
+        what: WatchWhat::End {
+            reason: "EOF".into(),
+        },
+    });
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["watches resumed"]);
+    assert!(r.violations[0].message.starts_with("lost watch"));
+    h.watches.push(WatchEvent {
+        t: 10_300,
+        what: WatchWhat::Start {
+            backend: Some("cp2".into()),
+        },
+    });
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+}
+
+#[test]
+fn leftovers_crashes_and_growth_fail_as_leaks() {
+    let mut h = clean();
+    h.end.vip_left_on.push("cp3".into());
+    h.end.nft_left.push("cp1: inet cpe_partition".into());
+    h.crashes.push(Crash {
+        t: 12_000,
+        process: "agent cp2".into(),
+        status: "exit status: 101".into(),
+        log_tail: "thread 'main' panicked".into(),
+    });
+    for (t, fds) in [(0, 10), (10_000, 12), (50_000, 90)] {
+        h.resources.push(ResourceSample {
+            t,
+            process: "agent cp1".into(),
+            pid: 42,
+            fds,
+            rss_kib: 9_000,
+            threads: 6,
+        });
+    }
+    let r = check(&h, &Bounds::default());
+    let mut got = rules(&r);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "no crash",
+            "no leak",
+            "nothing left behind",
+            "nothing left behind"
+        ]
+    );
+    let all: String = r
+        .violations
+        .iter()
+        .map(|v| v.message.clone() + "\n")
+        .collect();
+    assert!(all.contains("leaks fds: 12"), "{all}");
+    assert!(all.contains("the VIP is still on cp3"), "{all}");
+}
+
+#[test]
+fn figures_give_per_kind_percentiles_of_faults_alone() {
+    let mut h = clean();
+    fail(&mut h, 20_000, 21_000);
+    h.faults
+        .push(fault(0, FaultKind::AgentKill, 19_995, 25_000));
+    h.faults.push(fault(1, FaultKind::Delay, 40_000, 42_000));
+    let r = check(&h, &Bounds::default());
+    let p = r.outage_percentiles(true);
+    assert_eq!(p[&FaultKind::AgentKill].3, 1_020);
+    assert_eq!(p[&FaultKind::Delay].0, 1);
+    assert!(r.figures().contains("agent-kill"));
+}

@@ -1,0 +1,666 @@
+//! The chaos runner: builds the VIP testbed (three machines, each an etcd member, the
+//! stand-in API server and the agent; a client), starts the chaos observers, performs the
+//! schedule's faults at their times (resolving each fault's role to a machine when it
+//! starts, skipping it when that machine already has a fault on the same part), notices
+//! processes that exit unasked, samples the agents' resources, then repairs, stops the
+//! agents with SIGTERM, records what was left, and hands the [`History`] to the checker.
+//!
+//! It asserts nothing: [`run`] returns the history and the checker's report; the test and
+//! the bench decide. Faults use external tools (`ip`, `nft`, `tc`, `etcdctl`, cgroupfs),
+//! which is fine in tests; the agents under test call none.
+
+use super::checker::{self, Bounds, Report};
+use super::history::*;
+use super::observers::{self, Recorder};
+use super::schedule::{self, Fault, FaultKind, Params, Rng, Role};
+use crate::vip::{AgentKind, ApiKind, Testbed};
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub length: Duration,
+    /// The `cpe` binary (for `cpe test-apiserver`).
+    pub cpe: PathBuf,
+    pub agent: AgentKind,
+    /// Kinds to draw from (default: all).
+    pub kinds: Option<Vec<FaultKind>>,
+    /// Where to write the history (default: `history-<seed>.json` in the testbed's dir,
+    /// which is deleted at the end unless `CPE_TESTKIT_KEEP` is set).
+    pub history: Option<PathBuf>,
+    /// Namespace name prefix.
+    pub tag: String,
+    /// Replay only the faults of the seed's schedule that start at or after this offset
+    /// (the schedule drawn for `skip + length`), moved to start 3 s into the run: a long
+    /// run's violation at minute 17 is replayed in a short run.
+    pub skip: Duration,
+}
+
+/// A run's result.
+#[derive(Debug)]
+pub struct Run {
+    pub history: History,
+    pub report: Report,
+    pub history_path: PathBuf,
+}
+
+/// The part of a machine a fault occupies; two faults never share one.
+fn part(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => "api",
+        FaultKind::AgentKill
+        | FaultKind::AgentTerm
+        | FaultKind::AgentRestart
+        | FaultKind::CpuStarve => "agent",
+        FaultKind::LinkCut | FaultKind::LinkFlap => "link",
+        FaultKind::Partition | FaultKind::PartitionOneWay => "nft",
+        FaultKind::PacketLoss | FaultKind::Delay => "qdisc",
+        FaultKind::EtcdLeaderKill => "etcd",
+    }
+}
+
+/// A fault in progress.
+struct Active {
+    fault: Fault,
+    /// Index into `History::faults`.
+    rec: usize,
+    machine: usize,
+    /// etcd member index (EtcdLeaderKill).
+    member: usize,
+    /// LinkFlap: next toggle and whether the link is down now.
+    flap: Option<(Instant, bool, Rng)>,
+    /// CpuStarve: the cgroup the agent was moved into.
+    cgroup: Option<PathBuf>,
+}
+
+/// Runs the schedule for `cfg.seed` on a fresh testbed.
+pub fn run(cfg: &Config) -> Result<Run> {
+    let mut tb = Testbed::start(&cfg.tag, ApiKind::Cpe(cfg.cpe.clone()), cfg.agent.clone())?;
+    let epoch = Instant::now() - tb.now();
+    let mut params = Params::new(cfg.skip + cfg.length);
+    if let Some(k) = &cfg.kinds {
+        params.kinds = k.clone();
+    }
+    let plan = schedule::window(
+        schedule::generate(cfg.seed, &params),
+        cfg.skip.as_millis() as u64,
+    );
+    eprintln!(
+        "[chaos] seed {} ({}): {} faults over {:?}",
+        cfg.seed,
+        cfg.agent.name(),
+        plan.len(),
+        cfg.length
+    );
+    let members: Vec<(String, Ipv4Addr)> = (0..tb.machine_count())
+        .map(|i| {
+            let h = tb.machine_host(i);
+            (h.name.clone(), h.addr)
+        })
+        .collect();
+    let leader = observers::etcd_leader(&tb.client, members, epoch)?;
+    let stream = observers::watch_stream(&tb.client, tb.vip, Duration::from_secs(3), epoch)?;
+    // Let the stream open before the window starts.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut h = History {
+        seed: cfg.seed,
+        agent: cfg.agent.name().into(),
+        from: tb.now().as_millis() as Ms,
+        sample_interval: 10,
+        machines: tb
+            .machine_macs()
+            .into_iter()
+            .map(|(mac, name)| MachineInfo { name, mac })
+            .collect(),
+        ..History::default()
+    };
+    let t0 = Instant::now();
+    let mut queue: std::collections::VecDeque<Fault> = plan.into();
+    let mut active: Vec<Active> = Vec::new();
+    let mut next_usage = Instant::now();
+    let at = |t: u64| t0 + Duration::from_millis(t);
+    loop {
+        let now = Instant::now();
+        // Ends first: a part freed at this instant can be taken by a start.
+        let mut i = 0;
+        while i < active.len() {
+            if now >= at(active[i].fault.end_ms()) {
+                let a = active.remove(i);
+                if let Err(e) = end_fault(&mut tb, &a, &mut h) {
+                    h.faults[a.rec].note += &format!("; repair failed: {e:#}");
+                }
+                h.faults[a.rec].end = tb.now().as_millis() as Ms;
+            } else {
+                i += 1;
+            }
+        }
+        while queue.front().is_some_and(|f| now >= at(f.start_ms)) {
+            let f = queue.pop_front().unwrap();
+            start_fault(&mut tb, f, &mut active, &mut h);
+        }
+        for a in active.iter_mut() {
+            if let Some((next, down, rng)) = a.flap.as_mut() {
+                if now >= *next {
+                    let host = tb.machine_host(a.machine);
+                    let _ = if *down {
+                        host.link_up()
+                    } else {
+                        host.link_down()
+                    };
+                    *down = !*down;
+                    *next = now + Duration::from_millis(rng.range(200, 800));
+                }
+            }
+        }
+        notice_exits(&mut tb, &active, &mut h);
+        if now >= next_usage {
+            sample_usage(&mut tb, &mut h);
+            next_usage = now + Duration::from_secs(5);
+        }
+        if queue.is_empty() && active.is_empty() && t0.elapsed() >= cfg.length {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.to = tb.now().as_millis() as Ms;
+    finish(&mut tb, &mut h, leader, stream)?;
+    let report = checker::check(&h, &Bounds::default());
+    let path = cfg
+        .history
+        .clone()
+        .unwrap_or_else(|| tb.dir().join(format!("history-{}.json", cfg.seed)));
+    write_history(&h, &path)?;
+    eprintln!("[chaos] history written to {}", path.display());
+    Ok(Run {
+        history: h,
+        report,
+        history_path: path,
+    })
+}
+
+/// Writes `h` as JSON.
+pub fn write_history(h: &History, path: &Path) -> Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    serde_json::to_writer(std::io::BufWriter::new(f), h)?;
+    Ok(())
+}
+
+/// Reads a history written by [`write_history`].
+pub fn read_history(path: &Path) -> Result<History> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(serde_json::from_reader(std::io::BufReader::new(f))?)
+}
+
+fn resolve(tb: &mut Testbed, role: Role) -> Option<usize> {
+    let n = tb.machine_count();
+    match role {
+        Role::Holder => Some(tb.holder_index().unwrap_or(0)),
+        Role::Other(k) => {
+            let holder = tb.holder_index();
+            let others: Vec<usize> = (0..n).filter(|i| Some(*i) != holder).collect();
+            others.get(k as usize % others.len().max(1)).copied()
+        }
+        Role::EtcdLeader => {
+            let l = tb.etcd_mut().leader().ok()?;
+            let host = tb.etcd_mut().members[l].host.name.clone();
+            (0..n).find(|i| tb.machine_host(*i).name == host)
+        }
+    }
+}
+
+fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut History) {
+    let start = tb.now().as_millis() as Ms;
+    let target = resolve(tb, f.role);
+    let mut rec = FaultRecord {
+        id: f.id,
+        kind: f.kind,
+        role: f.role,
+        target: target.map(|i| tb.machine_host(i).name.clone()),
+        start,
+        end: start,
+        note: String::new(),
+        skipped: false,
+    };
+    let Some(m) = target else {
+        rec.skipped = true;
+        rec.note = "no target (no etcd leader found)".into();
+        h.faults.push(rec);
+        return;
+    };
+    if let Some(busy) = active
+        .iter()
+        .find(|a| a.machine == m && part(a.fault.kind) == part(f.kind))
+    {
+        rec.skipped = true;
+        rec.note = format!("{} busy with #{}", part(f.kind), busy.fault.id);
+        h.faults.push(rec);
+        return;
+    }
+    let mut a = Active {
+        fault: f.clone(),
+        rec: h.faults.len(),
+        machine: m,
+        member: 0,
+        flap: None,
+        cgroup: None,
+    };
+    match inject(tb, &mut a, &mut rec.note) {
+        Ok(()) => {
+            eprintln!(
+                "[chaos] {:>8.3}s #{} {} on {} for {} ms {}",
+                start as f64 / 1000.0,
+                f.id,
+                f.kind.name(),
+                tb.machine_host(m).name,
+                f.duration_ms,
+                rec.note
+            );
+            h.faults.push(rec);
+            active.push(a);
+        }
+        Err(e) => {
+            rec.skipped = true;
+            rec.note = format!("injection failed: {e:#}");
+            eprintln!("[chaos] #{} {} skipped: {}", f.id, f.kind.name(), rec.note);
+            h.faults.push(rec);
+        }
+    }
+}
+
+fn nft(host: &crate::Host, rules: &str) -> Result<()> {
+    use std::io::Write;
+    let mut c = host.command("nft");
+    c.args(["-f", "-"]);
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(rules.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Adds a root qdisc on the host's eth0; `Ok(false)` if the kernel lacks that kind.
+fn qdisc(host: &crate::Host, spec: &[String]) -> Result<bool> {
+    let mut args = vec!["qdisc", "add", "dev", "eth0", "root"];
+    args.extend(spec.iter().map(String::as_str));
+    match host.exec("tc", &args) {
+        Ok(_) => Ok(true),
+        Err(e) if format!("{e:#}").contains("qdisc kind is unknown") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn peers(tb: &Testbed, m: usize) -> Vec<Ipv4Addr> {
+    (0..tb.machine_count())
+        .filter(|i| *i != m)
+        .map(|i| tb.machine_host(i).addr)
+        .collect()
+}
+
+fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Result<()> {
+    let m = a.machine;
+    let v = a.fault.variant;
+    match a.fault.kind {
+        FaultKind::ApiKill => tb.signal_api(m, Signal::SIGKILL),
+        FaultKind::ApiTerm => tb.signal_api(m, Signal::SIGTERM),
+        FaultKind::ApiUnready => tb.set_api_ready(m, false)?,
+        FaultKind::AgentKill => tb.signal_agent_of(m, Signal::SIGKILL),
+        FaultKind::AgentTerm => tb.signal_agent_of(m, Signal::SIGTERM),
+        FaultKind::AgentRestart => {
+            if let Some(st) = tb.restart_agent(m)? {
+                *note = format!("old agent exited: {st}");
+            }
+        }
+        FaultKind::LinkCut => tb.machine_host(m).link_down()?,
+        FaultKind::LinkFlap => {
+            tb.machine_host(m).link_down()?;
+            let mut rng = Rng::new(v as u64);
+            let next = Instant::now() + Duration::from_millis(rng.range(200, 800));
+            a.flap = Some((next, true, rng));
+        }
+        FaultKind::Partition => {
+            let p = peers(tb, m);
+            tb.machine_host(m).partition_from(&p)?;
+        }
+        FaultKind::PartitionOneWay => {
+            let set = peers(tb, m)
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (hook, field, dir) = if v.is_multiple_of(2) {
+                ("input", "saddr", "from its peers dropped")
+            } else {
+                ("output", "daddr", "to its peers dropped")
+            };
+            *note = dir.into();
+            nft(
+                tb.machine_host(m),
+                &format!(
+                    "table inet cpe_chaos_oneway {{\n\
+                     chain c {{ type filter hook {hook} priority -300; policy accept; \
+                     ip {field} {{ {set} }} drop; }}\n}}\n"
+                ),
+            )?;
+        }
+        FaultKind::PacketLoss => {
+            let pct = 20 + v % 21;
+            let netem = ["netem", "loss", &format!("{pct}%")].map(String::from);
+            *note = match qdisc(tb.machine_host(m), &netem)? {
+                true => format!("netem loss {pct}%"),
+                false => {
+                    // No sch_netem in this kernel: nftables drops the same share at random,
+                    // both ways.
+                    nft(
+                        tb.machine_host(m),
+                        &format!(
+                            "table inet cpe_chaos_loss {{\n\
+                             chain i {{ type filter hook input priority -300; policy accept; \
+                             numgen random mod 100 < {pct} drop; }}\n\
+                             chain o {{ type filter hook output priority -300; policy accept; \
+                             numgen random mod 100 < {pct} drop; }}\n}}\n"
+                        ),
+                    )?;
+                    format!("loss {pct}% (nftables numgen: no netem in this kernel)")
+                }
+            };
+        }
+        FaultKind::Delay => {
+            let d = 50 + v % 151;
+            let netem = ["netem", "delay", &format!("{d}ms"), "20ms"].map(String::from);
+            *note = match qdisc(tb.machine_host(m), &netem)? {
+                true => format!("netem delay {d} ms ± 20 ms"),
+                false => {
+                    // No sch_netem: a congested link instead (a token bucket at 256 kbit/s
+                    // queues bursts for up to `d` ms and drops beyond).
+                    let tbf = [
+                        "tbf",
+                        "rate",
+                        "256kbit",
+                        "burst",
+                        "4kb",
+                        "latency",
+                        &format!("{d}ms"),
+                    ]
+                    .map(String::from);
+                    qdisc(tb.machine_host(m), &tbf)?;
+                    format!("tbf 256 kbit/s, queue up to {d} ms (no netem in this kernel)")
+                }
+            };
+        }
+        FaultKind::EtcdLeaderKill => {
+            let name = tb.machine_host(m).name.clone();
+            let e = tb.etcd_mut();
+            let i = e
+                .members
+                .iter()
+                .position(|x| x.host.name == name)
+                .context("no etcd member on the target")?;
+            e.kill(i);
+            a.member = i;
+        }
+        FaultKind::CpuStarve => {
+            let pids = tb.agent_pids(m);
+            let cg = starve(&tb.machine_host(m).name, &pids)?;
+            *note = format!("{} at 2% of a CPU", cg.display());
+            a.cgroup = Some(cg);
+        }
+    }
+    Ok(())
+}
+
+fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result<()> {
+    let m = a.machine;
+    match a.fault.kind {
+        FaultKind::ApiKill | FaultKind::ApiTerm => tb.restart_api(m)?,
+        FaultKind::ApiUnready => tb.set_api_ready(m, true)?,
+        FaultKind::AgentKill | FaultKind::AgentTerm => {
+            let st = tb.restart_agent(m)?;
+            if a.fault.kind == FaultKind::AgentTerm && !st.is_some_and(|s| s.success()) {
+                h.crashes.push(Crash {
+                    t: tb.now().as_millis() as Ms,
+                    process: format!("agent {}", tb.machine_host(m).name),
+                    status: format!("on SIGTERM: {st:?} (expected exit 0)"),
+                    log_tail: String::new(),
+                });
+            }
+        }
+        FaultKind::AgentRestart => {}
+        FaultKind::LinkCut | FaultKind::LinkFlap => tb.machine_host(m).link_up()?,
+        FaultKind::Partition => tb.machine_host(m).heal()?,
+        FaultKind::PartitionOneWay => {
+            tb.machine_host(m)
+                .exec("nft", &["delete", "table", "inet", "cpe_chaos_oneway"])?;
+        }
+        FaultKind::PacketLoss | FaultKind::Delay => {
+            let host = tb.machine_host(m);
+            if a.fault.kind == FaultKind::PacketLoss && !h.faults[a.rec].note.starts_with("netem") {
+                host.exec("nft", &["delete", "table", "inet", "cpe_chaos_loss"])?;
+            } else {
+                host.exec("tc", &["qdisc", "del", "dev", "eth0", "root"])?;
+            }
+        }
+        FaultKind::EtcdLeaderKill => tb.etcd_mut().restart(a.member)?,
+        FaultKind::CpuStarve => {
+            if let Some(cg) = &a.cgroup {
+                unstarve(cg)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cgroup-v1 `cpu` hierarchy or cgroup v2 with the cpu controller.
+fn cpu_root() -> Result<(PathBuf, bool)> {
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers");
+    if std::fs::read_to_string(v2).is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu")) {
+        return Ok(("/sys/fs/cgroup".into(), true));
+    }
+    let v1 = Path::new("/sys/fs/cgroup/cpu");
+    if v1.join("cpu.cfs_quota_us").exists() {
+        return Ok((v1.into(), false));
+    }
+    anyhow::bail!("no cgroup cpu controller (neither v2 cpu.max nor v1 cpu.cfs_quota_us)")
+}
+
+/// Moves `pids` into a new cgroup limited to 2% of one CPU.
+fn starve(name: &str, pids: &[u32]) -> Result<PathBuf> {
+    let (root, v2) = cpu_root()?;
+    let cg = root.join(format!("cpe-chaos-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&cg).with_context(|| format!("creating {}", cg.display()))?;
+    if v2 {
+        std::fs::write(cg.join("cpu.max"), "2000 100000")?;
+    } else {
+        std::fs::write(cg.join("cpu.cfs_period_us"), "100000")?;
+        std::fs::write(cg.join("cpu.cfs_quota_us"), "2000")?;
+    }
+    for p in pids {
+        std::fs::write(cg.join("cgroup.procs"), p.to_string())
+            .with_context(|| format!("moving pid {p} into {}", cg.display()))?;
+    }
+    Ok(cg)
+}
+
+/// Moves every process of `cg` back to the root and removes it.
+fn unstarve(cg: &Path) -> Result<()> {
+    let root = cg.parent().context("cgroup without parent")?;
+    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+    for p in procs.split_whitespace() {
+        let _ = std::fs::write(root.join("cgroup.procs"), p);
+    }
+    std::fs::remove_dir(cg).with_context(|| format!("removing {}", cg.display()))
+}
+
+/// Records agents, API servers and etcd members that exited while no fault of theirs was
+/// in progress, and starts them again so the run goes on.
+fn notice_exits(tb: &mut Testbed, active: &[Active], h: &mut History) {
+    let busy = |m: usize, p: &str| {
+        active
+            .iter()
+            .any(|a| a.machine == m && part(a.fault.kind) == p)
+    };
+    for m in 0..tb.machine_count() {
+        let name = tb.machine_host(m).name.clone();
+        let t = tb.now().as_millis() as Ms;
+        if !busy(m, "agent") && !tb.agent_running(m) {
+            let status = tb
+                .agent_state(m)
+                .and_then(|(_, s)| s)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            h.crashes.push(Crash {
+                t,
+                process: format!("agent {name}"),
+                status,
+                log_tail: tb.agent_log_tail(m, 15),
+            });
+            let _ = tb.restart_agent(m);
+        }
+        if !busy(m, "api") && !tb.api_running(m) {
+            h.crashes.push(Crash {
+                t,
+                process: format!("api {name}"),
+                status: "exited".into(),
+                log_tail: String::new(),
+            });
+            let _ = tb.restart_api(m);
+        }
+        if !busy(m, "etcd") {
+            let e = tb.etcd_mut();
+            if let Some(i) = e.members.iter().position(|x| x.host.name == name) {
+                if !e.members[i].is_running() {
+                    h.crashes.push(Crash {
+                        t,
+                        process: format!("etcd {name}"),
+                        status: "exited".into(),
+                        log_tail: e.members[i].tail(15),
+                    });
+                    let _ = e.restart(i);
+                }
+            }
+        }
+    }
+}
+
+fn sample_usage(tb: &mut Testbed, h: &mut History) {
+    let t = tb.now().as_millis() as Ms;
+    for m in 0..tb.machine_count() {
+        let name = tb.machine_host(m).name.clone();
+        for (k, pid) in tb.agent_pids(m).into_iter().enumerate() {
+            if let Some((fds, rss_kib, threads)) = observers::proc_usage(pid) {
+                h.resources.push(ResourceSample {
+                    t,
+                    process: format!("agent {name}{}", if k > 0 { " (vrrp)" } else { "" }),
+                    pid,
+                    fds,
+                    rss_kib,
+                    threads,
+                });
+            }
+        }
+    }
+}
+
+/// Collects the observers' records, stops every agent with SIGTERM and records what is left.
+fn finish(
+    tb: &mut Testbed,
+    h: &mut History,
+    leader: Recorder<LeaderSample>,
+    stream: Recorder<WatchEvent>,
+) -> Result<()> {
+    let (sweeps, _) = tb.watch().health();
+    h.samples = sweeps;
+    h.etcd_leader = leader.snapshot();
+    drop(leader);
+    h.watches = stream.snapshot();
+    drop(stream);
+    h.holders = tb
+        .watch()
+        .holders()
+        .into_iter()
+        .map(|c| HolderSample {
+            t: c.t.as_millis() as Ms,
+            holders: c.holders,
+        })
+        .collect();
+    h.neighbour = tb
+        .watch()
+        .neighbour()
+        .into_iter()
+        .map(|n| NeighbourSample {
+            t: n.t.as_millis() as Ms,
+            mac: n.mac,
+            host: n.host,
+        })
+        .collect();
+    h.claims = tb
+        .arp_claims()
+        .into_iter()
+        .map(|(t, mac, host)| Claim {
+            t: t.as_millis() as Ms,
+            mac,
+            host,
+        })
+        .collect();
+    h.requests = tb
+        .requests()
+        .0
+        .into_iter()
+        .map(|r| ClientRequest {
+            start: r.start.as_millis() as Ms,
+            end: r.end.as_millis() as Ms,
+            ok: r.ok,
+            detail: r.detail,
+            backend: r.backend,
+        })
+        .collect();
+    let vip = tb.vip;
+    for m in 0..tb.machine_count() {
+        let name = tb.machine_host(m).name.clone();
+        let log = tb.agent_log_tail(m, 100_000);
+        if let Some(l) = log.lines().find(|l| l.contains("panicked at")) {
+            h.end.panics.push(format!("{name}: {l}"));
+        }
+        match tb.stop_agent(m, Duration::from_secs(10)) {
+            Some(st) if st.success() => {}
+            st => h.end.agent_exits.push(format!("{name}: {st:?}")),
+        }
+    }
+    // The kernel may still be finishing a removal the agent asked for.
+    std::thread::sleep(Duration::from_millis(200));
+    for m in 0..tb.machine_count() {
+        let host = tb.machine_host(m).clone();
+        if host.has_addr(vip).unwrap_or(false) {
+            h.end.vip_left_on.push(host.name.clone());
+        }
+        let tables = host.exec("nft", &["list", "tables"]).unwrap_or_default();
+        for t in tables.lines().filter(|l| !l.trim().is_empty()) {
+            h.end.nft_left.push(format!("{}: {}", host.name, t.trim()));
+        }
+        let q = host
+            .exec("tc", &["qdisc", "show", "dev", "eth0"])
+            .unwrap_or_default();
+        for l in q
+            .lines()
+            .filter(|l| l.contains("netem") || l.contains("tbf"))
+        {
+            h.end.qdisc_left.push(format!("{}: {l}", host.name));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The testbed's single steps, public for the chaos runner (`crate::chaos`): one process
+//! of one machine killed, signalled, restarted; the API server made ready or not; what the
+//! machines and the client observed so far. Each step does one thing and waits only for
+//! what it must (a restarted API server ready); deciding what to do, and when, is the
+//! caller's. The one-failure scenarios (`scenarios`) keep their own sequence.
+
+use super::{AgentKind, Testbed};
+use crate::{EtcdCluster, Host};
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+impl Testbed {
+    /// How many control-plane machines there are.
+    pub fn machine_count(&self) -> usize {
+        self.machines.len()
+    }
+
+    /// Machine `i`'s host.
+    pub fn machine_host(&self, i: usize) -> &Host {
+        &self.machines[i].host
+    }
+
+    /// Every machine's (eth0 MAC, name) ever seen.
+    pub fn machine_macs(&self) -> Vec<(String, String)> {
+        self.macs.clone()
+    }
+
+    /// The index of the single current holder, if exactly one.
+    pub fn holder_index(&self) -> Option<usize> {
+        self.holder()
+    }
+
+    /// Which agent runs.
+    pub fn agent_kind(&self) -> &AgentKind {
+        &self.agent
+    }
+
+    /// The etcd cluster.
+    pub fn etcd_mut(&mut self) -> &mut EtcdCluster {
+        &mut self.etcd
+    }
+
+    /// Sends `sig` to machine `i`'s API server.
+    pub fn signal_api(&mut self, i: usize, sig: Signal) {
+        if let Some(a) = self.machines[i].api.as_ref() {
+            a.signal(sig);
+        }
+    }
+
+    /// Whether machine `i`'s API server runs.
+    pub fn api_running(&mut self, i: usize) -> bool {
+        self.machines[i]
+            .api
+            .as_mut()
+            .is_some_and(|c| c.is_running())
+    }
+
+    /// Stops machine `i`'s API server if it still runs (SIGTERM, then SIGKILL after 3 s),
+    /// starts a new one and waits until it is ready.
+    pub fn restart_api(&mut self, i: usize) -> Result<()> {
+        if let Some(mut old) = self.machines[i].api.take() {
+            old.terminate(Duration::from_secs(3));
+        }
+        self.start_api(i)?;
+        self.wait_api_ready(i)
+    }
+
+    /// Makes machine `i`'s /readyz answer 503 (`false`) or 200 (`true`), through the
+    /// stand-in's own switch (`POST /debug/ready`) from inside the machine. Up to 5 s per
+    /// try and two tries: on a machine this loaded, 1 s is sometimes not enough. (The
+    /// chaos runner runs `cpe test-apiserver` only.)
+    pub fn set_api_ready(&mut self, i: usize, ready: bool) -> Result<()> {
+        let body = if ready { "true" } else { "false" };
+        let args = [
+            "-sfk",
+            "-m",
+            "5",
+            "-X",
+            "POST",
+            "--data",
+            body,
+            "https://127.0.0.1:6443/debug/ready",
+        ];
+        let host = &self.machines[i].host;
+        host.exec("curl", &args)
+            .or_else(|_| host.exec("curl", &args))
+            .with_context(|| format!("setting /readyz on {} to ready={ready}", host.name))?;
+        self.machines[i].unready = !ready;
+        Ok(())
+    }
+
+    /// Sends `sig` to machine `i`'s agent (keepalived: its VRRP child too for
+    /// SIGKILL/SIGSTOP/SIGCONT).
+    pub fn signal_agent_of(&mut self, i: usize, sig: Signal) {
+        self.signal_agent(i, sig);
+    }
+
+    /// Whether machine `i`'s agent runs.
+    pub fn agent_running(&mut self, i: usize) -> bool {
+        self.machines[i]
+            .agent
+            .as_mut()
+            .is_some_and(|c| c.is_running())
+    }
+
+    /// Machine `i`'s agent's pid and exit status (if it exited).
+    pub fn agent_state(&mut self, i: usize) -> Option<(u32, Option<ExitStatus>)> {
+        let a = self.machines[i].agent.as_mut()?;
+        Some((a.pid(), a.try_status()))
+    }
+
+    /// The pids of machine `i`'s agent processes (keepalived: its VRRP child too).
+    pub fn agent_pids(&mut self, i: usize) -> Vec<u32> {
+        let mut out: Vec<u32> = self.machines[i]
+            .agent
+            .as_ref()
+            .map(|a| a.pid())
+            .into_iter()
+            .collect();
+        if matches!(self.agent, AgentKind::Keepalived) {
+            let name = &self.machines[i].host.name;
+            let pidfile = self.dir().join(format!("keepalived-{name}.vrrp.pid"));
+            if let Some(pid) = std::fs::read_to_string(pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Machine `i`'s agent log, last `n` lines.
+    pub fn agent_log_tail(&self, i: usize, n: usize) -> String {
+        self.machines[i]
+            .agent
+            .as_ref()
+            .map(|a| a.tail(n))
+            .unwrap_or_default()
+    }
+
+    /// Stops machine `i`'s agent if it runs (SIGTERM, SIGKILL after `grace`) and returns
+    /// how it exited (None: it had to be killed, or there was none).
+    pub fn stop_agent(&mut self, i: usize, grace: Duration) -> Option<ExitStatus> {
+        let mut old = self.machines[i].agent.take()?;
+        if let Some(st) = old.try_status() {
+            return Some(st);
+        }
+        old.terminate(grace)
+    }
+
+    /// Stops machine `i`'s agent if it still runs and starts a new one.
+    pub fn restart_agent(&mut self, i: usize) -> Result<Option<ExitStatus>> {
+        let st = self.stop_agent(i, Duration::from_secs(5));
+        self.start_agent(i)?;
+        Ok(st)
+    }
+}
