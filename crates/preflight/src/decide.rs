@@ -698,6 +698,7 @@ mod tests {
             election: "/cpe/vip/k".into(),
             admin: "127.0.0.1:9631".parse().unwrap(),
             admin_token_file: None,
+            metrics: None,
             load_balance: None,
         }
     }
