@@ -35,9 +35,14 @@ pub fn discovery_server() -> String {
                 "/api" => {
                     r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
                 }
-                "/apis" => r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
+                "/apis" => {
+                    r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[{"name":"rbac.authorization.k8s.io","versions":[{"groupVersion":"rbac.authorization.k8s.io/v1","version":"v1"}],"preferredVersion":{"groupVersion":"rbac.authorization.k8s.io/v1","version":"v1"}}]}"#
+                }
                 "/api/v1" => {
-                    r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get","list"]},{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap","verbs":["create","get","list"]}]}"#
+                    r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get","list"]},{"name":"configmaps","singularName":"configmap","namespaced":true,"kind":"ConfigMap","verbs":["create","get","list"]},{"name":"serviceaccounts","singularName":"serviceaccount","namespaced":true,"kind":"ServiceAccount","verbs":["create","get","list"]}]}"#
+                }
+                "/apis/rbac.authorization.k8s.io/v1" => {
+                    r#"{"kind":"APIResourceList","groupVersion":"rbac.authorization.k8s.io/v1","resources":[{"name":"roles","singularName":"role","namespaced":true,"kind":"Role","verbs":["create","get","list"]},{"name":"rolebindings","singularName":"rolebinding","namespaced":true,"kind":"RoleBinding","verbs":["create","get","list"]}]}"#
                 }
                 _ => "",
             };
@@ -57,7 +62,8 @@ pub fn discovery_server() -> String {
     format!("http://{addr}")
 }
 
-pub fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
+/// `kubectl create --dry-run=client -o json` of `yaml`: every document as kubectl read it.
+pub fn kubectl_dry_run_all(server: &str, yaml: &str) -> Vec<Value> {
     let mut child = Command::new("kubectl")
         .args(["create", "--dry-run=client", "--validate=false", "-o", "json", "-f", "-"])
         .arg(format!("--server={server}"))
@@ -66,7 +72,7 @@ pub fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("kubectl must be installed for this test (it checks the rendered Pod with the real client)");
+        .expect("kubectl must be installed for this test (it checks the rendered manifests with the real client)");
     child
         .stdin
         .take()
@@ -79,5 +85,15 @@ pub fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
         "kubectl refused:\n{}\n{yaml}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// As [`kubectl_dry_run_all`] for a one-document manifest.
+pub fn kubectl_dry_run(server: &str, yaml: &str) -> Value {
+    let mut all = kubectl_dry_run_all(server, yaml);
+    assert_eq!(all.len(), 1, "one document expected:\n{yaml}");
+    all.remove(0)
 }

@@ -5,7 +5,9 @@ pub mod kubectl;
 use cpe_config::Endpoint;
 use std::path::PathBuf;
 
-/// Every `examples/*.yaml`, by file stem, loaded and valid.
+/// Every `examples/*.yaml`, by file stem, loaded and valid. (Not every test binary that
+/// includes this module uses it.)
+#[allow(dead_code)]
 pub fn examples() -> Vec<(String, Endpoint)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut v: Vec<(String, Endpoint)> = std::fs::read_dir(&dir)
