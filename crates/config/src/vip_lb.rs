@@ -109,13 +109,16 @@ pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Opti
         l.backends = backends;
     }
     if l.backends.is_empty() && f.backends.is_empty() {
+        // Without a machine list (a virtual-ip definition may leave it out) the in-agent
+        // load balancer has nothing to start from: discovery is `cpe lb`'s, not wired
+        // into `cpe vip` yet, so say so rather than start with no backend.
+        let rule = match def {
+            None => "is required with --load-balance without -f",
+            Some(_) => "is required with load balancing when the definition lists no controlPlane.machines (the in-agent load balancer does not discover its backends yet)",
+        };
         c.push(
-            Problem::error(
-                "--backend",
-                "",
-                "is required with --load-balance without -f",
-            )
-            .hint("repeat it once per API server, e.g. --backend 10.0.0.11:6443"),
+            Problem::error("--backend", "", rule)
+                .hint("repeat it once per API server, e.g. --backend 10.0.0.11:6443"),
         );
     }
     if let Some(p) = f.lb_port {

@@ -124,3 +124,26 @@ fn ad_hoc_load_balance_needs_backends_and_a_free_port() {
     );
     assert!(ps.contains("--lb-port = 0: needs --load-balance"), "{ps}");
 }
+
+/// A virtual-ip definition may leave the machine list out (issue 10); load balancing then
+/// has no backend to start from, and the plan says what to add instead of starting an
+/// agent whose load balancer has none.
+#[test]
+fn load_balance_without_machines_asks_for_backends() {
+    let def = load_str(
+        "cluster: prod\nendpoint:\n  host: 10.0.0.10\ncontrolPlane:\n  replicas: 3\nvirtualIP:\n  interface: eth0\n  loadBalance: true\n",
+    )
+    .unwrap()
+    .endpoint;
+    let e = node("cp-x7k2p").plan_for(Some(&def)).unwrap_err();
+    assert_eq!(
+        problems(e),
+        vec!["error: --backend: is required with load balancing when the definition lists no controlPlane.machines (the in-agent load balancer does not discover its backends yet)\n  hint: repeat it once per API server, e.g. --backend 10.0.0.11:6443"]
+    );
+    let with = VipFlags {
+        backends: vec!["10.0.0.11:6443".into(), "10.0.0.12:6443".into()],
+        ..node("cp-x7k2p")
+    };
+    let p = with.plan_for(Some(&def)).unwrap();
+    assert_eq!(p.load_balance.unwrap().backends.len(), 2);
+}
