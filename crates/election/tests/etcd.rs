@@ -4,71 +4,9 @@
 
 mod common;
 
-use common::free_port;
-use cpe_election::{Client, KeepAlive, TlsFiles};
-use std::process::{Child, Command, Stdio};
+use common::{client_for, free_port, start_etcd};
+use cpe_election::{Client, KeepAlive};
 use std::time::{Duration, Instant};
-
-struct Etcd {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_etcd() -> Etcd {
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "t1", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("t1={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("etcd.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start `etcd` ({e}): install Debian's etcd-server (scripts/test.sh does)")
-        });
-    let etcd = Etcd {
-        child,
-        url,
-        _dir: dir,
-    };
-    let c = client_for(std::slice::from_ref(&etcd.url));
-    let t0 = Instant::now();
-    loop {
-        if c.grant(Duration::from_secs(2)).await.is_ok() {
-            return etcd;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "etcd did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn client_for(urls: &[String]) -> Client {
-    Client::new(urls, TlsFiles::default(), Duration::from_secs(1)).unwrap()
-}
 
 /// Keeps a lease alive every 500 ms until aborted.
 fn keep(c: &Client, id: i64) -> tokio::task::JoinHandle<()> {

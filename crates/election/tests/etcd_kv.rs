@@ -5,51 +5,13 @@
 
 mod common;
 
-use common::free_port;
-use cpe_election::{Client, TlsFiles};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Etcd(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{client_for, start_etcd, Etcd};
+use cpe_election::Client;
+use std::time::Duration;
 
 async fn start() -> (Etcd, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "t1", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("t1={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `etcd` ({e}): install Debian's etcd-server"));
-    let etcd = Etcd(child, dir);
-    let c = Client::new(&[url], TlsFiles::default(), Duration::from_secs(1)).unwrap();
-    let t0 = Instant::now();
-    while c.grant(Duration::from_secs(2)).await.is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "etcd did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let etcd = start_etcd().await;
+    let c = client_for(std::slice::from_ref(&etcd.url));
     (etcd, c)
 }
 
