@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(
   iproute2 iputils-ping iputils-arping tcpdump nftables procps psmisc curl  # hosts as namespaces
   etcd-server etcd-client                                                   # VIP election, etcdctl watch
-  haproxy keepalived wrk                                                    # peers for the benchmarks
+  haproxy keepalived wrk nginx                                              # peers for the benchmarks, the CI guard
   umoci file podman runc                                                    # release image (crates/e2e/tests/e2e/release.rs)
 )
 
