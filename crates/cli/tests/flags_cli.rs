@@ -268,3 +268,44 @@ fn vip_reads_an_inline_definition_from_the_environment() {
     let bare = run(&["vip", "--node", "cp1"]);
     assert_eq!(bare.code, Some(2), "{}", bare.stderr);
 }
+
+/// `cpe vip --load-balance` takes `cpe lb`'s discovery flags under `cpe lb`'s rules: the
+/// kubernetes source without a kubeconfig names `--kubeconfig` (exit 2), and `--discover`
+/// without load balancing names what it needs.
+#[test]
+fn vip_discovery_flags_are_held_to_cpe_lbs_rules() {
+    let base = [
+        "vip",
+        "--vip",
+        "10.77.0.100/24",
+        "--interface",
+        "eth0",
+        "--etcd",
+        "http://127.0.0.1:2379",
+        "--node",
+        "cp1",
+    ];
+    let out = cpe()
+        .args(base)
+        .args(["--load-balance", "--discover", "kubernetes"])
+        .env_remove("KUBECONFIG")
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: --kubeconfig: is required with --discover kubernetes"),
+        "{stderr}"
+    );
+    let mut args = base.to_vec();
+    args.extend(["--discover", "etcd"]);
+    let r = run(&args);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: --discover = etcd: needs --load-balance"),
+        "{}",
+        r.stderr
+    );
+}

@@ -56,6 +56,10 @@ pub struct VipFlags {
     pub backends: Vec<String>,
     /// `--lb-port`: replaces `virtualIP.lbPort`.
     pub lb_port: Option<i64>,
+    /// `--discover`, `--kubeconfig`, `--cache-dir` of the in-agent load balancer, as `cpe
+    /// lb` names them. Its etcd fields stay empty: the `etcd` source uses the agent's own
+    /// `--etcd`/`--etcd-ca`/`--etcd-cert`/`--etcd-key`.
+    pub discovery: crate::rules::discovery::DiscoveryFlags,
 }
 
 /// `cpe lb`'s flags as typed. `None`/empty: not given.

@@ -187,9 +187,14 @@ pub struct VirtualIp {
 
 /// The VIP that also load-balances: every machine runs the load balancer on `lb_port`;
 /// the holder steers the VIP's endpoint port to it (nftables redirect).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VipLoadBalance {
     pub lb_port: u16,
+    /// `loadBalancer.discovery` (the only part of `loadBalancer` read in virtual-ip
+    /// mode): where the in-agent load balancer learns its backends. Its etcd endpoints and
+    /// TLS are the agent's own (filled in by the node's plan, [`crate::vip_lb`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<crate::rules::discovery::Discovery>,
 }
 
 /// `virtualIP.lbPort` (and `--lb-port`) when not written.

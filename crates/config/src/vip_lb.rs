@@ -1,9 +1,19 @@
 //! The VIP that also load-balances (`virtualIP.loadBalance: true`, `cpe vip
 //! --load-balance`), resolved for one node: [`VipLbPlan`] — the VIP's port (redirected on
-//! the holder), the load balancer's own port on every machine, and its backends (every
-//! machine's API server, or `--backend`) — and [`VipPlan::lb_plan`], the `cpe lb` plan the
-//! agent runs in-process, checked with the definition's `healthCheck` (or the `--health-*`
-//! flags).
+//! the holder), the load balancer's own port on every machine, its seed backends (every
+//! listed machine's API server, or `--backend`) and where it discovers the others — and
+//! [`VipPlan::lb_plan`], the `cpe lb` plan the agent runs in-process, checked with the
+//! definition's `healthCheck` (or the `--health-*` flags).
+//!
+//! Where the backends come from (machines are replaced with new names and addresses by
+//! Cluster API: nothing assumes a fixed list):
+//! - `loadBalancer.discovery` / `--discover`, `--kubeconfig`, `--cache-dir`: `cpe lb`'s
+//!   resolution ([`rules::discovery::overlay`]), with the `etcd` source on the agent's own
+//!   etcd endpoints and TLS (the election's) and the API server at the endpoint port;
+//! - with no machine list and no `--backend` and no source named: the `etcd` source is
+//!   implied, seeded with this node's own API server (its address is found at start,
+//!   [`VipLbPlan::seed_own`]); discovery then replaces the seed as soon as etcd answers;
+//! - machines or `--backend` without a source: those, fixed (as before discovery).
 //!
 //! The flags are held to the file's rules: `--lb-port` to `virtualIP.lbPort`'s
 //! ([`rules::vip::lb_port_rule`]), `--backend` to `cpe lb`'s. `--health-url` is refused in
@@ -15,6 +25,7 @@ use crate::input::S;
 use crate::model::{Endpoint, LoadBalancer, DEFAULT_PORT, DEFAULT_VIP_LB_PORT};
 use crate::plan::{HealthTarget, LbPlan, VipPlan};
 use crate::problem::Problem;
+use crate::rules::discovery::{Discovery, Source, VIP_LB_CACHE_PREFIX};
 use crate::rules::{self, lb::Backend, Check};
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,8 +36,15 @@ pub struct VipLbPlan {
     pub port: u16,
     /// Where the load balancer listens, on every address of every machine.
     pub lb_port: u16,
-    /// Every backend once, in the order given.
+    /// Every backend once, in the order given (with discovery: the seeds).
     pub backends: Vec<Backend>,
+    /// This node's own API server (its address on the VIP interface in the VIP's subnet,
+    /// at `port`) is a seed too: set when nothing else seeds discovery. The CLI adds it to
+    /// `backends` once the address is known (netlink, at start).
+    pub seed_own: bool,
+    /// Where backends are learned at run time (`None`: `backends` only). Its `etcd` and
+    /// `etcd_tls` are the agent's.
+    pub discovery: Option<Discovery>,
 }
 
 impl VipPlan {
@@ -55,9 +73,7 @@ impl VipPlan {
             connect_timeout: d.connect_timeout,
             health,
             backends: l.backends.clone(),
-            // The machines of the definition or --backend; discovery inside the agent is
-            // not wired yet (docs/vip.md says so).
-            discovery: None,
+            discovery: l.discovery.clone(),
             listen_also: Vec::new(),
             node_local: false,
         })
@@ -66,11 +82,13 @@ impl VipPlan {
 
 /// From a definition with `loadBalance: true`: every machine's API server.
 pub(crate) fn from_definition(e: &Endpoint) -> Option<VipLbPlan> {
-    let lb = e.vip.as_ref()?.load_balance?;
+    let lb = e.vip.as_ref()?.load_balance.as_ref()?;
     Some(VipLbPlan {
         port: e.port,
         lb_port: lb.lb_port,
         backends: machine_backends(e),
+        seed_own: false,
+        discovery: lb.discovery.clone(),
     })
 }
 
@@ -85,7 +103,8 @@ fn machine_backends(e: &Endpoint) -> Vec<Backend> {
     backends
 }
 
-/// Lays `--load-balance`, `--backend` and `--lb-port` over the plan.
+/// Lays `--load-balance`, `--backend`, `--lb-port` and the discovery flags over the plan
+/// (after the etcd flags: the `etcd` source takes the plan's etcd).
 pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Option<&Endpoint>) {
     let backends = backends(c, &f.backends);
     if f.load_balance && plan.load_balance.is_none() {
@@ -93,6 +112,8 @@ pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Opti
             port: def.map_or(DEFAULT_PORT, |e| e.port),
             lb_port: DEFAULT_VIP_LB_PORT,
             backends: def.map(machine_backends).unwrap_or_default(),
+            seed_own: false,
+            discovery: None,
         });
     }
     let Some(l) = plan.load_balance.as_mut() else {
@@ -103,24 +124,33 @@ pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Opti
         if let Some(p) = f.lb_port {
             c.push(Problem::error("--lb-port", p.to_string(), needs));
         }
+        for (flag, given) in [
+            ("--discover", f.discovery.discover.first().cloned()),
+            (
+                "--kubeconfig",
+                f.discovery
+                    .kubeconfig
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+            (
+                "--cache-dir",
+                f.discovery
+                    .cache_dir
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
+        ] {
+            if let Some(v) = given {
+                c.push(Problem::error(flag, v, needs));
+            }
+        }
         return;
     };
     if !f.backends.is_empty() {
         l.backends = backends;
     }
-    if l.backends.is_empty() && f.backends.is_empty() {
-        // Without a machine list (a virtual-ip definition may leave it out) the in-agent
-        // load balancer has nothing to start from: discovery is `cpe lb`'s, not wired
-        // into `cpe vip` yet, so say so rather than start with no backend.
-        let rule = match def {
-            None => "is required with --load-balance without -f",
-            Some(_) => "is required with load balancing when the definition lists no controlPlane.machines (the in-agent load balancer does not discover its backends yet)",
-        };
-        c.push(
-            Problem::error("--backend", "", rule)
-                .hint("repeat it once per API server, e.g. --backend 10.0.0.11:6443"),
-        );
-    }
+    discovery(f, c, l, &plan.etcd, &plan.etcd_tls);
     if let Some(p) = f.lb_port {
         if let Some(port) = c.port("--lb-port", &Some(S::new(p)), DEFAULT_VIP_LB_PORT) {
             if rules::vip::lb_port_rule(
@@ -145,6 +175,68 @@ pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Opti
             .hint("the backends are checked with the definition's healthCheck, or --health-interval/--health-timeout/--health-ca/--health-cert/--health-key"),
         );
     }
+}
+
+/// Where the in-agent load balancer learns its backends: the definition's
+/// `loadBalancer.discovery` with the flags laid over by `cpe lb`'s rules; the `etcd`
+/// source implied when nothing else gives a backend; this node's own API server seeding
+/// discovery when there is no other seed.
+fn discovery(
+    f: &VipFlags,
+    c: &mut Check,
+    l: &mut VipLbPlan,
+    etcd: &[String],
+    etcd_tls: &crate::tls::TlsFiles,
+) {
+    let agent = |mut d: Discovery| {
+        d.etcd = etcd.to_vec();
+        d.etcd_tls = etcd_tls.clone();
+        d.api_port = l.port;
+        d.cache_prefix = VIP_LB_CACHE_PREFIX;
+        d
+    };
+    let base = agent(l.discovery.take().unwrap_or(Discovery {
+        sources: Vec::new(),
+        kubeconfig: None,
+        etcd: Vec::new(),
+        etcd_tls: Default::default(),
+        cache_dir: rules::discovery::DEFAULT_CACHE_DIR.into(),
+        cache_prefix: VIP_LB_CACHE_PREFIX,
+        api_port: l.port,
+    }));
+    // The etcd flags are the agent's, already in `etcd`/`etcd_tls`.
+    let mut flags = f.discovery.clone();
+    flags.etcd.clear();
+    flags.etcd_ca = None;
+    flags.etcd_cert = None;
+    flags.etcd_key = None;
+    let nothing_else =
+        l.backends.is_empty() && base.sources.is_empty() && flags.discover.is_empty();
+    if nothing_else {
+        // No machine list, no --backend, no source: the agent's etcd knows the members,
+        // and with stacked etcd each member's host runs an API server.
+        flags.discover = vec![Source::Etcd.as_str().to_string()];
+    }
+    let d = rules::discovery::overlay(c, Some(base), &flags, l.port)
+        .filter(|d| !d.sources.is_empty())
+        .map(agent);
+    if d.is_some() && l.backends.is_empty() {
+        l.seed_own = true;
+    }
+    if d.is_none()
+        && l.backends.is_empty()
+        && !c
+            .problems
+            .iter()
+            .any(|p| p.severity == crate::Severity::Error)
+    {
+        // Only reachable if the agent had no etcd at all (its own rules say so first).
+        c.push(
+            Problem::error("--backend", "", "is required with load balancing when nothing can discover the backends (no controlPlane.machines, no --discover, no etcd)")
+                .hint("repeat it once per API server, e.g. --backend 10.0.0.11:6443, or --discover etcd|kubernetes"),
+        );
+    }
+    l.discovery = d;
 }
 
 fn backends(c: &mut Check, given: &[String]) -> Vec<Backend> {

@@ -66,6 +66,17 @@ pub fn api_server_port(port: u16) -> PortSpec {
     }
 }
 
+/// The port of the load-balancing VIP's load balancer (`virtualIP.lbPort`, default 6444):
+/// `cpe vip --load-balance` listens on it on every address of every control-plane machine.
+pub fn vip_lb_port(port: u16) -> PortSpec {
+    PortSpec {
+        port,
+        role: "the VIP's load balancer, virtualIP.lbPort",
+        owner: "cpe",
+        etcd: false,
+    }
+}
+
 fn holders_text(holders: &[Holder]) -> String {
     holders
         .iter()
@@ -86,7 +97,21 @@ pub fn port(spec: &PortSpec, bind: &Bind) -> Check {
             } else {
                 format!("in use: held by {}", holders_text(holders))
             };
-            let fix = if holders.iter().any(|h| h.name.starts_with(spec.owner)) {
+            let fix = if spec.owner == "cpe" {
+                let by_cpe = holders.iter().any(|h| h.name == "cpe");
+                format!(
+                    "{}the load balancer of a load-balancing VIP listens on port {p} on every \
+                     address of every control-plane machine: stop what holds it, or set \
+                     virtualIP.lbPort (or --lb-port) to a free port",
+                    if by_cpe {
+                        "a cpe process holds it (a `cpe vip --load-balance` of this cluster \
+                         already running, or a `cpe lb` on this port?): "
+                    } else {
+                        ""
+                    },
+                    p = spec.port
+                )
+            } else if holders.iter().any(|h| h.name.starts_with(spec.owner)) {
                 format!(
                     "{} already runs here: this machine is already part of a cluster; \
                      `kubeadm reset` it or pick another machine{}",
@@ -784,6 +809,38 @@ mod tests {
         let c = port(&OTHER_PORTS[2], &Bind::InUse { holders: vec![] });
         assert!(c.reason.contains("does not say"), "{}", c.reason);
         assert_eq!(c.fix, "stop what holds port 10250");
+    }
+
+    #[test]
+    fn the_vip_load_balancer_port_names_the_field_and_the_holder() {
+        let spec = vip_lb_port(6444);
+        let c = port(&spec, &Bind::Free);
+        assert_eq!(c.status, Status::Pass);
+        assert_eq!(c.id, "port.6444");
+        assert!(c.title.contains("virtualIP.lbPort"), "{}", c.title);
+        let c = port(
+            &spec,
+            &Bind::InUse {
+                holders: vec![holder(4242, "haproxy")],
+            },
+        );
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.reason.contains("pid 4242 (haproxy)"), "{}", c.reason);
+        let fix = c.fix.clone();
+        assert!(
+            fix.contains("virtualIP.lbPort") && fix.contains("--lb-port"),
+            "{fix}"
+        );
+        assert!(!fix.contains("kubeadm reset"), "{fix}");
+        let c = port(
+            &spec,
+            &Bind::InUse {
+                holders: vec![holder(7, "cpe")],
+            },
+        );
+        assert!(c.fix.contains("cpe vip --load-balance"), "{}", c.fix);
+        let c = port(&spec, &Bind::InUse { holders: vec![] });
+        assert!(c.reason.contains("ss -ltnp"), "{}", c.reason);
     }
 
     #[test]

@@ -96,6 +96,10 @@ pub async fn local(ep: &Endpoint, opts: &Local) -> Result<Report, RunError> {
             .copied()
             .filter(|p| !(external && p.etcd)),
     );
+    // The load-balancing VIP's load balancer listens on lbPort on every machine.
+    if let Some(lb) = ep.vip.as_ref().and_then(|v| v.load_balance.as_ref()) {
+        ports.push(decide::vip_lb_port(lb.lb_port));
+    }
     for spec in &ports {
         checks.push(decide::port(spec, &probe::ports::bind_all(spec.port)));
     }

@@ -138,7 +138,7 @@ pub async fn run_with(
     let announcer = Announcer::new(iface.index, iface.mac, settings.vip)?;
     // Load-balancing mode: the load balancer runs from now on; the redirect follows the VIP.
     let balancer = match &settings.load_balance {
-        Some(lb) => Some(crate::balance::Balancer::start(lb, settings.vip).await?),
+        Some(lb) => Some(crate::balance::Balancer::start(lb, settings.vip, &settings.etcd).await?),
         None => None,
     };
 
@@ -159,7 +159,11 @@ pub async fn run_with(
                 .await
                 .map_err(|source| AgentError::Admin { addr, source })?;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let handler = crate::status::handler(status.clone(), metrics.clone());
+            let handler = crate::status::handler(
+                status.clone(),
+                metrics.clone(),
+                balancer.as_ref().map(|b| b.handle()),
+            );
             let actions = crate::actions::actions(status.clone(), events.clone());
             let options = cpe_admin::Options::with_token(settings.admin_token.clone());
             let task = tokio::spawn(cpe_admin::serve_with(
@@ -181,7 +185,11 @@ pub async fn run_with(
     let metrics_task = metrics_listener.map(|l| {
         tokio::spawn(cpe_admin::serve_metrics(
             l,
-            crate::status::handler(status.clone(), metrics.clone()),
+            crate::status::handler(
+                status.clone(),
+                metrics.clone(),
+                balancer.as_ref().map(|b| b.handle()),
+            ),
             metrics_stop.clone().cancelled_owned(),
         ))
     });

@@ -11,12 +11,19 @@
 //! `UP` ([`healthy`], pure): the holder's own API server dying costs no VIP move, its
 //! load balancer retries on another backend.
 //!
+//! Its backends follow the cluster as `cpe lb --discover`'s do (`cpe_lb::discovery`: the
+//! seeds and the cached set until a source answers, then the sources' sets; removed
+//! backends drain, new ones get connections once their checks pass). The `etcd` source
+//! asks through the agent's own etcd client, which follows etcd's member list
+//! ([`crate::members`]); the cache is `vip-lb-PORT.json`.
+//!
 //! It does not decide when the VIP moves (that is [`crate::machine`]'s), and it does not
-//! pick backends (that is `cpe-lb`'s).
+//! pick or discover backends (that is `cpe-lb`'s).
 
 use crate::machine::Input;
 use crate::tasks::Event;
 use cpe_health::{Cause, State, Transition};
+use cpe_lb::discovery::{decide::Origin, Discovery, DiscoveryError, Prepared, Timing};
 use cpe_lb::{Lb, LbConfig, LbHandle};
 use cpe_nft::{Family, Redirect};
 use std::net::IpAddr;
@@ -31,9 +38,19 @@ use tokio_util::sync::CancellationToken;
 pub struct LoadBalance {
     /// The VIP's port, redirected on the holder to the load balancer's (`lb.listen`).
     pub port: u16,
-    /// The load balancer, as `cpe lb` would run it.
+    /// The load balancer, as `cpe lb` would run it (`lb.discovery`: where its backends
+    /// are learned; its etcd source uses the agent's client).
     pub lb: LbConfig,
+    /// What the seeds (`lb.backends`) are: the definition's machines, or `--backend` and
+    /// this node's own API server.
+    pub seed_origin: Origin,
+    /// Discovery's run-time knobs.
+    pub timing: Timing,
 }
+
+/// Between two etcd member lists of the in-agent load balancer: as often as the agent
+/// follows the member list for its own endpoints ([`crate::members::REFRESH`]).
+pub const ETCD_INTERVAL: Duration = crate::members::REFRESH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BalanceError {
@@ -41,6 +58,8 @@ pub enum BalanceError {
     Lb(#[from] cpe_lb::LbError),
     #[error("removing the redirect left by an earlier run: {0}")]
     Stale(cpe_nft::NftError),
+    #[error("load balancer discovery: {0}")]
+    Discovery(#[from] DiscoveryError),
 }
 
 /// How often the load balancer's backend states are read for the agent's health. The
@@ -85,12 +104,19 @@ pub(crate) struct Balancer {
     until: Option<Instant>,
     stop: CancellationToken,
     task: JoinHandle<Result<(), cpe_lb::LbError>>,
+    /// The running discovery (its tasks stop when it is dropped).
+    discovery: Option<Discovery>,
 }
 
 impl Balancer {
-    /// Removes a redirect an earlier run left (this process holds nothing yet), binds the
-    /// load balancer (first round of checks done) and starts serving.
-    pub(crate) async fn start(lb: &LoadBalance, vip: IpAddr) -> Result<Balancer, BalanceError> {
+    /// Removes a redirect an earlier run left (this process holds nothing yet), reads the
+    /// discovery cache, binds the load balancer on the seeds and the cached set (first
+    /// round of checks done), starts serving and discovering (`etcd`: the agent's client).
+    pub(crate) async fn start(
+        lb: &LoadBalance,
+        vip: IpAddr,
+        etcd: &cpe_election::Client,
+    ) -> Result<Balancer, BalanceError> {
         let had = cpe_nft::remove_all().map_err(BalanceError::Stale)?;
         if !had.is_empty() {
             tracing::warn!(tables = ?had.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
@@ -101,8 +127,20 @@ impl Balancer {
             port: lb.port,
             to_port: lb.lb.listen.port(),
         };
-        let bound = Lb::bind(lb.lb.clone()).await?;
+        let prepared = match lb.lb.discovery.clone() {
+            Some(d) => Some(
+                Prepared::new(&lb.lb, d, lb.seed_origin, lb.timing)?.with_etcd_client(etcd.clone()),
+            ),
+            None => None,
+        };
+        let mut start = lb.lb.clone();
+        if let Some(p) = &prepared {
+            start.backends = p.start_set();
+        }
+        let bound = Lb::bind(start).await?;
         let handle = bound.handle();
+        handle.set_seed_origin(lb.seed_origin);
+        let discovery = prepared.map(|p| p.start(handle.clone()));
         let stop = CancellationToken::new();
         let task = tokio::spawn(bound.run(stop.clone().cancelled_owned()));
         tracing::info!(listen = %handle.local_addr(), steering = %redirect,
@@ -114,6 +152,7 @@ impl Balancer {
             until: None,
             stop,
             task,
+            discovery,
         })
     }
 
@@ -163,7 +202,9 @@ impl Balancer {
     }
 
     /// Stops accepting and drains (the load balancer's drain timeout).
-    pub(crate) async fn stop(self) {
+    pub(crate) async fn stop(mut self) {
+        // No set change while draining.
+        self.discovery.take();
         self.stop.cancel();
         match self.task.await {
             Ok(Ok(())) => {}

@@ -256,13 +256,29 @@ impl StatusCell {
     }
 }
 
-/// `/status` and `/metrics` for `cpe_admin::serve`.
-pub fn handler(status: StatusCell, metrics: Arc<Metrics>) -> cpe_admin::Handler {
+/// `/status` and `/metrics` for `cpe_admin::serve`. With load balancing (`lb`), `/status`
+/// carries the load balancer's own document under `load_balancer` (the same one `cpe
+/// lb`'s `/status` gives: every backend with its origin, state, reason, connections, and
+/// the discovery board), and `/metrics` its `cpe_lb_*` metrics after the agent's.
+pub fn handler(
+    status: StatusCell,
+    metrics: Arc<Metrics>,
+    lb: Option<cpe_lb::LbHandle>,
+) -> cpe_admin::Handler {
     Arc::new(move |path| match path {
-        "/status" => Some(cpe_admin::Response::json(
-            serde_json::to_string_pretty(&status.get().to_json()).unwrap_or_default() + "\n",
-        )),
-        "/metrics" => Some(cpe_admin::Response::metrics(metrics.encode())),
+        "/status" => {
+            let mut v = status.get().to_json();
+            if let (Some(h), Some(o)) = (&lb, v.as_object_mut()) {
+                o.insert("load_balancer".into(), h.status());
+            }
+            Some(cpe_admin::Response::json(
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
+            ))
+        }
+        "/metrics" => Some(cpe_admin::Response::metrics(match &lb {
+            None => metrics.encode(),
+            Some(h) => join_metrics(&metrics.encode(), &h.metrics_text()),
+        })),
         // Liveness: the driver publishes on every 50 ms tick; a loop stuck for 5 s is dead.
         "/healthz" => Some(match status.age() {
             a if a < Duration::from_secs(5) => cpe_admin::Response::text("ok\n".into()),
@@ -276,8 +292,27 @@ pub fn handler(status: StatusCell, metrics: Arc<Metrics>) -> cpe_admin::Handler 
     })
 }
 
-/// Renders the `/status` JSON as the table `cpe status` prints.
+/// Two OpenMetrics texts as one: the first one's `# EOF` dropped (it must end the whole).
+fn join_metrics(first: &str, second: &str) -> String {
+    let head = first.trim_end().strip_suffix("# EOF").unwrap_or(first);
+    let mut out = head.trim_end().to_string();
+    out.push('\n');
+    out.push_str(second);
+    out
+}
+
+/// Renders the `/status` JSON as the table `cpe status` prints; with load balancing, the
+/// load balancer's backend table (`cpe lb`'s) after it.
 pub fn table(v: &Value) -> String {
+    let mut out = vip_rows(v);
+    if let Some(lb) = v.get("load_balancer").filter(|l| l.is_object()) {
+        out.push('\n');
+        out.push_str(&cpe_lb::status::table(lb));
+    }
+    out
+}
+
+fn vip_rows(v: &Value) -> String {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
     let b = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
     let holder = match (

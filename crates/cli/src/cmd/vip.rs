@@ -104,13 +104,28 @@ pub struct Args {
     /// virtualIP.loadBalance.
     #[arg(long)]
     load_balance: bool,
-    /// A backend of the load balancer (an API server), repeatable. Default: every machine
-    /// of the definition.
+    /// A backend of the load balancer (an API server), repeatable; with discovery, a seed.
+    /// Default: every machine of the definition; without machines, this machine's own API
+    /// server as the seed of the `etcd` source (below).
     #[arg(long = "backend", value_name = "HOST:PORT")]
     backends: Vec<String>,
     /// The load balancer's port on every machine (default 6444, or virtualIP.lbPort).
     #[arg(long, value_name = "PORT")]
     lb_port: Option<i64>,
+    /// Where the load balancer learns its backends at run time, as `cpe lb --discover`:
+    /// `etcd` (the member list of this agent's own etcd, --etcd and its TLS; an API server
+    /// on each member's host at the endpoint port) and/or `kubernetes` (the `kubernetes`
+    /// EndpointSlices, with --kubeconfig). Repeatable. Default: the definition's
+    /// loadBalancer.discovery; without machines and --backend, `etcd`.
+    #[arg(long = "discover", value_name = "SOURCE", value_parser = ["kubernetes", "etcd"])]
+    discover: Vec<String>,
+    /// Kubeconfig of the `kubernetes` source [default: $KUBECONFIG].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Where the load balancer's last good backend set is cached (vip-lb-PORT.json, apart
+    /// from `cpe lb`'s lb-PORT.json) [default: /var/lib/cpe].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
     /// Internal: run as the guard of a parent `cpe vip` (see `spawn_guard`).
     #[arg(long, hide = true)]
     guard: bool,
@@ -153,6 +168,14 @@ impl Args {
             load_balance: self.load_balance,
             backends: self.backends.clone(),
             lb_port: self.lb_port,
+            discovery: cpe_config::DiscoveryFlags {
+                discover: self.discover.clone(),
+                kubeconfig: self.kubeconfig.clone(),
+                kubeconfig_env: std::env::var("KUBECONFIG").ok(),
+                cache_dir: self.cache_dir.clone(),
+                // The etcd source is the agent's own etcd (--etcd and its TLS).
+                ..Default::default()
+            },
         }
     }
 }
@@ -167,13 +190,26 @@ fn host_name() -> String {
 
 /// A node the definition does not list (or a definition without machines) probes its own
 /// address: the one on the VIP interface in the VIP's subnet, read by netlink now.
+/// The load balancer with nothing else to start from is seeded with this machine's own
+/// API server at that address too.
 async fn own_address(plan: &mut VipPlan) -> anyhow::Result<()> {
+    let seed_own = plan.load_balance.as_ref().is_some_and(|l| l.seed_own);
+    if !matches!(plan.health, HealthTarget::OwnAddress(_)) && !seed_own {
+        return Ok(());
+    }
+    let nl = cpe_net::Netlink::connect()?;
+    let (addr, len) = nl.own_address(&plan.interface, plan.vip).await?;
     if let HealthTarget::OwnAddress(port) = plan.health {
-        let nl = cpe_net::Netlink::connect()?;
-        let (addr, len) = nl.own_address(&plan.interface, plan.vip).await?;
         tracing::info!(node = %plan.node, address = %format!("{addr}/{len}"), interface = %plan.interface,
             "this machine's own address (on the VIP interface, in the VIP's subnet): the health check targets it");
         plan.health = HealthTarget::Machine(std::net::SocketAddr::new(addr, port));
+    }
+    if let Some(l) = plan.load_balance.as_mut().filter(|l| l.seed_own) {
+        let own = cpe_config::Backend::from_addr(std::net::SocketAddr::new(addr, l.port));
+        tracing::info!(seed = %own, "the load balancer starts from this machine's own API server; discovery gives the others");
+        if !l.backends.contains(&own) {
+            l.backends.push(own);
+        }
     }
     Ok(())
 }
@@ -272,6 +308,16 @@ fn settings(plan: &VipPlan, args: &Args) -> anyhow::Result<cpe_vip::Settings> {
             .map(|(l, lb)| cpe_vip::balance::LoadBalance {
                 port: l.port,
                 lb: cpe_lb::LbConfig::from_plan(&lb),
+                // The definition's machines, else --backend or this machine's own API server.
+                seed_origin: if args.backends.is_empty() && !l.seed_own {
+                    cpe_lb::discovery::decide::Origin::File
+                } else {
+                    cpe_lb::discovery::decide::Origin::Seed
+                },
+                timing: cpe_lb::discovery::Timing {
+                    etcd_interval: cpe_vip::balance::ETCD_INTERVAL,
+                    ..Default::default()
+                },
             }),
     })
 }

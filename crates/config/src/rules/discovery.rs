@@ -6,6 +6,11 @@
 //! `kubernetes` source needs a kubeconfig (one file, not a `KUBECONFIG` list); the `etcd`
 //! source needs endpoints (`etcd.endpoints`, or every machine's `https://ADDRESS:2379` in a
 //! file; `--etcd` with flags) and, for `https://` endpoints, a client certificate and key.
+//! In virtual-ip mode with `loadBalance: true` the same section and flags configure the
+//! in-agent load balancer (`cpe vip --load-balance`); its `etcd` source is the agent's own
+//! etcd (endpoints and TLS of the election), so the etcd rules here are the agent's
+//! ([`crate::vip_lb`] fills them in), and its cache file is `vip-lb-PORT.json`.
+//!
 //! Pure: no file is read, no variable looked up (the CLI hands `KUBECONFIG` over).
 
 use super::*;
@@ -16,6 +21,12 @@ use crate::tls::TlsFiles;
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cpe";
 /// The API server port of backends learned from etcd when nothing says otherwise.
 pub const DEFAULT_API_PORT: u16 = 6443;
+/// The cache file's name before `-PORT.json`: `cpe lb`'s.
+pub const LB_CACHE_PREFIX: &str = "lb";
+/// The cache file's name before `-PORT.json` for the load balancer inside `cpe vip`, so
+/// that a `cpe lb` and a `cpe vip --load-balance` on one machine never share a file even
+/// when they listen on the same port number (on different addresses).
+pub const VIP_LB_CACHE_PREFIX: &str = "vip-lb";
 
 /// A discovery source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -60,8 +71,10 @@ pub struct Discovery {
     /// etcd client URLs of the `etcd` source (non-empty when it is listed).
     pub etcd: Vec<String>,
     pub etcd_tls: TlsFiles,
-    /// Where the last good set is cached (`lb-PORT.json` inside).
+    /// Where the last good set is cached (`PREFIX-PORT.json` inside).
     pub cache_dir: PathBuf,
+    /// The cache file's prefix: [`LB_CACHE_PREFIX`] or [`VIP_LB_CACHE_PREFIX`].
+    pub cache_prefix: &'static str,
     /// The port of backends learned from etcd (the API server port).
     pub api_port: u16,
 }
@@ -73,11 +86,14 @@ impl Discovery {
 }
 
 /// The file's `loadBalancer.discovery` (with the `etcd` section for the etcd source).
+/// `agent_etcd`: the in-agent load balancer of `cpe vip`, whose etcd source uses the
+/// agent's etcd (left empty here, no etcd rule of this section applies).
 pub(crate) fn check_file(
     c: &mut Check,
     f: &input::File,
     machines: &[SocketAddr],
     port: u16,
+    agent_etcd: bool,
 ) -> Option<Discovery> {
     let d = f.load_balancer.as_ref()?.discovery.as_ref()?;
     let mut sources = Vec::new();
@@ -141,7 +157,9 @@ pub(crate) fn check_file(
                 .collect()
         })
         .unwrap_or_default();
-    if etcd.is_empty() {
+    if agent_etcd {
+        etcd.clear();
+    } else if etcd.is_empty() {
         etcd = machines
             .iter()
             .map(|a| format!("https://{}", SocketAddr::new(a.ip(), ETCD_CLIENT_PORT)))
@@ -153,7 +171,7 @@ pub(crate) fn check_file(
         path(e.and_then(|e| e.cert_file.as_ref())),
         path(e.and_then(|e| e.key_file.as_ref())),
     );
-    if sources.contains(&Source::Etcd) {
+    if sources.contains(&Source::Etcd) && !agent_etcd {
         let i = etcd_at;
         let https = etcd.iter().any(|u| u.starts_with("https://"));
         if https && etcd_tls.ca.is_none() {
@@ -186,8 +204,17 @@ pub(crate) fn check_file(
         sources,
         kubeconfig,
         etcd,
-        etcd_tls,
+        etcd_tls: if agent_etcd {
+            TlsFiles::default()
+        } else {
+            etcd_tls
+        },
         cache_dir,
+        cache_prefix: if agent_etcd {
+            VIP_LB_CACHE_PREFIX
+        } else {
+            LB_CACHE_PREFIX
+        },
         api_port: machines.first().map_or(port, |a| a.port()),
     })
 }
@@ -239,6 +266,7 @@ pub(crate) fn overlay(
         etcd: Vec::new(),
         etcd_tls: TlsFiles::default(),
         cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
+        cache_prefix: LB_CACHE_PREFIX,
         api_port,
     });
     if !f.discover.is_empty() {

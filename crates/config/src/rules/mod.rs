@@ -437,6 +437,11 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     };
     let vip = vip.map(|mut v| {
         v.load_balance = vip::check_load_balance(c, f.virtual_ip.as_ref(), port, Some(v.admin));
+        if let Some(lb) = &mut v.load_balance {
+            // The in-agent load balancer's discovery: `loadBalancer.discovery` as for `cpe
+            // lb`, its etcd source on the agent's own etcd (filled in per node).
+            lb.discovery = discovery::check_file(c, f, &[], port.unwrap_or(DEFAULT_PORT), true);
+        }
         v
     });
     let etcd = etcd::check_etcd(c, f.etcd.as_ref(), mode);
@@ -451,7 +456,7 @@ fn resolve(f: &input::File, c: &mut Check) -> Option<Endpoint> {
     if let Some(lb) = &mut load_balancer {
         let machines: Vec<SocketAddr> =
             cp.machines.iter().map(|m| m.machine.api_server()).collect();
-        lb.discovery = discovery::check_file(c, f, &machines, port.unwrap_or(DEFAULT_PORT));
+        lb.discovery = discovery::check_file(c, f, &machines, port.unwrap_or(DEFAULT_PORT), false);
     }
 
     let node_local = node_local::check_node_local(c, f, mode, port);

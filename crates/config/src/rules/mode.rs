@@ -69,10 +69,35 @@ pub(crate) fn check_mode(c: &mut Check, f: &input::File, replicas: Option<u32>) 
         }
         if m != Mode::ExternalLb {
             if let Some(l) = &f.load_balancer {
-                c.push(
-                    Problem::warning("loadBalancer", "", format!("is ignored in {m} mode"))
-                        .at(l.pos),
-                );
+                // The VIP that also load-balances reads `loadBalancer.discovery` (where its
+                // in-agent load balancer learns its backends), and nothing else of it.
+                let vip_lb = m == Mode::VirtualIp
+                    && vip_in
+                        .and_then(|v| v.load_balance.as_ref())
+                        .is_some_and(|b| b.value);
+                let others = l.listen.is_some()
+                    || l.admin.is_some()
+                    || l.admin_token_file.is_some()
+                    || l.metrics.is_some()
+                    || l.max_connections.is_some()
+                    || l.drain_timeout.is_some()
+                    || l.connect_timeout.is_some();
+                if !vip_lb {
+                    c.push(
+                        Problem::warning("loadBalancer", "", format!("is ignored in {m} mode"))
+                            .at(l.pos),
+                    );
+                } else if others {
+                    c.push(
+                        Problem::warning(
+                            "loadBalancer",
+                            "",
+                            "is ignored in virtual-ip mode except loadBalancer.discovery (where the in-agent load balancer learns its backends)",
+                        )
+                        .at(l.pos)
+                        .hint("the in-agent load balancer listens on virtualIP.lbPort; its status is the agent's"),
+                    );
+                }
             }
         }
     }

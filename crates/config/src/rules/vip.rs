@@ -108,8 +108,12 @@ pub(crate) fn check_load_balance(
     }
     let lb_port = c.port("virtualIP.lbPort", &lb_port_in, DEFAULT_VIP_LB_PORT)?;
     let raw = lb_port_in.map(|s| (short(&s.raw), s.pos));
-    lb_port_rule(c, "virtualIP.lbPort", raw, lb_port, endpoint_port, admin)
-        .then_some(VipLoadBalance { lb_port })
+    lb_port_rule(c, "virtualIP.lbPort", raw, lb_port, endpoint_port, admin).then_some(
+        VipLoadBalance {
+            lb_port,
+            discovery: None,
+        },
+    )
 }
 
 /// The load balancer's port is taken on every machine (all addresses): not the

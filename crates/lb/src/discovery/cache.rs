@@ -1,5 +1,6 @@
 //! The last good backend set on disk: `DIR/lb-PORT.json` (PORT: the listening port, so
-//! two load balancers on one machine keep apart), written atomically (a temporary file in
+//! two load balancers on one machine keep apart; `vip-lb-PORT.json` for the one inside
+//! `cpe vip --load-balance`, so it never shares a file with a `cpe lb`), written atomically (a temporary file in
 //! the same directory, fsync, rename, fsync of the directory) after every discovered
 //! change, and read at start so the load balancer reaches the machines it last knew
 //! before any API answers.
@@ -45,9 +46,10 @@ pub enum CacheError {
     Invalid { path: PathBuf, rule: String },
 }
 
-/// Where the cache of the load balancer listening on `port` lives in `dir`.
-pub fn path(dir: &Path, port: u16) -> PathBuf {
-    dir.join(format!("lb-{port}.json"))
+/// Where the cache of the load balancer listening on `port` lives in `dir` (`prefix`:
+/// `lb` for `cpe lb`, `vip-lb` for the load balancer inside `cpe vip`).
+pub fn path(dir: &Path, prefix: &str, port: u16) -> PathBuf {
+    dir.join(format!("{prefix}-{port}.json"))
 }
 
 /// Parses a cache file's text: the backends, or the rule it breaks.
@@ -201,7 +203,9 @@ mod tests {
     #[test]
     fn files_are_written_atomically_and_read() {
         let dir = tempfile::tempdir().unwrap();
-        let p = path(&dir.path().join("sub"), 6443);
+        let p = path(&dir.path().join("sub"), "lb", 6443);
+        assert!(p.ends_with("lb-6443.json"));
+        assert!(path(dir.path(), "vip-lb", 6443).ends_with("vip-lb-6443.json"));
         assert!(read(&p).unwrap().is_none(), "no cache yet");
         let b = specs(&["10.0.0.1:6443"]);
         write(&p, &b, 1).unwrap();

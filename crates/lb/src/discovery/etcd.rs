@@ -59,15 +59,21 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Polls the member list every `every` until the channel closes.
+/// Polls the member list every `every` until the channel closes, through `shared` when
+/// given (the VIP agent's client), else a client of its own for `endpoints`.
 pub(crate) async fn run(
+    shared: Option<cpe_election::Client>,
     endpoints: Vec<String>,
     tls: TlsFiles,
     port: u16,
     every: Duration,
     tx: mpsc::Sender<Report>,
 ) {
-    let client = match cpe_election::Client::new(&endpoints, tls, Duration::from_secs(2)) {
+    let made = match shared {
+        Some(c) => Ok(c),
+        None => cpe_election::Client::new(&endpoints, tls, Duration::from_secs(2)),
+    };
+    let client = match made {
         Ok(c) => c,
         Err(e) => {
             let _ = tx

@@ -211,9 +211,19 @@ pub struct Prepared {
     cache_state: &'static str,
     cache_error: Option<String>,
     timing: Timing,
+    /// The etcd client of the `etcd` source when the caller has one already (the VIP
+    /// agent's, which follows etcd's member list); else one is made from the settings.
+    etcd_client: Option<cpe_election::Client>,
 }
 
 impl Prepared {
+    /// The `etcd` source asks through `client` (shared: its endpoints are whatever the
+    /// owner sets them to) instead of a client of its own.
+    pub fn with_etcd_client(mut self, client: cpe_election::Client) -> Prepared {
+        self.etcd_client = Some(client);
+        self
+    }
+
     /// Reads the kubeconfig (a problem is fatal: it is the user's file) and the cache (a
     /// problem is reported, never fatal).
     pub fn new(
@@ -226,7 +236,11 @@ impl Prepared {
             (Some(p), true) => Some(kubeconfig::Kube::load(p)?),
             _ => None,
         };
-        let cache_path = cache::path(&settings.cache_dir, plan.listen.port());
+        let cache_path = cache::path(
+            &settings.cache_dir,
+            settings.cache_prefix,
+            plan.listen.port(),
+        );
         let (cache, cache_state, cache_error) = match cache::read(&cache_path) {
             Ok(Some(list)) => {
                 info!(path = %cache_path.display(), backends = ?list.iter().map(|b| b.to_string()).collect::<Vec<_>>(), "starting with the cached backend set");
@@ -248,6 +262,7 @@ impl Prepared {
             cache_error,
             settings,
             timing,
+            etcd_client: None,
         })
     }
 
@@ -311,6 +326,7 @@ impl Prepared {
         }
         if self.settings.has(Source::Etcd) {
             tasks.push(tokio::spawn(etcd::run(
+                self.etcd_client.clone(),
                 self.settings.etcd.clone(),
                 self.settings.etcd_tls.clone(),
                 self.settings.api_port,
