@@ -12,6 +12,11 @@
 //! the definition does not list (or a definition without machines) runs with its own
 //! address, the one on the VIP interface in the VIP's subnet (`cpe_net`, by netlink).
 //! Started before kubeadm has written the etcd certificates, it waits for them.
+//!
+//! With `--load-balance`, the in-agent load balancer's backends are discovered as `cpe lb
+//! --discover`'s (`--discover`, `--kubeconfig`, `--cache-dir`; by default, without machines
+//! and `--backend`, from the agent's own etcd member list, seeded with this machine's own
+//! API server, whose address is looked up here like the health check's).
 
 use anyhow::Context;
 use cpe_config::{HealthTarget, VipFlags, VipPlan};
