@@ -150,7 +150,8 @@ pub(crate) fn overlay(f: &VipFlags, c: &mut Check, plan: &mut VipPlan, def: Opti
     if !f.backends.is_empty() {
         l.backends = backends;
     }
-    discovery(f, c, l, &plan.etcd, &plan.etcd_tls);
+    let external = def.is_some_and(|e| e.etcd_topology == crate::model::EtcdTopology::External);
+    discovery(f, c, l, &plan.etcd, &plan.etcd_tls, external);
     if let Some(p) = f.lb_port {
         if let Some(port) = c.port("--lb-port", &Some(S::new(p)), DEFAULT_VIP_LB_PORT) {
             if rules::vip::lb_port_rule(
@@ -187,6 +188,7 @@ fn discovery(
     l: &mut VipLbPlan,
     etcd: &[String],
     etcd_tls: &crate::tls::TlsFiles,
+    external_etcd: bool,
 ) {
     let agent = |mut d: Discovery| {
         d.etcd = etcd.to_vec();
@@ -212,7 +214,7 @@ fn discovery(
     flags.etcd_key = None;
     let nothing_else =
         l.backends.is_empty() && base.sources.is_empty() && flags.discover.is_empty();
-    if nothing_else {
+    if nothing_else && !external_etcd {
         // No machine list, no --backend, no source: the agent's etcd knows the members,
         // and with stacked etcd each member's host runs an API server.
         flags.discover = vec![Source::Etcd.as_str().to_string()];
@@ -220,6 +222,22 @@ fn discovery(
     let d = rules::discovery::overlay(c, Some(base), &flags, l.port)
         .filter(|d| !d.sources.is_empty())
         .map(agent);
+    if external_etcd {
+        let rule = "is external: its members' hosts are not API servers, so the in-agent load balancer cannot learn its backends from etcd";
+        let hint = "list controlPlane.machines, give --backend, or discover from the API: --discover kubernetes --kubeconfig FILE (or loadBalancer.discovery)";
+        if d.as_ref().is_some_and(|d| d.has(Source::Etcd)) {
+            c.push(
+                Problem::error(
+                    "controlPlane.etcd",
+                    "external",
+                    format!("{rule} (the etcd source is named)"),
+                )
+                .hint(hint),
+            );
+        } else if d.is_none() && l.backends.is_empty() {
+            c.push(Problem::error("controlPlane.etcd", "external", rule).hint(hint));
+        }
+    }
     if d.is_some() && l.backends.is_empty() {
         l.seed_own = true;
     }

@@ -347,3 +347,46 @@ fn listed_machines_stay_fixed_unless_a_source_is_named() {
     assert!(!l.seed_own);
     assert_eq!(l.discovery.unwrap().etcd, p.etcd);
 }
+
+/// With external etcd the members' hosts are not API servers: no etcd source implied, and
+/// the plan says what to give instead.
+#[test]
+fn external_etcd_cannot_supply_the_backends() {
+    let def = load_str(
+        "cluster: prod\nendpoint:\n  host: 10.0.0.10\ncontrolPlane:\n  replicas: 3\n  etcd: external\nvirtualIP:\n  interface: eth0\n  loadBalance: true\netcd:\n  endpoints: [https://10.0.1.1:2379]\n  caFile: /ca\n  certFile: /c\n  keyFile: /k\n",
+    )
+    .unwrap()
+    .endpoint;
+    let ps = problems(node("cp1").plan_for(Some(&def)).unwrap_err()).join("\n");
+    assert!(
+        ps.contains(
+            "controlPlane.etcd = external: is external: its members' hosts are not API servers"
+        ),
+        "{ps}"
+    );
+    assert!(ps.contains("--discover kubernetes"), "{ps}");
+    let etcd = VipFlags {
+        discovery: DiscoveryFlags {
+            discover: vec!["etcd".into()],
+            ..Default::default()
+        },
+        ..node("cp1")
+    };
+    let ps = problems(etcd.plan_for(Some(&def)).unwrap_err()).join("\n");
+    assert!(ps.contains("(the etcd source is named)"), "{ps}");
+    let kube = VipFlags {
+        discovery: DiscoveryFlags {
+            discover: vec!["kubernetes".into()],
+            kubeconfig: Some("/etc/cpe/vip.kubeconfig".into()),
+            ..Default::default()
+        },
+        ..node("cp1")
+    };
+    let l = kube.plan_for(Some(&def)).unwrap().load_balance.unwrap();
+    assert!(l.seed_own);
+    let with = VipFlags {
+        backends: vec!["10.0.0.11:6443".into()],
+        ..node("cp1")
+    };
+    assert!(with.plan_for(Some(&def)).is_ok());
+}
