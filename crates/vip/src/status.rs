@@ -522,4 +522,36 @@ mod tests {
         v["holder_error"] = json!("etcd unreachable: x");
         assert!(table(&v).contains("unknown (etcd unreachable: x)"));
     }
+
+    #[test]
+    fn with_load_balancing_the_table_ends_with_the_backends() {
+        let mut v = json!({"kind": "vip", "node": "cp1", "healthy": true});
+        assert!(!table(&v).contains("BACKEND"), "no load balancer, no table");
+        v["load_balancer"] = json!({
+            "kind": "lb", "listen": "0.0.0.0:6444",
+            "set_changed_seconds_ago": 1.5,
+            "discovery": {"sources": [{"source": "etcd", "state": "ok", "backends": ["10.0.0.12:6443"]}],
+                          "cache": {"path": "/var/lib/cpe/vip-lb-6444.json", "state": "written"}},
+            "backends": [{"name": "10.0.0.12:6443", "origin": ["etcd"], "state": "up",
+                          "for_seconds": 3.0, "active_connections": 2, "connects": 9,
+                          "connect_failures": 0, "reason": "10.0.0.12:6443 RECOVERING->UP (probe: 2 passes)"}],
+            "removed": [{"name": "10.0.0.11:6443", "origin": ["etcd"], "state": "removed",
+                         "for_seconds": 0.5, "active_connections": 1, "connects": 4,
+                         "connect_failures": 0}],
+        });
+        let t = table(&v);
+        let vip_rows = t.find("node").unwrap();
+        let backends = t.find("BACKEND").expect("the backend table");
+        assert!(vip_rows < backends, "{t}");
+        assert!(t.contains("10.0.0.12:6443  etcd"), "{t}");
+        assert!(t.contains("REMOVED"), "{t}");
+        assert!(t.contains("discovery etcd: ok"), "{t}");
+    }
+
+    #[test]
+    fn metrics_of_agent_and_load_balancer_end_with_one_eof() {
+        let m = join_metrics("a 1\n# EOF\n", "b 2\n# EOF\n");
+        assert_eq!(m, "a 1\nb 2\n# EOF\n");
+        assert_eq!(m.matches("# EOF").count(), 1);
+    }
 }
