@@ -477,7 +477,20 @@ spec:
         mounts.push(("definition", def.clone()));
     }
     mounts.extend(files.iter().map(|(n, p)| (*n, p.display().to_string())));
-    if mounts.is_empty() {
+    // The load-balancing VIP: its load balancer's discovery cache (written, kept across
+    // restarts) and the kubeconfig of a `kubernetes` source.
+    let lb_discovery = vip.load_balance.as_ref().map(|l| l.discovery.clone());
+    let cache: Option<String> = lb_discovery.as_ref().map(|d| {
+        d.as_ref().map_or(
+            cpe_config::rules::discovery::DEFAULT_CACHE_DIR.to_string(),
+            |d| d.cache_dir.display().to_string(),
+        )
+    });
+    if let Some(k) = lb_discovery.flatten().and_then(|d| d.kubeconfig) {
+        absolute("loadBalancer.discovery.kubeconfig", &k)?;
+        mounts.push(("kubeconfig", k.display().to_string()));
+    }
+    if mounts.is_empty() && cache.is_none() {
         return Ok(s);
     }
     s.push_str("      volumeMounts:\n");
@@ -488,12 +501,26 @@ spec:
             q(p)
         );
     }
+    if let Some(c) = &cache {
+        let _ = write!(
+            s,
+            "        - name: lb-cache\n          mountPath: {}\n",
+            q(c)
+        );
+    }
     s.push_str("  volumes:\n");
     for (name, p) in &mounts {
         let _ = write!(
             s,
             "    - name: {name}\n      hostPath:\n        path: {}\n        type: File\n",
             q(p)
+        );
+    }
+    if let Some(c) = &cache {
+        let _ = write!(
+            s,
+            "    - name: lb-cache\n      hostPath:\n        path: {}\n        type: DirectoryOrCreate\n",
+            q(c)
         );
     }
     Ok(s)
@@ -675,6 +702,23 @@ pub fn definition_with(e: &Endpoint, machines: bool) -> String {
         );
         if let Some(m) = v.metrics {
             let _ = writeln!(s, "  metrics: {}", q(&m.to_string()));
+        }
+        if let Some(lb) = &v.load_balance {
+            let _ = writeln!(s, "  loadBalance: true\n  lbPort: {}", lb.lb_port);
+            // Where the in-agent load balancer learns its backends (virtual-ip mode reads
+            // only this part of `loadBalancer`).
+            if let Some(d) = &lb.discovery {
+                let sources: Vec<&str> = d.sources.iter().map(|s| s.as_str()).collect();
+                let _ = writeln!(
+                    s,
+                    "loadBalancer:\n  discovery:\n    sources: [{}]\n    cacheDir: {}",
+                    sources.join(", "),
+                    q(&d.cache_dir.display().to_string())
+                );
+                if let Some(k) = &d.kubeconfig {
+                    let _ = writeln!(s, "    kubeconfig: {}", q(&k.display().to_string()));
+                }
+            }
         }
     }
     if let Some(etcd) = &e.etcd {

@@ -441,3 +441,46 @@ fn the_static_pod_declares_the_metrics_port_when_there_is_one() {
     let back = cpe_config::load_str(&written).unwrap().endpoint;
     assert_eq!(back.vip.unwrap().metrics, e.vip.unwrap().metrics);
 }
+
+/// The load-balancing VIP's static pod: the inline definition keeps `loadBalance`,
+/// `lbPort` and `loadBalancer.discovery` (read back to the same endpoint), the kubeconfig
+/// of a `kubernetes` source is mounted read-only and the discovery cache directory
+/// writable (`DirectoryOrCreate`), so the last good set survives a restart.
+#[test]
+fn the_load_balancing_vips_static_pod_keeps_discovery_and_its_cache() {
+    let text = "cluster: prod\nendpoint:\n  host: 10.0.0.10\ncontrolPlane:\n  replicas: 3\nvirtualIP:\n  interface: eth0\n  loadBalance: true\n  lbPort: 7444\nloadBalancer:\n  discovery:\n    sources: [kubernetes]\n    kubeconfig: /etc/cpe/vip.kubeconfig\n    cacheDir: /var/lib/cpe-vip\n";
+    let e = cpe_config::load_str(text).unwrap().endpoint;
+    for inline in [true, false] {
+        let o = Options {
+            inline,
+            ..Options::default()
+        };
+        let pod = &yaml_docs(&render(&e, Kind::StaticPod, &o).unwrap())[0];
+        let c = at(pod, "spec.containers.0");
+        if inline {
+            let def = c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == cpe_render::DEFINITION_ENV)
+                .unwrap();
+            let back = cpe_config::load_str(def["value"].as_str().unwrap()).unwrap();
+            assert_eq!(back.endpoint, e);
+        }
+        let mounts = c["volumeMounts"].as_array().unwrap();
+        let mount = |path: &str| {
+            mounts
+                .iter()
+                .find(|m| m["mountPath"] == path)
+                .unwrap_or_else(|| panic!("{path} not mounted: {mounts:?}"))
+        };
+        assert_eq!(mount("/etc/cpe/vip.kubeconfig")["readOnly"], true);
+        assert!(mount("/var/lib/cpe-vip")["readOnly"].is_null());
+        let vols = at(pod, "spec.volumes").as_array().unwrap();
+        let cache = vols
+            .iter()
+            .find(|v| v["hostPath"]["path"] == "/var/lib/cpe-vip")
+            .unwrap();
+        assert_eq!(cache["hostPath"]["type"], "DirectoryOrCreate");
+    }
+}
