@@ -7,18 +7,25 @@
 //! (`nft -j list ruleset`).
 //!
 //! In order, on one testbed: requests over fresh connections are spread over all three API
-//! servers; the holder's API server SIGKILLed → the VIP does not move and only requests in
-//! flight at the kill may fail; a non-holder's API server killed → the same; the holder's
-//! link cut → another machine holds the VIP and its redirect; the holder's agent SIGKILLed
-//! → its guard removes the redirect with the address; and throughout, the redirect
-//! is on at most one machine, one that held the VIP around that instant. Figures are
-//! printed (`--nocapture`); timings are bounded loosely (the machine is shared), the
-//! issue's target for the link cut (TTL + 0.5 s) is printed beside the figure.
+//! servers; a non-holder's API server SIGKILLed → the VIP does not move and only requests
+//! in flight at the kill may fail; the spread again; then every failover scenario of
+//! `vip_e2e` (`Scenario::ALL`) in this mode, judged by the same rules (`vip_common`): the
+//! VIP settles on a healthy machine, never two holders, the client's neighbour entry
+//! follows, no flapping after a cut link comes back, a planned handover loses only
+//! requests made while the address moved — and, this mode's own, the holder's API server
+//! killed or turned unready costs no VIP move and fails only the requests that were on it.
+//! After the link cut the redirect is on the holder only; throughout, the redirect is on
+//! at most one machine, one that held the VIP around that instant. Figures are printed
+//! (`--nocapture`); timings are bounded loosely (the machine is shared), the target
+//! for the link cut (TTL + 0.5 s) is printed beside the figure.
+
+mod vip_common;
 
 use cpe_testkit::vip::{AgentKind, ApiKind, Scenario, Testbed};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use vip_common::check;
 
 fn cpe() -> PathBuf {
     PathBuf::from(cpe_e2e::cpe_bin())
@@ -138,52 +145,49 @@ fn vip_load_balance_scenarios() {
 
     bad.extend(spread(&mut tb, "spread"));
     let h = tb.wait_stable(Duration::from_secs(60)).expect("steady");
-    bad.extend(api_killed(&mut tb, h, "holder's API server killed"));
-    let h = tb.wait_stable(Duration::from_secs(60)).expect("steady");
     let other = (h + 1) % tb.machine_count();
     bad.extend(api_killed(&mut tb, other, "non-holder's API server killed"));
-    bad.extend(spread(&mut tb, "spread after the restarts"));
+    bad.extend(spread(&mut tb, "spread after the restart"));
 
-    // The holder's link cut: another machine takes the VIP and the redirect.
-    let o = tb
-        .run(Scenario::LinkCut)
-        .unwrap_or_else(|e| panic!("link cut could not run: {e:#}\n{}", tb.logs(30)));
-    eprintln!("link cut: {}", o.line());
-    eprintln!(
-        "link cut: outage {:?} (issue's target: at most TTL + 0.5 s = {:?})",
-        o.outage,
-        TTL + Duration::from_millis(500)
-    );
-    if !o.settled_on_healthy || !o.doubles.is_empty() {
-        bad.push(format!(
-            "link cut: settled on {:?}, two holders {:?}",
-            o.settled_holders, o.doubles
-        ));
+    // Every failover scenario of `vip_e2e`, in this mode, judged by the same rules (the
+    // holder's API server killed or unready: no move, only its own requests fail).
+    let mut outcomes = Vec::new();
+    for s in Scenario::ALL {
+        let o = tb.run(s).unwrap_or_else(|e| {
+            panic!(
+                "scenario {} could not run: {e:#}\n{}",
+                s.name(),
+                tb.logs(30)
+            )
+        });
+        let v = check(&o);
+        if !v.is_empty() {
+            eprintln!("timeline of {}:\n  {}", s.name(), o.timeline.join("\n  "));
+        }
+        bad.extend(v);
+        if s == Scenario::LinkCut {
+            eprintln!(
+                "link cut: outage {:?} (issue's target: at most TTL + 0.5 s = {:?})",
+                o.outage,
+                TTL + Duration::from_millis(500)
+            );
+            // After the repair: the redirect is on the holder, and only there.
+            let h = tb.wait_stable(Duration::from_secs(60)).expect("steady");
+            std::thread::sleep(Duration::from_millis(300));
+            let last = rules.samples().last().cloned().expect("rule samples");
+            if last.with_rules != vec![tb.machine_name(h)] {
+                bad.push(format!(
+                    "after the link cut the redirect is on {:?}, the holder is {}",
+                    last.with_rules,
+                    tb.machine_name(h)
+                ));
+            }
+        }
+        outcomes.push(o);
     }
-    if o.outage.is_none_or(|d| d > Duration::from_secs(10)) {
-        bad.push(format!(
-            "link cut: outage {:?} (loose bound 10 s)",
-            o.outage
-        ));
-    }
-    let h = tb.wait_stable(Duration::from_secs(60)).expect("steady");
-    std::thread::sleep(Duration::from_millis(300));
-    let last = rules.samples().last().cloned().expect("rule samples");
-    if last.with_rules != vec![tb.machine_name(h)] {
-        bad.push(format!(
-            "after the link cut the redirect is on {:?}, the holder is {}",
-            last.with_rules,
-            tb.machine_name(h)
-        ));
-    }
-
-    // The holder's agent SIGKILLed: its guard removes the redirect, then the address.
-    let o = tb
-        .run(Scenario::AgentSigkill)
-        .unwrap_or_else(|e| panic!("agent SIGKILL could not run: {e:#}\n{}", tb.logs(30)));
-    eprintln!("agent SIGKILL: {}", o.line());
-    if !o.doubles.is_empty() {
-        bad.push(format!("agent SIGKILL: two holders {:?}", o.doubles));
+    eprintln!("\nVIP failover, cpe vip --load-balance, lease TTL 2 s (outage = longest time without a successful request):");
+    for o in &outcomes {
+        eprintln!("  {}", o.line());
     }
 
     let samples = rules.samples();
@@ -195,7 +199,35 @@ fn vip_load_balance_scenarios() {
     if on == 0 {
         bad.push("the redirect was never seen on any machine".into());
     }
-    bad.extend(rules.violations(tb.watch(), Duration::from_millis(100)));
+    // Known gap (docs/vip.md, "Agent frozen"): a frozen agent cannot remove its redirect
+    // when the kernel removes its address at the lifetime's end; the rule stays until the
+    // agent resumes (the scenario resumes it 8 s after the fault), then goes at its next
+    // tick. Those samples are printed, not judged; every other sample is.
+    let frozen: Vec<(String, Duration, Duration)> = outcomes
+        .iter()
+        .filter(|o| o.scenario == Scenario::AgentFrozen)
+        .map(|o| {
+            (
+                o.from.clone(),
+                o.t_fault,
+                o.t_fault + Duration::from_secs(9),
+            )
+        })
+        .collect();
+    let left = rules
+        .samples()
+        .iter()
+        .filter(|s| {
+            frozen
+                .iter()
+                .any(|(m, f, t)| s.with_rules.contains(m) && s.end >= *f && s.start <= *t)
+        })
+        .count();
+    eprintln!(
+        "rule watcher: {left} sweeps saw the frozen agent's redirect left behind on {:?} (not judged)",
+        frozen.iter().map(|(m, _, _)| m).collect::<Vec<_>>()
+    );
+    bad.extend(rules.violations(tb.watch(), Duration::from_millis(100), &frozen));
     drop(rules);
     if !bad.is_empty() {
         panic!(

@@ -6,8 +6,9 @@
 //!                  [--lease-ttl 2s] [--api cpe|python] [--json FILE] [--cpe-arg ARG]...
 //!
 //! `--agents keepalived-haproxy` runs kubeadm's recipe (HAProxy on every machine on :8443,
-//! keepalived tracking it, the client on VIP:8443); compare it with
-//! `--agents cpe --cpe-arg --load-balance`.
+//! keepalived tracking it, the client on VIP:8443); compare it with `--agents cpe-lb`
+//! (`cpe vip --load-balance`; the same as `--agents cpe --cpe-arg --load-balance`).
+//! Scenarios may repeat (`--scenarios readyz-503,readyz-503`): each is run in turn.
 //! `--safety overload,resign,prefer` also runs the issue-11 runs (`cpe vip` only: fail
 //! open under overload, `cpe status --resign` / `--prefer`) after the scenarios of each
 //! run and prints one line per run; `--scenarios none` runs only those.
@@ -75,16 +76,33 @@ fn main() -> Result<()> {
     };
     let mut json_out = json.map(std::fs::File::create).transpose()?;
     let mut all: Vec<Outcome> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     for agent in &agents {
         let kind = match agent.as_str() {
-            "cpe" => AgentKind::Cpe {
-                bin: cpe.clone(),
-                lease_ttl: lease_ttl.clone(),
-                extra: cpe_args.clone(),
-            },
+            "cpe" | "cpe-lb" => {
+                let mut extra = cpe_args.clone();
+                if agent == "cpe-lb" && !extra.iter().any(|a| a == "--load-balance") {
+                    extra.push("--load-balance".into());
+                }
+                AgentKind::Cpe {
+                    bin: cpe.clone(),
+                    lease_ttl: lease_ttl.clone(),
+                    extra,
+                }
+            }
             "keepalived" | "keepalived-haproxy" => AgentKind::Keepalived,
-            other => bail!("--agents: {other:?} is not cpe, keepalived or keepalived-haproxy"),
+            other => {
+                bail!("--agents: {other:?} is not cpe, cpe-lb, keepalived or keepalived-haproxy")
+            }
         };
+        // Outcomes carry the agent's label (`cpe-lb` for `cpe` with `--load-balance`).
+        let label = match &kind {
+            AgentKind::Cpe { .. } => kind.name().to_string(),
+            AgentKind::Keepalived => agent.clone(),
+        };
+        if !labels.contains(&label) {
+            labels.push(label);
+        }
         for run in 1..=runs {
             eprintln!("[bench] {agent} run {run}/{runs}");
             let mut tb = if agent == "keepalived-haproxy" {
@@ -107,7 +125,7 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            if agent == "cpe" {
+            if agent.starts_with("cpe") {
                 for &r in &safety {
                     match tb.run_safety(r) {
                         Ok(o) => safety_lines.push(o.line()),
@@ -140,8 +158,14 @@ fn main() -> Result<()> {
         "neighbour",
         "healthy"
     );
+    let mut table: Vec<Scenario> = Vec::new();
     for &s in &scenarios {
-        for agent in &agents {
+        if !table.contains(&s) {
+            table.push(s);
+        }
+    }
+    for &s in &table {
+        for agent in &labels {
             let os: Vec<&Outcome> = all
                 .iter()
                 .filter(|o| o.scenario == s && o.agent == agent)
@@ -203,6 +227,18 @@ fn main() -> Result<()> {
                 agent,
                 per_run.join(" ")
             );
+            if os.iter().any(|o| !o.expected_move) {
+                let left: Vec<&str> = os
+                    .iter()
+                    .map(|o| if o.released.is_some() { "yes" } else { "no" })
+                    .collect();
+                println!(
+                    "{:<20} {:<10} VIP left the holder per run (not expected to move): {}",
+                    "",
+                    agent,
+                    left.join(" ")
+                );
+            }
             if s == Scenario::LinkCut {
                 let ch: Vec<String> = os
                     .iter()

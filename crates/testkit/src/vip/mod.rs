@@ -70,6 +70,7 @@ pub enum AgentKind {
 impl AgentKind {
     pub fn name(&self) -> &'static str {
         match self {
+            AgentKind::Cpe { extra, .. } if extra.iter().any(|a| a == "--load-balance") => "cpe-lb",
             AgentKind::Cpe { .. } => "cpe",
             AgentKind::Keepalived => "keepalived",
         }
@@ -140,11 +141,21 @@ impl Scenario {
         Scenario::ALL.into_iter().find(|x| x.name() == s)
     }
 
-    /// Whether the VIP is expected to leave the machine the failure hit.
-    pub fn moves(self) -> bool {
-        !matches!(
-            self,
-            Scenario::EtcdLeaderKilled | Scenario::RollingReplacement
-        )
+    /// Whether the VIP is expected to leave the machine the failure hit, with a VIP only
+    /// (`load_balancing` false) or with a load balancer behind it on every machine
+    /// (`cpe vip --load-balance`, keepalived+HAProxy): there the holder's own API server
+    /// failing takes one backend out of rotation and costs no move.
+    pub fn moves(self, load_balancing: bool) -> bool {
+        match self {
+            Scenario::EtcdLeaderKilled | Scenario::RollingReplacement => false,
+            Scenario::ApiserverKilled | Scenario::Readyz503 => !load_balancing,
+            _ => true,
+        }
+    }
+
+    /// Whether the scenario hits only the holder's API server (not its agent, link or
+    /// etcd member): with a load balancer the holder stays a good holder.
+    pub fn hits_api_only(self) -> bool {
+        matches!(self, Scenario::ApiserverKilled | Scenario::Readyz503)
     }
 }

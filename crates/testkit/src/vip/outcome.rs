@@ -11,6 +11,13 @@ use std::time::Duration;
 pub struct Outcome {
     pub agent: &'static str,
     pub scenario: Scenario,
+    /// A load balancer ran behind the VIP on every machine (`cpe vip --load-balance`,
+    /// keepalived+HAProxy).
+    pub load_balancing: bool,
+    /// Whether the VIP should leave the machine the failure hit ([`Scenario::moves`]).
+    pub expected_move: bool,
+    /// When the failure was injected (the observers' clock: since the testbed started).
+    pub t_fault: Duration,
     /// The holder when the failure was injected.
     pub from: String,
     /// Whether the holder's etcd member was the etcd leader then (losing both at once costs
@@ -36,6 +43,10 @@ pub struct Outcome {
     pub failed: usize,
     /// The first few failures (start time and error), for the report.
     pub failures: Vec<String>,
+    /// When each failed request started, after the failure was injected.
+    pub failed_after: Vec<Duration>,
+    /// Requests in flight at the instant of the injection.
+    pub in_flight_at_fault: usize,
     pub slowest: Duration,
     /// Sweeps that saw two holders, from the failure until the measurement ended.
     pub doubles: Vec<HolderChange>,
@@ -85,6 +96,13 @@ impl Outcome {
             ", ARP claimers after takeover: {}",
             self.arp_claimers_after_takeover
         );
+        if !self.expected_move {
+            l += &format!(
+                ", VIP left {}: {}",
+                self.from,
+                if self.released.is_some() { "yes" } else { "no" }
+            );
+        }
         if self.stayed_orphaned {
             l += ", VIP stayed on the killed agent's machine";
         }
@@ -114,7 +132,11 @@ impl Outcome {
             "takeover_s": self.takeover.map(|d| d.as_secs_f64()),
             "outage_s": self.outage.map(|d| d.as_secs_f64()),
             "requests": self.requests,
+            "load_balancing": self.load_balancing,
+            "expected_move": self.expected_move,
             "failed": self.failed,
+            "in_flight_at_fault": self.in_flight_at_fault,
+            "failed_after_s": self.failed_after.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>(),
             "failures": self.failures,
             "slowest_s": self.slowest.as_secs_f64(),
             "two_holders": !self.doubles.is_empty(),

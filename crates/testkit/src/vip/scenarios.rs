@@ -32,8 +32,15 @@ impl Testbed {
             .ok()
             .map(|l| self.etcd.members[l].host.name == from);
         std::thread::sleep(Duration::from_millis(300));
+        let load_balancing = self.load_balancing();
         let t_fault = self.now();
-        let mut hit = vec![holder];
+        // The machines the VIP must leave. With a load balancer on every machine, the
+        // holder's API server failing leaves the holder a good holder.
+        let mut hit = if load_balancing && s.hits_api_only() {
+            vec![]
+        } else {
+            vec![holder]
+        };
         match s {
             Scenario::ApiserverKilled => {
                 if let Some(a) = self.machines[holder].api.as_mut() {
@@ -79,6 +86,7 @@ impl Testbed {
                 }
             }
         }
+        let t_injected = self.now();
         if s == Scenario::EtcdLeaderKilled {
             // Its effect comes late: an etcd election, then maybe a lease that could not be
             // renewed in time. Give it that long before judging the steady state.
@@ -139,6 +147,17 @@ impl Testbed {
             .map(|r| format!("{:.3}s: {}", r.start.as_secs_f64(), r.detail))
             .collect();
         let failed_n = reqs.failed(t_fault, t_end).len();
+        let failed_after: Vec<Duration> = reqs
+            .failed(t_fault, t_end)
+            .iter()
+            .map(|r| r.start.saturating_sub(t_fault))
+            .collect();
+        // In flight at the injection (on any machine: the client cannot tell which).
+        let in_flight_at_fault = reqs
+            .0
+            .iter()
+            .filter(|r| r.start <= t_injected && r.end >= t_fault)
+            .count();
         let takeover = self
             .watch
             .holders()
@@ -219,6 +238,9 @@ impl Testbed {
         let out = Outcome {
             agent: self.agent_label(),
             scenario: s,
+            t_fault,
+            load_balancing,
+            expected_move: s.moves(load_balancing),
             from,
             holder_led_etcd,
             settled_holders,
@@ -230,6 +252,8 @@ impl Testbed {
             requests: reqs.count(t_fault, t_end),
             failed: failed_n,
             failures: failed,
+            failed_after,
+            in_flight_at_fault,
             slowest: reqs.slowest(t_fault, t_end),
             doubles,
             doubles_repair,
@@ -253,7 +277,8 @@ impl Testbed {
     /// leaves it there, so that also counts, once a lease TTL and more have passed.
     fn settled_ok(&mut self, s: Scenario, old: usize, hit: &[usize], t_fault: Duration) -> bool {
         let Some(h) = self.holder() else { return false };
-        if !hit.contains(&h) && self.machines[h].healthy() {
+        let lb = self.load_balancing();
+        if !hit.contains(&h) && self.machines[h].healthy(lb) {
             return true;
         }
         s == Scenario::AgentSigkill

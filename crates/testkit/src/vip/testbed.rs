@@ -51,12 +51,16 @@ impl Machine {
 }
 
 impl Machine {
-    pub(super) fn healthy(&mut self) -> bool {
-        !self.unready
+    /// Whether it is a good place for the VIP. With a load balancer on every machine
+    /// (`load_balancing`) its own API server does not matter: its load balancer sends to
+    /// the others.
+    pub(super) fn healthy(&mut self, load_balancing: bool) -> bool {
+        let api_ok =
+            load_balancing || (!self.unready && self.api.as_mut().is_some_and(|c| c.is_running()));
+        api_ok
             && !self.link_cut
             && !self.partitioned
             && !self.frozen
-            && self.api.as_mut().is_some_and(|c| c.is_running())
             && self.agent.as_mut().is_some_and(|c| c.is_running())
     }
 }
@@ -189,6 +193,12 @@ impl Testbed {
         }
         tb.wait_stable(Duration::from_secs(60))?;
         Ok(tb)
+    }
+
+    /// Whether a load balancer runs behind the VIP on every machine: `cpe vip
+    /// --load-balance`, or keepalived+HAProxy.
+    pub fn load_balancing(&self) -> bool {
+        self.haproxy_port.is_some() || self.agent.name() == "cpe-lb"
     }
 
     /// Seconds since the testbed started (the observers' clock).
