@@ -68,6 +68,10 @@ pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
         FaultKind::AgentKill | FaultKind::LinkCut => Some(8_000),
         FaultKind::Partition | FaultKind::PartitionOneWay => Some(10_000),
         FaultKind::EtcdLeaderKill | FaultKind::CpuStarve => Some(10_000),
+        // The holder's machine replaced: a planned handover first (its agent's SIGTERM);
+        // an etcd member replaced: leadership moved off it first, a leader election at worst.
+        FaultKind::MachineReplace => Some(8_000),
+        FaultKind::EtcdReplace => Some(10_000),
         FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
     }
 }

@@ -39,6 +39,8 @@ pub struct Config {
     /// (the schedule drawn for `skip + length`), moved to start 3 s into the run: a long
     /// run's violation at minute 17 is replayed in a short run.
     pub skip: Duration,
+    /// Control-plane machines: 3 or 5.
+    pub machines: usize,
 }
 
 /// A run's result.
@@ -60,7 +62,9 @@ fn part(kind: FaultKind) -> &'static str {
         FaultKind::LinkCut | FaultKind::LinkFlap => "link",
         FaultKind::Partition | FaultKind::PartitionOneWay => "nft",
         FaultKind::PacketLoss | FaultKind::Delay => "qdisc",
-        FaultKind::EtcdLeaderKill => "etcd",
+        FaultKind::EtcdLeaderKill | FaultKind::EtcdReplace => "etcd",
+        // Every part: a replacement is skipped while anything else happens to the machine.
+        FaultKind::MachineReplace => "machine",
     }
 }
 
@@ -76,11 +80,18 @@ struct Active {
     flap: Option<(Instant, bool, Rng)>,
     /// CpuStarve: the cgroup the agent was moved into.
     cgroup: Option<PathBuf>,
+    /// MachineReplace: the machine that joined.
+    new_machine: Option<MachineInfo>,
 }
 
 /// Runs the schedule for `cfg.seed` on a fresh testbed.
 pub fn run(cfg: &Config) -> Result<Run> {
-    let mut tb = Testbed::start(&cfg.tag, ApiKind::Cpe(cfg.cpe.clone()), cfg.agent.clone())?;
+    let mut tb = Testbed::start_sized(
+        &cfg.tag,
+        ApiKind::Cpe(cfg.cpe.clone()),
+        cfg.agent.clone(),
+        cfg.machines,
+    )?;
     let epoch = Instant::now() - tb.now();
     let mut params = Params::new(cfg.skip + cfg.length);
     if let Some(k) = &cfg.kinds {
@@ -97,13 +108,9 @@ pub fn run(cfg: &Config) -> Result<Run> {
         plan.len(),
         cfg.length
     );
-    let members: Vec<(String, Ipv4Addr)> = (0..tb.machine_count())
-        .map(|i| {
-            let h = tb.machine_host(i);
-            (h.name.clone(), h.addr)
-        })
-        .collect();
-    let leader = observers::etcd_leader(&tb.client, members, epoch)?;
+    let members = observers::Members::default();
+    *members.lock().unwrap() = etcd_members(&mut tb);
+    let leader = observers::etcd_leader(&tb.client, members.clone(), epoch)?;
     let stream = observers::watch_stream(&tb.client, tb.vip, Duration::from_secs(3), epoch)?;
     // Let the stream open before the window starts.
     std::thread::sleep(Duration::from_secs(1));
@@ -142,6 +149,8 @@ pub fn run(cfg: &Config) -> Result<Run> {
         while queue.front().is_some_and(|f| now >= at(f.start_ms)) {
             let f = queue.pop_front().unwrap();
             start_fault(&mut tb, f, &mut active, &mut h);
+            // A replacement changes the members the leader observer asks.
+            *members.lock().unwrap() = etcd_members(&mut tb);
         }
         for a in active.iter_mut() {
             if let Some((next, down, rng)) = a.flap.as_mut() {
@@ -196,6 +205,29 @@ pub fn read_history(path: &Path) -> Result<History> {
     Ok(serde_json::from_reader(std::io::BufReader::new(f))?)
 }
 
+/// (machine name, member address) of every etcd member, for the leader observer.
+fn etcd_members(tb: &mut Testbed) -> Vec<(String, Ipv4Addr)> {
+    let n = tb.machine_count();
+    let hosts: Vec<crate::Host> = (0..n).map(|i| tb.machine_host(i).clone()).collect();
+    tb.etcd_mut()
+        .members
+        .iter()
+        .map(|m| {
+            let machine = hosts.iter().find(|h| h.ns == m.host.ns);
+            (
+                machine.map_or_else(|| m.name.clone(), |h| h.name.clone()),
+                m.host.addr,
+            )
+        })
+        .collect()
+}
+
+/// The index of the etcd member running on machine `m`.
+fn member_of(tb: &mut Testbed, m: usize) -> Option<usize> {
+    let host = tb.machine_host(m).clone();
+    tb.etcd_mut().index_of(&host)
+}
+
 fn resolve(tb: &mut Testbed, role: Role) -> Option<usize> {
     let n = tb.machine_count();
     match role {
@@ -207,8 +239,8 @@ fn resolve(tb: &mut Testbed, role: Role) -> Option<usize> {
         }
         Role::EtcdLeader => {
             let l = tb.etcd_mut().leader().ok()?;
-            let host = tb.etcd_mut().members[l].host.name.clone();
-            (0..n).find(|i| tb.machine_host(*i).name == host)
+            let ns = tb.etcd_mut().members[l].host.ns.clone();
+            (0..n).find(|i| tb.machine_host(*i).ns == ns)
         }
     }
 }
@@ -232,14 +264,38 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         h.faults.push(rec);
         return;
     };
-    if let Some(busy) = active
-        .iter()
-        .find(|a| a.machine == m && part(a.fault.kind) == part(f.kind))
-    {
+    let conflicts = |a: &Active| {
+        a.machine == m
+            && (part(a.fault.kind) == part(f.kind) || f.kind == FaultKind::MachineReplace)
+    };
+    if let Some(busy) = active.iter().find(|a| conflicts(a)) {
         rec.skipped = true;
         rec.note = format!("{} busy with #{}", part(f.kind), busy.fault.id);
         h.faults.push(rec);
         return;
+    }
+    if matches!(f.kind, FaultKind::EtcdReplace | FaultKind::MachineReplace) {
+        // As Cluster API's control plane controller: no member change while etcd is not
+        // healthy (a member down or cut off); the replacement is recorded as skipped.
+        let lb = matches!(tb.agent_kind(), AgentKind::Cpe { extra, .. }
+            if extra.iter().any(|a| a == "--load-balance"));
+        let why = if lb && f.kind == FaultKind::MachineReplace {
+            // A new machine's address would be in no other agent's --backend list.
+            Some("load-balancing agents have fixed --backend lists".to_string())
+        } else {
+            tb.etcd_mut().wait_healthy(Duration::ZERO).err().map(|e| {
+                format!(
+                    "etcd not healthy ({})",
+                    format!("{e:#}").lines().next().unwrap_or("")
+                )
+            })
+        };
+        if let Some(why) = why {
+            rec.skipped = true;
+            rec.note = why;
+            h.faults.push(rec);
+            return;
+        }
     }
     let mut a = Active {
         fault: f.clone(),
@@ -248,6 +304,7 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         member: 0,
         flap: None,
         cgroup: None,
+        new_machine: None,
     };
     match inject(tb, &mut a, &mut rec.note) {
         Ok(()) => {
@@ -261,6 +318,9 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
                 rec.note
             );
             h.faults.push(rec);
+            if let Some(mi) = a.new_machine.take() {
+                h.machines.push(mi);
+            }
             active.push(a);
         }
         Err(e) => {
@@ -404,15 +464,22 @@ fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Result<()> {
             };
         }
         FaultKind::EtcdLeaderKill => {
-            let name = tb.machine_host(m).name.clone();
-            let e = tb.etcd_mut();
-            let i = e
-                .members
-                .iter()
-                .position(|x| x.host.name == name)
-                .context("no etcd member on the target")?;
-            e.kill(i);
+            let i = member_of(tb, m).context("no etcd member on the target")?;
+            tb.etcd_mut().kill(i);
             a.member = i;
+        }
+        FaultKind::EtcdReplace => {
+            let old = member_of(tb, m)
+                .map(|i| tb.etcd_mut().members[i].name.clone())
+                .unwrap_or_default();
+            let (name, url) = tb.replace_etcd_member(m)?;
+            *note = format!("member {old} removed; {name} added at {url}");
+        }
+        FaultKind::MachineReplace => {
+            let old = tb.machine_host(m).name.clone();
+            let (name, mac) = tb.replace_machine(m)?;
+            *note = format!("{old} replaced by {name}");
+            a.new_machine = Some(MachineInfo { name, mac });
         }
         FaultKind::CpuStarve => {
             let pids = tb.agent_pids(m);
@@ -440,7 +507,7 @@ fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result<()> {
                 });
             }
         }
-        FaultKind::AgentRestart => {}
+        FaultKind::AgentRestart | FaultKind::EtcdReplace | FaultKind::MachineReplace => {}
         FaultKind::LinkCut | FaultKind::LinkFlap => tb.machine_host(m).link_up()?,
         FaultKind::Partition => tb.machine_host(m).heal()?,
         FaultKind::PartitionOneWay => {
@@ -541,8 +608,9 @@ fn notice_exits(tb: &mut Testbed, active: &[Active], h: &mut History) {
             let _ = tb.restart_api(m);
         }
         if !busy(m, "etcd") {
+            let i = member_of(tb, m);
             let e = tb.etcd_mut();
-            if let Some(i) = e.members.iter().position(|x| x.host.name == name) {
+            if let Some(i) = i {
                 if !e.members[i].is_running() {
                     h.crashes.push(Crash {
                         t,
