@@ -13,7 +13,8 @@
 //! - **bounded outages**: explained by one fault whose kind can be routed around, the outage
 //!   ends within the kind's failover bound of the fault's start (or within `grace` of its
 //!   end, whichever is earlier); explained by several (they may together take etcd's quorum),
-//!   it ends within `grace` of the last of them ending;
+//!   it ends within `grace` of the last of them ending; a fault that starts while the
+//!   outage runs may prolong it up to its own allowance (as if alone) from its start;
 //! - **watches resumed**: every watch stream that ended was followed by a new one within
 //!   `watch_resume`;
 //! - **no crash, no leak**: no process exited unasked; every agent's fds, threads and RSS
@@ -347,6 +348,29 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
                 ),
             ),
         };
+        // A fault that starts while the outage runs (a partition of the machine taking
+        // over, say) can prolong it: each such fault has its own allowance from its start,
+        // as if it were alone; the outage may last until the latest allowance.
+        let (mut allowed, mut why) = (allowed, why);
+        for f in h
+            .faults
+            .iter()
+            .filter(|f| !f.skipped && f.start > a + b.outage_min && f.start < e)
+        {
+            let own = match failover_bound(f.kind) {
+                Some(x) => (f.start + x).min(f.end + b.grace),
+                None => f.end + b.grace,
+            };
+            if own > allowed {
+                allowed = own;
+                why += &format!(
+                    "; prolonged by {} #{}, which started during it at {}",
+                    f.kind.name(),
+                    f.id,
+                    secs(f.start)
+                );
+            }
+        }
         if e > allowed {
             v.push(Violation {
                 t: a,

@@ -194,6 +194,36 @@ fn an_outage_longer_than_its_fault_kind_allows_fails_as_unbounded() {
 }
 
 #[test]
+fn a_fault_starting_during_an_outage_may_prolong_it_up_to_its_own_bound_only() {
+    // The 30-minute run's first overrun, shape of: an etcd leader kill (41.4-48.3 s),
+    // the outage from 45.5 s, then a delay on the holder from 52.6 s (its own allowance:
+    // 5 s after its end); the outage ends at 54.7 s.
+    let mut h = clean();
+    fail(&mut h, 45_500, 54_700);
+    h.faults
+        .push(fault(8, FaultKind::EtcdLeaderKill, 41_400, 48_300));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    h.faults.push(fault(10, FaultKind::Delay, 52_600, 58_000));
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    // A later fault with a bound of its own that has passed does not excuse it: a link
+    // cut from 50 s allows until 58 s; the outage lasting to 59.5 s fails, naming both.
+    let mut h = clean();
+    fail(&mut h, 45_500, 59_500);
+    h.faults
+        .push(fault(8, FaultKind::EtcdLeaderKill, 41_400, 48_300));
+    h.faults.push(fault(9, FaultKind::LinkCut, 50_000, 51_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    let m = &r.violations[0].message;
+    assert!(
+        m.contains("etcd-leader-kill #8 alone") && m.contains("prolonged by link-cut #9"),
+        "{m}"
+    );
+}
+
+#[test]
 fn a_watch_that_ended_and_never_resumed_fails_as_lost() {
     let mut h = clean();
     h.watches.push(WatchEvent {

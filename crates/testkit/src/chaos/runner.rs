@@ -284,10 +284,10 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
             Some("load-balancing agents have fixed --backend lists".to_string())
         } else {
             tb.etcd_mut().wait_healthy(Duration::ZERO).err().map(|e| {
-                format!(
-                    "etcd not healthy ({})",
-                    format!("{e:#}").lines().next().unwrap_or("")
-                )
+                // "etcd not healthy after 0ns: NAME: etcdctl ...": name the member.
+                let e = format!("{e:#}");
+                let member = e.splitn(3, ": ").nth(1).unwrap_or("?").to_string();
+                format!("etcd not healthy (member {member} fails `endpoint health`)")
             })
         };
         if let Some(why) = why {
@@ -313,7 +313,7 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
                 start as f64 / 1000.0,
                 f.id,
                 f.kind.name(),
-                tb.machine_host(m).name,
+                rec.target.as_deref().unwrap_or("?"),
                 f.duration_ms,
                 rec.note
             );
