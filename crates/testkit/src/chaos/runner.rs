@@ -286,7 +286,7 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
             tb.etcd_mut().wait_healthy(Duration::ZERO).err().map(|e| {
                 // "etcd not healthy after 0ns: NAME: etcdctl ...": name the member.
                 let e = format!("{e:#}");
-                let member = e.splitn(3, ": ").nth(1).unwrap_or("?").to_string();
+                let member = e.split(": ").nth(1).unwrap_or("?").to_string();
                 format!("etcd not healthy (member {member} fails `endpoint health`)")
             })
         };
