@@ -2,7 +2,8 @@
 //! against `cpe vip` and then keepalived on the same testbed shape, each judged by the
 //! checker. Prints, per agent: availability (share of client requests that succeeded), the
 //! client-seen outage per fault kind (p50/p90/max), and every rule the run broke with the
-//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`).
+//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`), every
+//! log of the run (agents, API servers, etcd members) to `<agent>-<seed>-logs/` beside it.
 //!
 //! keepalived is judged by the same rules for comparison: its two-holder and outage
 //! findings are figures here, not failures (VRRP has no quorum: a partitioned master
@@ -136,6 +137,9 @@ fn main() -> Result<()> {
             tag: "chaosb".into(),
             skip: Duration::from_secs_f64(skip),
             machines,
+            // The evidence for whatever the checker finds (agents' decisions, etcd's
+            // elections): bench/out/chaos/<agent>-<seed>-logs/.
+            logs: Some(out.join(format!("{agent}-{seed}-logs"))),
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\n## {agent} (load average before: {})", load.trim());

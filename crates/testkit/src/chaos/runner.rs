@@ -41,6 +41,9 @@ pub struct Config {
     pub skip: Duration,
     /// Control-plane machines: 3 or 5.
     pub machines: usize,
+    /// Copy every log of the run (agents, API servers, etcd members, ARP capture) into this
+    /// directory at the end: the evidence for a violation found in a long run.
+    pub logs: Option<PathBuf>,
 }
 
 /// A run's result.
@@ -185,11 +188,30 @@ pub fn run(cfg: &Config) -> Result<Run> {
         .unwrap_or_else(|| tb.dir().join(format!("history-{}.json", cfg.seed)));
     write_history(&h, &path)?;
     eprintln!("[chaos] history written to {}", path.display());
+    if let Some(dir) = &cfg.logs {
+        copy_logs(tb.dir(), dir)?;
+        eprintln!("[chaos] logs copied to {}", dir.display());
+    }
     Ok(Run {
         history: h,
         report,
         history_path: path,
     })
+}
+
+/// Copies the `*.log` and `*.txt` files of `from` (not the etcd data) into `to`.
+fn copy_logs(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for e in std::fs::read_dir(from)?.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log" || x == "txt") {
+            if let Some(name) = p.file_name() {
+                std::fs::copy(&p, to.join(name))
+                    .with_context(|| format!("copying {}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `h` as JSON.
