@@ -287,6 +287,41 @@ fn leftovers_crashes_and_growth_fail_as_leaks() {
 }
 
 #[test]
+fn fds_are_judged_at_samples_with_no_fault_on_the_machine() {
+    // The load-balancing holder's link throttled: connections in progress at its last
+    // sample (126 fds), none at the quiet ones. Not a leak.
+    let mut h = clean();
+    let sample = |t, fds| ResourceSample {
+        t,
+        process: "agent cp1".into(),
+        pid: 42,
+        fds,
+        rss_kib: 9_000,
+        threads: 6,
+    };
+    for (t, fds) in [(0, 30), (10_000, 32), (20_000, 33), (30_000, 126)] {
+        h.resources.push(sample(t, fds));
+    }
+    h.faults.push(fault(4, FaultKind::Delay, 28_000, 33_000));
+    assert!(
+        check(&h, &Bounds::default()).violations.is_empty(),
+        "{:?}",
+        check(&h, &Bounds::default()).violations
+    );
+    // The same growth at a quiet sample is a leak; a fault on another machine does not
+    // make the sample noisy.
+    h.resources.push(sample(40_000, 126));
+    h.faults[0].target = Some("cp2".into());
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["no leak"], "{:?}", r.violations);
+    assert!(
+        r.violations[0].message.contains("32 at 10.000s"),
+        "{:?}",
+        r.violations
+    );
+}
+
+#[test]
 fn figures_give_per_kind_percentiles_of_faults_alone() {
     let mut h = clean();
     fail(&mut h, 20_000, 21_000);
