@@ -11,8 +11,13 @@
 # Usage:
 #   bench/chaos.sh --minutes 30                 # random seed (printed), both agents
 #   bench/chaos.sh --minutes 5 --seed 15 --agents cpe
+#   bench/chaos.sh --minutes 30 --seed 769871270 --agents cpe --kinds v1   # the recorded run
+#   bench/chaos.sh --minutes 10 --machines 5          # five control-plane machines
+#   bench/chaos.sh --minutes 10 --load-balance        # cpe vip --load-balance
+#   bench/chaos.sh --seed N --minutes M --print-schedule   # the schedule only
 # Extra arguments go to the runner (crates/testkit/examples/chaos_bench.rs).
-# Histories land in bench/out/chaos/<agent>-<seed>.json (git-ignored); exit status 1 if the cpe run broke a rule.
+# Histories land in bench/out/chaos/<agent>-<seed>.json and the run's logs in
+# bench/out/chaos/<agent>-<seed>-logs/ (git-ignored); exit status 1 if the cpe run broke a rule.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

@@ -47,10 +47,20 @@ pub struct VipLbPlan {
     pub discovery: Option<Discovery>,
 }
 
+/// How long the in-agent load balancer drains when the agent stops. Shorter than `cpe
+/// lb`'s 30 s: by then the agent has removed the redirect and the address (the VIP has
+/// moved), so a client's connection through the VIP is answered by the new holder (a
+/// reset) whatever this one does; what is left are in-flight answers, and this machine's
+/// own clients' connections (kept by conntrack). A 30 s drain only held the agent's exit
+/// past a pod's default 30 s grace when a watch stream was open (found by the chaos
+/// runs in load-balancing mode, `docs/chaos.md`).
+pub const VIP_LB_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl VipPlan {
     /// The load balancer this node runs (`None` without load balancing): `cpe lb`'s
-    /// defaults for limits and timeouts, no admin listener of its own (the agent's
-    /// `/status` shows it), listening on every address of the VIP's family.
+    /// defaults for limits and timeouts except the drain ([`VIP_LB_DRAIN`]), no admin
+    /// listener of its own (the agent's `/status` shows it), listening on every address
+    /// of the VIP's family.
     pub fn lb_plan(&self) -> Option<LbPlan> {
         let l = self.load_balance.as_ref()?;
         let any: IpAddr = match self.vip {
@@ -69,7 +79,7 @@ impl VipPlan {
             admin_token_file: None,
             metrics: None,
             max_connections: d.max_connections,
-            drain_timeout: d.drain_timeout,
+            drain_timeout: VIP_LB_DRAIN,
             connect_timeout: d.connect_timeout,
             health,
             backends: l.backends.clone(),

@@ -33,6 +33,9 @@ fn a_definition_with_load_balance_gives_every_machine_as_backend() {
     assert_eq!(lb.listen, "0.0.0.0:6444".parse().unwrap());
     assert_eq!(lb.admin, None);
     assert_eq!(lb.health.path, "/readyz");
+    // Its drain is short: the VIP has moved before the load balancer drains.
+    assert_eq!(lb.drain_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(lb.drain_timeout, cpe_config::vip_lb::VIP_LB_DRAIN);
 
     // without it: the VIP only, and `plan -o json` unchanged
     let plain = load_str(VIP3).unwrap().endpoint;

@@ -2,16 +2,25 @@
 //! against `cpe vip` and then keepalived on the same testbed shape, each judged by the
 //! checker. Prints, per agent: availability (share of client requests that succeeded), the
 //! client-seen outage per fault kind (p50/p90/max), and every rule the run broke with the
-//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`).
+//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`), every
+//! log of the run (agents, API servers, etcd members) to `<agent>-<seed>-logs/` beside it.
 //!
 //! keepalived is judged by the same rules for comparison: its two-holder and outage
 //! findings are figures here, not failures (VRRP has no quorum: a partitioned master
 //! stays master). Exit status 1 if the cpe run broke a rule.
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
-//!                    [--out DIR] [--kinds a,b,..] [--skip-seconds S]
+//!                    [--out DIR] [--kinds a,b,..|all|v1] [--skip-seconds S] [--print-schedule]
+//!                    [--machines 3|5] [--load-balance]
+//!
+//! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
+//! was run with, so its schedule is replayed. `--machines 5` runs five control-plane
+//! machines; `--load-balance` runs `cpe vip --load-balance` (the VIP's agent forwards to
+//! every machine's API server; machine replacements are skipped in that mode, the
+//! agents' `--backend` lists being fixed). keepalived ignores `--load-balance`.
 //!
 //! `--judge FILE` re-judges a recorded history with the current checker and exits.
+//! `--print-schedule` prints the seed's schedule (run-relative times) and exits.
 //! `--skip-seconds S` replays the seed's schedule from second S (see `chaos::Config::skip`).
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +37,9 @@ fn main() -> Result<()> {
     let mut out = PathBuf::from("bench/out/chaos");
     let mut kinds: Option<Vec<FaultKind>> = None;
     let mut skip = 0.0f64;
+    let mut print_schedule = false;
+    let mut machines = 3usize;
+    let mut load_balance = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -49,17 +61,21 @@ fn main() -> Result<()> {
                 return Ok(());
             }
             "--skip-seconds" => skip = val()?.parse().context("--skip-seconds: a number")?,
+            "--print-schedule" => print_schedule = true,
             "--kinds" => {
                 kinds = Some(
-                    val()?
-                        .split(',')
-                        .map(|k| {
-                            FaultKind::from_name(k)
-                                .with_context(|| format!("--kinds: unknown fault kind {k:?}"))
-                        })
-                        .collect::<Result<_>>()?,
+                    FaultKind::parse_list(&val()?).map_err(|e| anyhow::anyhow!("--kinds: {e}"))?,
                 )
             }
+            "--machines" => {
+                let v = val()?;
+                machines = match v.as_str() {
+                    "3" => 3,
+                    "5" => 5,
+                    _ => bail!("--machines {v}: 3 or 5 (an etcd member on each: an odd number)"),
+                }
+            }
+            "--load-balance" => load_balance = true,
             _ => bail!("unknown argument {a:?} (see the doc comment of examples/chaos_bench.rs)"),
         }
     }
@@ -70,15 +86,43 @@ fn main() -> Result<()> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
+    if print_schedule {
+        // The seed's schedule (run-relative times, before any `--skip-seconds` shift):
+        // to find the stretch to replay around a fault a long run's history names.
+        let mut params = chaos::Params::new(Duration::from_secs_f64(minutes * 60.0));
+        if let Some(k) = &kinds {
+            params.kinds = k.clone();
+        }
+        for f in chaos::generate(seed, &params) {
+            println!(
+                "#{:<4} {:>9.3}s {:>6} ms  {:<18} {:?}",
+                f.id,
+                f.start_ms as f64 / 1000.0,
+                f.duration_ms,
+                f.kind.name(),
+                f.role
+            );
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(&out)?;
-    println!("# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}");
+    println!(
+        "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, kinds {}",
+        if load_balance { ", cpe vip --load-balance" } else { "" },
+        kinds.as_ref().map_or("all".to_string(), |k| k.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))
+    );
     let mut cpe_broke = false;
     for agent in &agents {
         let kind = match agent.as_str() {
             "cpe" => AgentKind::Cpe {
                 bin: cpe.clone(),
                 lease_ttl: "2s".into(),
-                extra: vec![],
+                // The VIP that also load-balances to every machine's API server.
+                extra: if load_balance {
+                    vec!["--load-balance".into()]
+                } else {
+                    vec![]
+                },
             },
             "keepalived" => AgentKind::Keepalived,
             other => bail!("--agents: unknown agent {other:?} (cpe, keepalived)"),
@@ -92,6 +136,10 @@ fn main() -> Result<()> {
             history: Some(out.join(format!("{agent}-{seed}.json"))),
             tag: "chaosb".into(),
             skip: Duration::from_secs_f64(skip),
+            machines,
+            // The evidence for whatever the checker finds (agents' decisions, etcd's
+            // elections): bench/out/chaos/<agent>-<seed>-logs/.
+            logs: Some(out.join(format!("{agent}-{seed}-logs"))),
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\n## {agent} (load average before: {})", load.trim());

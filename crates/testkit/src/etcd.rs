@@ -39,6 +39,10 @@ impl EtcdMember {
     fn peer_url(&self) -> String {
         format!("http://{}:2380", self.host.addr)
     }
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
     /// Whether its process is running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.is_running())

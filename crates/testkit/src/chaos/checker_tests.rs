@@ -194,6 +194,36 @@ fn an_outage_longer_than_its_fault_kind_allows_fails_as_unbounded() {
 }
 
 #[test]
+fn a_fault_starting_during_an_outage_may_prolong_it_up_to_its_own_bound_only() {
+    // The 30-minute run's first overrun, shape of: an etcd leader kill (41.4-48.3 s),
+    // the outage from 45.5 s, then a delay on the holder from 52.6 s (its own allowance:
+    // 5 s after its end); the outage ends at 54.7 s.
+    let mut h = clean();
+    fail(&mut h, 45_500, 54_700);
+    h.faults
+        .push(fault(8, FaultKind::EtcdLeaderKill, 41_400, 48_300));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    h.faults.push(fault(10, FaultKind::Delay, 52_600, 58_000));
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    // A later fault with a bound of its own that has passed does not excuse it: a link
+    // cut from 50 s allows until 58 s; the outage lasting to 59.5 s fails, naming both.
+    let mut h = clean();
+    fail(&mut h, 45_500, 59_500);
+    h.faults
+        .push(fault(8, FaultKind::EtcdLeaderKill, 41_400, 48_300));
+    h.faults.push(fault(9, FaultKind::LinkCut, 50_000, 51_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    let m = &r.violations[0].message;
+    assert!(
+        m.contains("etcd-leader-kill #8 alone") && m.contains("prolonged by link-cut #9"),
+        "{m}"
+    );
+}
+
+#[test]
 fn a_watch_that_ended_and_never_resumed_fails_as_lost() {
     let mut h = clean();
     h.watches.push(WatchEvent {
@@ -254,6 +284,41 @@ fn leftovers_crashes_and_growth_fail_as_leaks() {
         .collect();
     assert!(all.contains("leaks fds: 12"), "{all}");
     assert!(all.contains("the VIP is still on cp3"), "{all}");
+}
+
+#[test]
+fn fds_are_judged_at_samples_with_no_fault_on_the_machine() {
+    // The load-balancing holder's link throttled: connections in progress at its last
+    // sample (126 fds), none at the quiet ones. Not a leak.
+    let mut h = clean();
+    let sample = |t, fds| ResourceSample {
+        t,
+        process: "agent cp1".into(),
+        pid: 42,
+        fds,
+        rss_kib: 9_000,
+        threads: 6,
+    };
+    for (t, fds) in [(0, 30), (10_000, 32), (20_000, 33), (30_000, 126)] {
+        h.resources.push(sample(t, fds));
+    }
+    h.faults.push(fault(4, FaultKind::Delay, 28_000, 33_000));
+    assert!(
+        check(&h, &Bounds::default()).violations.is_empty(),
+        "{:?}",
+        check(&h, &Bounds::default()).violations
+    );
+    // The same growth at a quiet sample is a leak; a fault on another machine does not
+    // make the sample noisy.
+    h.resources.push(sample(40_000, 126));
+    h.faults[0].target = Some("cp2".into());
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["no leak"], "{:?}", r.violations);
+    assert!(
+        r.violations[0].message.contains("32 at 10.000s"),
+        "{:?}",
+        r.violations
+    );
 }
 
 #[test]

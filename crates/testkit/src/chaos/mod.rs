@@ -6,9 +6,9 @@
 //! behind.
 //!
 //! What it does not do: assert (the test and `bench/chaos.sh` decide what to do with the
-//! [`Report`]), step the host's real-time clock (it is shared by every process on the
-//! machine; see `docs/chaos.md` for why the agent is immune and how that is checked), or
-//! replace machines (left for later).
+//! [`Report`]) or step the host's real-time clock (it is shared by every process on the
+//! machine; see `docs/chaos.md` for why the agent is immune and how that is checked).
+//! Replacing an etcd member or a whole machine are fault kinds like the others.
 //!
 //! # Layout
 //!
@@ -16,11 +16,13 @@
 //! - [`history`]: the recorded history (serde, one JSON file per run).
 //! - [`checker`]: the pure rules over a history, its figures, and the window printed
 //!   around a violation.
-//! - [`runner`]: the I/O: testbed, faults, observers, teardown checks.
+//! - [`runner`]: the I/O: testbed, the schedule played, observers, teardown checks.
+//! - `inject`: each fault's injection and repair.
 //! - [`observers`]: the etcd-leader poller, the client watch stream, /proc readings.
 
 pub mod checker;
 pub mod history;
+mod inject;
 pub mod observers;
 pub mod runner;
 pub mod schedule;

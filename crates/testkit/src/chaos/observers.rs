@@ -77,10 +77,14 @@ fn ms(epoch: Instant) -> Ms {
     epoch.elapsed().as_millis() as Ms
 }
 
-/// Records the etcd leader (by member name) on change. `members`: (name, address).
+/// The etcd members the leader observer asks: (machine name, member address), replaced
+/// by the runner when a member or a machine is replaced.
+pub type Members = std::sync::Arc<std::sync::Mutex<Vec<(String, Ipv4Addr)>>>;
+
+/// Records the etcd leader (by machine name) on change, asking every member in `members`.
 pub fn etcd_leader(
     client: &Host,
-    members: Vec<(String, Ipv4Addr)>,
+    members: Members,
     epoch: Instant,
 ) -> Result<Recorder<LeaderSample>> {
     spawn_in(client, "etcd-leader-watch", move |stop, records| {
@@ -88,7 +92,8 @@ pub fn etcd_leader(
         let mut last: Option<Option<String>> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut votes: HashMap<String, usize> = HashMap::new();
-            for (name, addr) in &members {
+            let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
+            for (name, addr) in &now {
                 if let Ok(v) = etcd_status(*addr) {
                     let id = v["header"]["member_id"].as_str().unwrap_or("").to_string();
                     names.insert(id, name.clone());

@@ -11,11 +11,11 @@
 
 use super::checker::{self, Bounds, Report};
 use super::history::*;
+use super::inject::{end_fault, inject};
 use super::observers::{self, Recorder};
 use super::schedule::{self, Fault, FaultKind, Params, Rng, Role};
 use crate::vip::{AgentKind, ApiKind, Testbed};
 use anyhow::{Context, Result};
-use nix::sys::signal::Signal;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +39,11 @@ pub struct Config {
     /// (the schedule drawn for `skip + length`), moved to start 3 s into the run: a long
     /// run's violation at minute 17 is replayed in a short run.
     pub skip: Duration,
+    /// Control-plane machines: 3 or 5.
+    pub machines: usize,
+    /// Copy every log of the run (agents, API servers, etcd members, ARP capture) into this
+    /// directory at the end: the evidence for a violation found in a long run.
+    pub logs: Option<PathBuf>,
 }
 
 /// A run's result.
@@ -60,27 +65,36 @@ fn part(kind: FaultKind) -> &'static str {
         FaultKind::LinkCut | FaultKind::LinkFlap => "link",
         FaultKind::Partition | FaultKind::PartitionOneWay => "nft",
         FaultKind::PacketLoss | FaultKind::Delay => "qdisc",
-        FaultKind::EtcdLeaderKill => "etcd",
+        FaultKind::EtcdLeaderKill | FaultKind::EtcdReplace => "etcd",
+        // Every part: a replacement is skipped while anything else happens to the machine.
+        FaultKind::MachineReplace => "machine",
     }
 }
 
 /// A fault in progress.
-struct Active {
-    fault: Fault,
+pub(super) struct Active {
+    pub(super) fault: Fault,
     /// Index into `History::faults`.
-    rec: usize,
-    machine: usize,
+    pub(super) rec: usize,
+    pub(super) machine: usize,
     /// etcd member index (EtcdLeaderKill).
-    member: usize,
+    pub(super) member: usize,
     /// LinkFlap: next toggle and whether the link is down now.
-    flap: Option<(Instant, bool, Rng)>,
+    pub(super) flap: Option<(Instant, bool, Rng)>,
     /// CpuStarve: the cgroup the agent was moved into.
-    cgroup: Option<PathBuf>,
+    pub(super) cgroup: Option<PathBuf>,
+    /// MachineReplace: the machine that joined.
+    pub(super) new_machine: Option<MachineInfo>,
 }
 
 /// Runs the schedule for `cfg.seed` on a fresh testbed.
 pub fn run(cfg: &Config) -> Result<Run> {
-    let mut tb = Testbed::start(&cfg.tag, ApiKind::Cpe(cfg.cpe.clone()), cfg.agent.clone())?;
+    let mut tb = Testbed::start_sized(
+        &cfg.tag,
+        ApiKind::Cpe(cfg.cpe.clone()),
+        cfg.agent.clone(),
+        cfg.machines,
+    )?;
     let epoch = Instant::now() - tb.now();
     let mut params = Params::new(cfg.skip + cfg.length);
     if let Some(k) = &cfg.kinds {
@@ -97,13 +111,9 @@ pub fn run(cfg: &Config) -> Result<Run> {
         plan.len(),
         cfg.length
     );
-    let members: Vec<(String, Ipv4Addr)> = (0..tb.machine_count())
-        .map(|i| {
-            let h = tb.machine_host(i);
-            (h.name.clone(), h.addr)
-        })
-        .collect();
-    let leader = observers::etcd_leader(&tb.client, members, epoch)?;
+    let members = observers::Members::default();
+    *members.lock().unwrap() = etcd_members(&mut tb);
+    let leader = observers::etcd_leader(&tb.client, members.clone(), epoch)?;
     let stream = observers::watch_stream(&tb.client, tb.vip, Duration::from_secs(3), epoch)?;
     // Let the stream open before the window starts.
     std::thread::sleep(Duration::from_secs(1));
@@ -142,6 +152,8 @@ pub fn run(cfg: &Config) -> Result<Run> {
         while queue.front().is_some_and(|f| now >= at(f.start_ms)) {
             let f = queue.pop_front().unwrap();
             start_fault(&mut tb, f, &mut active, &mut h);
+            // A replacement changes the members the leader observer asks.
+            *members.lock().unwrap() = etcd_members(&mut tb);
         }
         for a in active.iter_mut() {
             if let Some((next, down, rng)) = a.flap.as_mut() {
@@ -176,11 +188,30 @@ pub fn run(cfg: &Config) -> Result<Run> {
         .unwrap_or_else(|| tb.dir().join(format!("history-{}.json", cfg.seed)));
     write_history(&h, &path)?;
     eprintln!("[chaos] history written to {}", path.display());
+    if let Some(dir) = &cfg.logs {
+        copy_logs(tb.dir(), dir)?;
+        eprintln!("[chaos] logs copied to {}", dir.display());
+    }
     Ok(Run {
         history: h,
         report,
         history_path: path,
     })
+}
+
+/// Copies the `*.log` and `*.txt` files of `from` (not the etcd data) into `to`.
+fn copy_logs(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for e in std::fs::read_dir(from)?.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log" || x == "txt") {
+            if let Some(name) = p.file_name() {
+                std::fs::copy(&p, to.join(name))
+                    .with_context(|| format!("copying {}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `h` as JSON.
@@ -196,6 +227,29 @@ pub fn read_history(path: &Path) -> Result<History> {
     Ok(serde_json::from_reader(std::io::BufReader::new(f))?)
 }
 
+/// (machine name, member address) of every etcd member, for the leader observer.
+fn etcd_members(tb: &mut Testbed) -> Vec<(String, Ipv4Addr)> {
+    let n = tb.machine_count();
+    let hosts: Vec<crate::Host> = (0..n).map(|i| tb.machine_host(i).clone()).collect();
+    tb.etcd_mut()
+        .members
+        .iter()
+        .map(|m| {
+            let machine = hosts.iter().find(|h| h.ns == m.host.ns);
+            (
+                machine.map_or_else(|| m.name.clone(), |h| h.name.clone()),
+                m.host.addr,
+            )
+        })
+        .collect()
+}
+
+/// The index of the etcd member running on machine `m`.
+pub(super) fn member_of(tb: &mut Testbed, m: usize) -> Option<usize> {
+    let host = tb.machine_host(m).clone();
+    tb.etcd_mut().index_of(&host)
+}
+
 fn resolve(tb: &mut Testbed, role: Role) -> Option<usize> {
     let n = tb.machine_count();
     match role {
@@ -207,8 +261,8 @@ fn resolve(tb: &mut Testbed, role: Role) -> Option<usize> {
         }
         Role::EtcdLeader => {
             let l = tb.etcd_mut().leader().ok()?;
-            let host = tb.etcd_mut().members[l].host.name.clone();
-            (0..n).find(|i| tb.machine_host(*i).name == host)
+            let ns = tb.etcd_mut().members[l].host.ns.clone();
+            (0..n).find(|i| tb.machine_host(*i).ns == ns)
         }
     }
 }
@@ -232,14 +286,38 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         h.faults.push(rec);
         return;
     };
-    if let Some(busy) = active
-        .iter()
-        .find(|a| a.machine == m && part(a.fault.kind) == part(f.kind))
-    {
+    let conflicts = |a: &Active| {
+        a.machine == m
+            && (part(a.fault.kind) == part(f.kind) || f.kind == FaultKind::MachineReplace)
+    };
+    if let Some(busy) = active.iter().find(|a| conflicts(a)) {
         rec.skipped = true;
         rec.note = format!("{} busy with #{}", part(f.kind), busy.fault.id);
         h.faults.push(rec);
         return;
+    }
+    if matches!(f.kind, FaultKind::EtcdReplace | FaultKind::MachineReplace) {
+        // As Cluster API's control plane controller: no member change while etcd is not
+        // healthy (a member down or cut off); the replacement is recorded as skipped.
+        let lb = matches!(tb.agent_kind(), AgentKind::Cpe { extra, .. }
+            if extra.iter().any(|a| a == "--load-balance"));
+        let why = if lb && f.kind == FaultKind::MachineReplace {
+            // A new machine's address would be in no other agent's --backend list.
+            Some("load-balancing agents have fixed --backend lists".to_string())
+        } else {
+            tb.etcd_mut().wait_healthy(Duration::ZERO).err().map(|e| {
+                // "etcd not healthy after 0ns: NAME: etcdctl ...": name the member.
+                let e = format!("{e:#}");
+                let member = e.split(": ").nth(1).unwrap_or("?").to_string();
+                format!("etcd not healthy (member {member} fails `endpoint health`)")
+            })
+        };
+        if let Some(why) = why {
+            rec.skipped = true;
+            rec.note = why;
+            h.faults.push(rec);
+            return;
+        }
     }
     let mut a = Active {
         fault: f.clone(),
@@ -248,6 +326,7 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         member: 0,
         flap: None,
         cgroup: None,
+        new_machine: None,
     };
     match inject(tb, &mut a, &mut rec.note) {
         Ok(()) => {
@@ -256,11 +335,14 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
                 start as f64 / 1000.0,
                 f.id,
                 f.kind.name(),
-                tb.machine_host(m).name,
+                rec.target.as_deref().unwrap_or("?"),
                 f.duration_ms,
                 rec.note
             );
             h.faults.push(rec);
+            if let Some(mi) = a.new_machine.take() {
+                h.machines.push(mi);
+            }
             active.push(a);
         }
         Err(e) => {
@@ -270,240 +352,6 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
             h.faults.push(rec);
         }
     }
-}
-
-fn nft(host: &crate::Host, rules: &str) -> Result<()> {
-    use std::io::Write;
-    let mut c = host.command("nft");
-    c.args(["-f", "-"]);
-    let mut child = c
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(rules.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// Adds a root qdisc on the host's eth0; `Ok(false)` if the kernel lacks that kind.
-fn qdisc(host: &crate::Host, spec: &[String]) -> Result<bool> {
-    let mut args = vec!["qdisc", "add", "dev", "eth0", "root"];
-    args.extend(spec.iter().map(String::as_str));
-    match host.exec("tc", &args) {
-        Ok(_) => Ok(true),
-        Err(e) if format!("{e:#}").contains("qdisc kind is unknown") => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn peers(tb: &Testbed, m: usize) -> Vec<Ipv4Addr> {
-    (0..tb.machine_count())
-        .filter(|i| *i != m)
-        .map(|i| tb.machine_host(i).addr)
-        .collect()
-}
-
-fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Result<()> {
-    let m = a.machine;
-    let v = a.fault.variant;
-    match a.fault.kind {
-        FaultKind::ApiKill => tb.signal_api(m, Signal::SIGKILL),
-        FaultKind::ApiTerm => tb.signal_api(m, Signal::SIGTERM),
-        FaultKind::ApiUnready => tb.set_api_ready(m, false)?,
-        FaultKind::AgentKill => tb.signal_agent_of(m, Signal::SIGKILL),
-        FaultKind::AgentTerm => tb.signal_agent_of(m, Signal::SIGTERM),
-        FaultKind::AgentRestart => {
-            if let Some(st) = tb.restart_agent(m)? {
-                *note = format!("old agent exited: {st}");
-            }
-        }
-        FaultKind::LinkCut => tb.machine_host(m).link_down()?,
-        FaultKind::LinkFlap => {
-            tb.machine_host(m).link_down()?;
-            let mut rng = Rng::new(v as u64);
-            let next = Instant::now() + Duration::from_millis(rng.range(200, 800));
-            a.flap = Some((next, true, rng));
-        }
-        FaultKind::Partition => {
-            let p = peers(tb, m);
-            tb.machine_host(m).partition_from(&p)?;
-        }
-        FaultKind::PartitionOneWay => {
-            let set = peers(tb, m)
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            let (hook, field, dir) = if v.is_multiple_of(2) {
-                ("input", "saddr", "from its peers dropped")
-            } else {
-                ("output", "daddr", "to its peers dropped")
-            };
-            *note = dir.into();
-            nft(
-                tb.machine_host(m),
-                &format!(
-                    "table inet cpe_chaos_oneway {{\n\
-                     chain c {{ type filter hook {hook} priority -300; policy accept; \
-                     ip {field} {{ {set} }} drop; }}\n}}\n"
-                ),
-            )?;
-        }
-        FaultKind::PacketLoss => {
-            let pct = 20 + v % 21;
-            let netem = ["netem", "loss", &format!("{pct}%")].map(String::from);
-            *note = match qdisc(tb.machine_host(m), &netem)? {
-                true => format!("netem loss {pct}%"),
-                false => {
-                    // No sch_netem in this kernel: nftables drops the same share at random,
-                    // both ways.
-                    nft(
-                        tb.machine_host(m),
-                        &format!(
-                            "table inet cpe_chaos_loss {{\n\
-                             chain i {{ type filter hook input priority -300; policy accept; \
-                             numgen random mod 100 < {pct} drop; }}\n\
-                             chain o {{ type filter hook output priority -300; policy accept; \
-                             numgen random mod 100 < {pct} drop; }}\n}}\n"
-                        ),
-                    )?;
-                    format!("loss {pct}% (nftables numgen: no netem in this kernel)")
-                }
-            };
-        }
-        FaultKind::Delay => {
-            let d = 50 + v % 151;
-            let netem = ["netem", "delay", &format!("{d}ms"), "20ms"].map(String::from);
-            *note = match qdisc(tb.machine_host(m), &netem)? {
-                true => format!("netem delay {d} ms ± 20 ms"),
-                false => {
-                    // No sch_netem: a congested link instead (a token bucket at 256 kbit/s
-                    // queues bursts for up to `d` ms and drops beyond).
-                    let tbf = [
-                        "tbf",
-                        "rate",
-                        "256kbit",
-                        "burst",
-                        "4kb",
-                        "latency",
-                        &format!("{d}ms"),
-                    ]
-                    .map(String::from);
-                    qdisc(tb.machine_host(m), &tbf)?;
-                    format!("tbf 256 kbit/s, queue up to {d} ms (no netem in this kernel)")
-                }
-            };
-        }
-        FaultKind::EtcdLeaderKill => {
-            let name = tb.machine_host(m).name.clone();
-            let e = tb.etcd_mut();
-            let i = e
-                .members
-                .iter()
-                .position(|x| x.host.name == name)
-                .context("no etcd member on the target")?;
-            e.kill(i);
-            a.member = i;
-        }
-        FaultKind::CpuStarve => {
-            let pids = tb.agent_pids(m);
-            let cg = starve(&tb.machine_host(m).name, &pids)?;
-            *note = format!("{} at 2% of a CPU", cg.display());
-            a.cgroup = Some(cg);
-        }
-    }
-    Ok(())
-}
-
-fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result<()> {
-    let m = a.machine;
-    match a.fault.kind {
-        FaultKind::ApiKill | FaultKind::ApiTerm => tb.restart_api(m)?,
-        FaultKind::ApiUnready => tb.set_api_ready(m, true)?,
-        FaultKind::AgentKill | FaultKind::AgentTerm => {
-            let st = tb.restart_agent(m)?;
-            if a.fault.kind == FaultKind::AgentTerm && !st.is_some_and(|s| s.success()) {
-                h.crashes.push(Crash {
-                    t: tb.now().as_millis() as Ms,
-                    process: format!("agent {}", tb.machine_host(m).name),
-                    status: format!("on SIGTERM: {st:?} (expected exit 0)"),
-                    log_tail: String::new(),
-                });
-            }
-        }
-        FaultKind::AgentRestart => {}
-        FaultKind::LinkCut | FaultKind::LinkFlap => tb.machine_host(m).link_up()?,
-        FaultKind::Partition => tb.machine_host(m).heal()?,
-        FaultKind::PartitionOneWay => {
-            tb.machine_host(m)
-                .exec("nft", &["delete", "table", "inet", "cpe_chaos_oneway"])?;
-        }
-        FaultKind::PacketLoss | FaultKind::Delay => {
-            let host = tb.machine_host(m);
-            if a.fault.kind == FaultKind::PacketLoss && !h.faults[a.rec].note.starts_with("netem") {
-                host.exec("nft", &["delete", "table", "inet", "cpe_chaos_loss"])?;
-            } else {
-                host.exec("tc", &["qdisc", "del", "dev", "eth0", "root"])?;
-            }
-        }
-        FaultKind::EtcdLeaderKill => tb.etcd_mut().restart(a.member)?,
-        FaultKind::CpuStarve => {
-            if let Some(cg) = &a.cgroup {
-                unstarve(cg)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The cgroup-v1 `cpu` hierarchy or cgroup v2 with the cpu controller.
-fn cpu_root() -> Result<(PathBuf, bool)> {
-    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers");
-    if std::fs::read_to_string(v2).is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu")) {
-        return Ok(("/sys/fs/cgroup".into(), true));
-    }
-    let v1 = Path::new("/sys/fs/cgroup/cpu");
-    if v1.join("cpu.cfs_quota_us").exists() {
-        return Ok((v1.into(), false));
-    }
-    anyhow::bail!("no cgroup cpu controller (neither v2 cpu.max nor v1 cpu.cfs_quota_us)")
-}
-
-/// Moves `pids` into a new cgroup limited to 2% of one CPU.
-fn starve(name: &str, pids: &[u32]) -> Result<PathBuf> {
-    let (root, v2) = cpu_root()?;
-    let cg = root.join(format!("cpe-chaos-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&cg).with_context(|| format!("creating {}", cg.display()))?;
-    if v2 {
-        std::fs::write(cg.join("cpu.max"), "2000 100000")?;
-    } else {
-        std::fs::write(cg.join("cpu.cfs_period_us"), "100000")?;
-        std::fs::write(cg.join("cpu.cfs_quota_us"), "2000")?;
-    }
-    for p in pids {
-        std::fs::write(cg.join("cgroup.procs"), p.to_string())
-            .with_context(|| format!("moving pid {p} into {}", cg.display()))?;
-    }
-    Ok(cg)
-}
-
-/// Moves every process of `cg` back to the root and removes it.
-fn unstarve(cg: &Path) -> Result<()> {
-    let root = cg.parent().context("cgroup without parent")?;
-    let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
-    for p in procs.split_whitespace() {
-        let _ = std::fs::write(root.join("cgroup.procs"), p);
-    }
-    std::fs::remove_dir(cg).with_context(|| format!("removing {}", cg.display()))
 }
 
 /// Records agents, API servers and etcd members that exited while no fault of theirs was
@@ -541,8 +389,9 @@ fn notice_exits(tb: &mut Testbed, active: &[Active], h: &mut History) {
             let _ = tb.restart_api(m);
         }
         if !busy(m, "etcd") {
+            let i = member_of(tb, m);
             let e = tb.etcd_mut();
-            if let Some(i) = e.members.iter().position(|x| x.host.name == name) {
+            if let Some(i) = i {
                 if !e.members[i].is_running() {
                     h.crashes.push(Crash {
                         t,

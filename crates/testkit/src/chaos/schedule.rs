@@ -46,10 +46,41 @@ pub enum FaultKind {
     EtcdLeaderKill,
     /// The target's agent is held to 2% of one CPU (cgroup CPU quota).
     CpuStarve,
+    /// The target's etcd member is removed (`etcdctl member remove`, its data deleted) and
+    /// a fresh one joins on the same machine with a new name and a new address
+    /// (`member add`, `--initial-cluster-state existing`), as Cluster API replaces one.
+    EtcdReplace,
+    /// The target machine is replaced: agent and API server stopped (SIGTERM), its etcd
+    /// member removed, the machine deleted; a new machine with a new name and address
+    /// joins (etcd member, API server, agent).
+    MachineReplace,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 14] = [
+    /// Every kind: the default of [`Params::new`].
+    pub const ALL: [FaultKind; 16] = [
+        FaultKind::ApiKill,
+        FaultKind::ApiTerm,
+        FaultKind::ApiUnready,
+        FaultKind::AgentKill,
+        FaultKind::AgentTerm,
+        FaultKind::AgentRestart,
+        FaultKind::LinkCut,
+        FaultKind::LinkFlap,
+        FaultKind::Partition,
+        FaultKind::PartitionOneWay,
+        FaultKind::PacketLoss,
+        FaultKind::Delay,
+        FaultKind::EtcdLeaderKill,
+        FaultKind::CpuStarve,
+        FaultKind::EtcdReplace,
+        FaultKind::MachineReplace,
+    ];
+
+    /// The kinds of the first runs (before the replacements existed), in their order: a
+    /// seed recorded then keeps its schedule when drawn from these (`--kinds v1`; the
+    /// regression cases of seed 769871270 do so).
+    pub const V1: [FaultKind; 14] = [
         FaultKind::ApiKill,
         FaultKind::ApiTerm,
         FaultKind::ApiUnready,
@@ -82,7 +113,28 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::EtcdLeaderKill => "etcd-leader-kill",
             FaultKind::CpuStarve => "cpu-starve",
+            FaultKind::EtcdReplace => "etcd-replace",
+            FaultKind::MachineReplace => "machine-replace",
         }
+    }
+
+    /// A comma-separated list of kind names, or `all`, or `v1` (see [`FaultKind::V1`]).
+    pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, String> {
+        match s {
+            "all" => return Ok(FaultKind::ALL.to_vec()),
+            "v1" => return Ok(FaultKind::V1.to_vec()),
+            _ => {}
+        }
+        s.split(',')
+            .map(|k| {
+                FaultKind::from_name(k.trim()).ok_or_else(|| {
+                    format!(
+                        "unknown fault kind {k:?}: one of {}, or `all`, or `v1`",
+                        FaultKind::ALL.map(|k| k.name()).join(", ")
+                    )
+                })
+            })
+            .collect()
     }
 
     pub fn from_name(s: &str) -> Option<FaultKind> {
@@ -100,6 +152,9 @@ impl FaultKind {
             FaultKind::PacketLoss | FaultKind::Delay => (2_000, 10_000),
             FaultKind::EtcdLeaderKill => (2_000, 8_000),
             FaultKind::CpuStarve => (2_000, 8_000),
+            // Instant: the fault is the replacement itself (the runner does it when the
+            // fault starts); what is measured is the outage around it.
+            FaultKind::EtcdReplace | FaultKind::MachineReplace => (0, 0),
         }
     }
 
@@ -296,12 +351,54 @@ mod tests {
         let p = Params::new(Duration::from_secs(120));
         assert_eq!(generate(42, &p), generate(42, &p));
         assert_ne!(generate(42, &p), generate(43, &p));
-        // Pinned: a recorded seed keeps its schedule across builds.
+        // Pinned: a recorded seed keeps its schedule across builds (for a set of kinds).
         let first = &generate(42, &p)[0];
+        assert_eq!(
+            (first.kind, first.start_ms, first.duration_ms),
+            (FaultKind::AgentKill, 3_064, 1_195),
+            "{first:?}"
+        );
+        let v1 = Params {
+            kinds: FaultKind::V1.to_vec(),
+            ..p.clone()
+        };
+        let first = &generate(42, &v1)[0];
         assert_eq!(
             (first.kind, first.start_ms, first.duration_ms),
             (FaultKind::AgentRestart, 3_064, 0),
             "{first:?}"
+        );
+    }
+
+    #[test]
+    fn the_first_kinds_keep_the_schedule_of_the_30_minute_seed() {
+        // Seed 769871270 (the 30-minute run of docs/chaos.md) drawn from the first 14
+        // kinds: fault #8 is the etcd leader kill its regression case replays.
+        let mut p = Params::new(Duration::from_secs(1800));
+        p.kinds = FaultKind::V1.to_vec();
+        let s = generate(769_871_270, &p);
+        let f = &s[8];
+        assert_eq!(
+            (f.kind, f.start_ms, f.duration_ms, f.role),
+            (FaultKind::EtcdLeaderKill, 41_416, 6_873, Role::EtcdLeader),
+            "{f:?}"
+        );
+        assert_eq!(s.len(), 361);
+        // The replacements are drawn with the rest by default, with the same determinism.
+        let all = Params::new(Duration::from_secs(600));
+        let a = generate(15, &all);
+        assert_eq!(a, generate(15, &all));
+        assert!(a.iter().any(|f| f.kind == FaultKind::MachineReplace));
+        assert!(a.iter().any(|f| f.kind == FaultKind::EtcdReplace));
+        assert_eq!(FaultKind::parse_list("v1").unwrap(), FaultKind::V1.to_vec());
+        assert_eq!(
+            FaultKind::parse_list("etcd-replace,delay").unwrap(),
+            vec![FaultKind::EtcdReplace, FaultKind::Delay]
+        );
+        let e = FaultKind::parse_list("delay,nap").unwrap_err();
+        assert!(
+            e.contains("unknown fault kind \"nap\"") && e.contains("machine-replace"),
+            "{e}"
         );
     }
 

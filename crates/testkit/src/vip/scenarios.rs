@@ -290,10 +290,18 @@ impl Testbed {
                 .is_some_and(|c| c.is_running())
     }
 
-    /// Replaces machine `i`: stops its agent and then its API server (SIGTERM), removes its etcd
-    /// member, deletes the host, then adds a new host with a new address, etcd member, API
-    /// server and agent, and waits for a steady state.
+    /// Replaces machine `i` ([`Testbed::replace_machine`]) and waits for a steady state.
     fn replace(&mut self, i: usize) -> Result<()> {
+        self.replace_machine(i)?;
+        self.wait_stable(Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    /// Replaces machine `i` as Cluster API does: stops its agent and then its API server
+    /// (SIGTERM), moves etcd leadership off its member and removes it, deletes the host,
+    /// then adds a new host with a new name and address, etcd member, API server and agent.
+    /// Does not wait for a steady state. Returns the new machine's name and MAC.
+    pub fn replace_machine(&mut self, i: usize) -> Result<(String, String)> {
         let old = self.machines[i].host.clone();
         if let Some(mut a) = self.machines[i].agent.take() {
             a.terminate(Duration::from_secs(10));
@@ -315,18 +323,49 @@ impl Testbed {
         self.next_host += 1;
         let host = self.net.add_host(&format!("cp{n}"), 10 + n as u8)?;
         self.watch.add_host(&host)?;
-        self.macs.push((host.mac()?, host.name.clone()));
+        let mac = host.mac()?;
+        self.macs.push((mac.clone(), host.name.clone()));
         self.etcd.add(&host)?;
         let slot = self.machines[i].slot;
+        let name = host.name.clone();
         self.machines[i] = Machine::fresh(host, slot);
         self.start_api(i)?;
         self.wait_api_ready(i)?;
         self.start_agent(i)?;
+        eprintln!("[vip] replaced {} by {name}", old.name);
+        Ok((name, mac))
+    }
+
+    /// Replaces machine `i`'s etcd member as Cluster API would: leadership moved off it,
+    /// `member remove`, its data deleted, then a fresh member with a new name and a new
+    /// address (a second address on the machine's eth0) added and started, and the cluster
+    /// waited healthy. The agents learn the new member from etcd's member list. Returns the
+    /// new member's name and client URL.
+    pub fn replace_etcd_member(&mut self, i: usize) -> Result<(String, String)> {
+        let machine = self.machines[i].host.clone();
+        let idx = self
+            .etcd
+            .index_of(&machine)
+            .context("the machine has no etcd member")?;
+        self.etcd.move_leader_off(idx)?;
+        let old_dir = self.etcd.members[idx].data_dir().to_path_buf();
+        self.etcd.remove(idx)?;
+        let _ = std::fs::remove_dir_all(&old_dir);
+        let n = self.next_host;
+        self.next_host += 1;
+        let mut host = machine.clone();
+        host.name = format!("etcd{n}");
+        host.addr = self.net.addr(10 + n as u8);
+        machine.exec(
+            "ip",
+            &["addr", "add", &format!("{}/24", host.addr), "dev", "eth0"],
+        )?;
+        self.etcd.add(&host)?;
+        let url = format!("http://{}:2379", host.addr);
         eprintln!(
-            "[vip] replaced {} by {}",
-            old.name, self.machines[i].host.name
+            "[vip] {}: etcd member replaced by {} at {url}",
+            machine.name, host.name
         );
-        self.wait_stable(Duration::from_secs(60))?;
-        Ok(())
+        Ok((host.name, url))
     }
 }

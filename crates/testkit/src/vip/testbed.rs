@@ -98,7 +98,22 @@ impl Testbed {
     /// Builds the net, etcd, API servers and agents, starts the observers, and waits for a
     /// steady state. `tag` prefixes the namespace names.
     pub fn start(tag: &str, api: ApiKind, agent: AgentKind) -> Result<Testbed> {
-        Testbed::start_with(tag, api, agent, None)
+        Testbed::start_with(tag, api, agent, None, 3)
+    }
+
+    /// As [`Testbed::start`] with `machines` control-plane machines (3 or 5: an etcd
+    /// member on each).
+    pub fn start_sized(
+        tag: &str,
+        api: ApiKind,
+        agent: AgentKind,
+        machines: usize,
+    ) -> Result<Testbed> {
+        anyhow::ensure!(
+            machines == 3 || machines == 5,
+            "machines: {machines}: a control plane here has 3 or 5 machines (an odd etcd cluster)"
+        );
+        Testbed::start_with(tag, api, agent, None, machines)
     }
 
     /// As [`Testbed::start`]; with `haproxy_port`, HAProxy runs on every machine there and
@@ -108,6 +123,7 @@ impl Testbed {
         api: ApiKind,
         agent: AgentKind,
         haproxy_port: Option<u16>,
+        machines: usize,
     ) -> Result<Testbed> {
         crate::require_root();
         let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
@@ -127,7 +143,8 @@ impl Testbed {
             .prefix(&format!("{tag}-"))
             .tempdir()?;
         let net = Net::new(tag)?;
-        let hosts: Vec<Host> = (1..=3)
+        let hosts_n = machines;
+        let hosts: Vec<Host> = (1..=machines)
             .map(|i| net.add_host(&format!("cp{i}"), 10 + i as u8))
             .collect::<Result<_>>()?;
         let client = net.add_host("client", 50)?;
@@ -176,7 +193,7 @@ impl Testbed {
             agent,
             epoch,
             epoch_wall,
-            next_host: 4,
+            next_host: hosts_n + 1,
             haproxy_port,
             net,
             dir,
@@ -368,7 +385,12 @@ impl Testbed {
             None => self.api_url(),
         };
         // This machine's own member first, as `cpe vip --etcd` asks.
-        let own = format!("http://{}:2379", self.machines[i].host.addr);
+        // (A replaced member has an address of its own on the machine.)
+        let own = self
+            .etcd
+            .index_of(&self.machines[i].host)
+            .map(|k| self.etcd.members[k].client_url())
+            .unwrap_or_else(|| format!("http://{}:2379", self.machines[i].host.addr));
         let mut eps: Vec<String> = self.etcd.endpoints().split(',').map(String::from).collect();
         eps.sort_by_key(|e| *e != own);
         let eps = eps.join(",");
