@@ -261,12 +261,13 @@ for name, mode, fig in rows:
     pairs = [a / b for a, b in zip(c, h) if b]
     dm = f"{med(d):8.0f}" if d else f"{'-':>8}"
     rng = f"{med(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else "-"
-    print(f"{name:40} {dm} {med(h):9.1f} {med(c):9.1f}   {rng:17} | " + " ".join(f"{x:.2f}" for x in pairs))
+    nd = 3 if fig == "cs" else 1
+    print(f"{name:40} {dm} {med(h):9.{nd}f} {med(c):9.{nd}f}   {rng:17} | " + " ".join(f"{x:.2f}" for x in pairs))
     b = S.get(f"cpeb.{mode}.{fig}", [])
     if b:
         bp = [x / y for x, y in zip(b, h) if y]
         bc = [x / y for x, y in zip(b, c) if y]
-        print(f"{'  CPE_B':40} {'':8} {'':9} {med(b):9.1f}   {med(bp):.2f} ({min(bp):.2f}-{max(bp):.2f}) | " + " ".join(f"{x:.2f}" for x in bp) + f"   CPE_B/cpe {med(bc):.2f}")
+        print(f"{'  CPE_B':40} {'':8} {'':9} {med(b):9.{nd}f}   {med(bp):.2f} ({min(bp):.2f}-{max(bp):.2f}) | " + " ".join(f"{x:.2f}" for x in bp) + f"   CPE_B/cpe {med(bc):.2f}")
     verdict[(mode, fig)] = med(pairs) if pairs else float("nan")
 if idle:
     h0, c0, h, c = S["haproxy.rss0"][0], S["cpe.rss0"][0], S["haproxy.rss"][0], S["cpe.rss"][0]
