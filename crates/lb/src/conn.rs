@@ -8,6 +8,7 @@
 //! snapshots. It does not probe or decide health: a failed connect is reported to the
 //! backend's state machine through [`Shared::apply`](crate::Shared).
 
+use crate::cut::unless_cut;
 use crate::select::{self, Pick};
 use crate::{forward, Shared};
 use cpe_health::Event;
@@ -56,30 +57,32 @@ impl Drop for GaugeGuard<'_> {
 
 impl Shared {
     /// Accepts on one worker's socket until `stop`, then closes it (dropped on return).
+    /// The stop token, shared by the workers, is polled only when it fires (`cut.rs`),
+    /// not on every accept.
     pub(crate) async fn accept_loop(
         self: &Arc<Self>,
         listener: TcpListener,
         stop: CancellationToken,
     ) {
+        unless_cut(self.accept_until_dropped(listener), &stop).await;
+    }
+
+    async fn accept_until_dropped(self: &Arc<Self>, listener: TcpListener) {
         let mut last_limit_log: Option<Instant> = None;
         let mut last_accept_log: Option<Instant> = None;
         loop {
-            let (client, peer) = tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: the connection stays in the backlog; back
-                        // off a little instead of spinning on it.
-                        if last_accept_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
-                            warn!(error = %e, "accept failed (file descriptor limit?)");
-                            last_accept_log = Some(Instant::now());
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
+            let (client, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; back
+                    // off a little instead of spinning on it.
+                    if last_accept_log.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                        warn!(error = %e, "accept failed (file descriptor limit?)");
+                        last_accept_log = Some(Instant::now());
                     }
-                },
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             self.metrics.accepted.inc();
             // Near the descriptor limit the client is closed, as past the connection
@@ -162,13 +165,14 @@ impl Shared {
         b.connects.inc();
         b.active.inc();
         let _b_active = GaugeGuard(&b.active);
-        tokio::select! {
-            r = forward::both_ways(&client, &upstream, &*b) => {
-                if let Err(e) = r {
-                    debug!(backend = %b.name, %peer, error = %e, "connection ended with an error");
-                }
+        // Not `select!`: it would poll the drain token, shared by every connection to this
+        // backend, on every read and write (see `cut.rs`).
+        match unless_cut(forward::both_ways(&client, &upstream, &*b), &b.drain).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                debug!(backend = %b.name, %peer, error = %e, "connection ended with an error")
             }
-            _ = b.drain.cancelled() => debug!(backend = %b.name, %peer, "closed: drain timeout passed"),
+            None => debug!(backend = %b.name, %peer, "closed: drain timeout passed"),
         }
     }
 }

@@ -51,6 +51,7 @@ pub mod backend;
 mod checks;
 pub mod config;
 mod conn;
+mod cut;
 pub mod discovery;
 pub mod forward;
 mod listen;
