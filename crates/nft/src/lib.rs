@@ -1,8 +1,17 @@
 //! The VIP's port steering in the kernel, for `cpe vip --load-balance`: an nftables table
 //! `cpe` (family `ip` for an IPv4 VIP, `ip6` for an IPv6 one) with two base nat chains at
 //! `prerouting` and `output` (priority dstnat), each holding one rule
-//! `ip daddr VIP tcp dport PORT redirect to :LBPORT` (`ip6 daddr` for IPv6), so clients of
-//! VIP:PORT — remote ones and this machine's own — reach the load balancer on LBPORT.
+//! `ip daddr VIP tcp dport PORT fib daddr type local redirect to :LBPORT` (`ip6 daddr` for
+//! IPv6), so clients of VIP:PORT — remote ones and this machine's own — reach the load
+//! balancer on LBPORT.
+//!
+//! The guard `fib daddr type local` ([`GUARD`]) is looked up by the kernel for every new
+//! connection: the rule steers only while VIP is an address of this machine. The address
+//! carries a kernel lifetime that ends at the lease deadline, so a rule left behind by an
+//! agent that cannot run (frozen, starved) turns inert by itself when the kernel removes
+//! the address: packets for the VIP then take their normal route (to the next holder)
+//! instead of this machine's load balancer. Connections redirected before keep their
+//! conntrack translation until they end.
 //!
 //! It speaks nfnetlink itself (`NETLINK_NETFILTER`, one batch per change, every message
 //! acknowledged and checked), because the agent ships as one static binary that runs no
@@ -12,8 +21,9 @@
 //! shows for them is checked by the root test in `tests/`.
 //!
 //! It does not decide when to steer (the VIP agent installs after adding the address and
-//! removes before removing it), does not touch any other table, and reads nothing back
-//! from the kernel but acknowledgements.
+//! removes before removing it; the guard is the kernel's backstop, not the agent's
+//! order), does not touch any other table, and reads nothing back from the kernel but
+//! acknowledgements.
 
 mod msg;
 
@@ -26,6 +36,10 @@ use std::time::Duration;
 /// The table every rule of cpe lives in (one per family).
 pub const TABLE: &str = "cpe";
 
+/// The guard every redirect rule carries, as `nft list ruleset` prints it: the rule only
+/// matches while the VIP is an address of this machine.
+pub const GUARD: &str = "fib daddr type local";
+
 const NETLINK_NETFILTER: i32 = 12;
 
 /// Where clients of the VIP are sent: TCP to `vip:port` goes to this machine's `to_port`.
@@ -37,11 +51,12 @@ pub struct Redirect {
 }
 
 impl std::fmt::Display for Redirect {
-    /// As `nft` writes it: `ip daddr 10.0.0.100 tcp dport 6443 redirect to :6444`.
+    /// As `nft` writes it:
+    /// `ip daddr 10.0.0.100 tcp dport 6443 fib daddr type local redirect to :6444`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} daddr {} tcp dport {} redirect to :{}",
+            "{} daddr {} tcp dport {} {GUARD} redirect to :{}",
             Family::of(self.vip).as_str(),
             self.vip,
             self.port,
@@ -72,7 +87,8 @@ fn hint(e: &std::io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => " (needs CAP_NET_ADMIN)",
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => {
-            " (the kernel lacks nf_tables nat or redirect support: CONFIG_NFT_NAT, CONFIG_NFT_REDIR)"
+            " (the kernel lacks nf_tables nat, redirect or fib support: CONFIG_NFT_NAT, \
+             CONFIG_NFT_REDIR, CONFIG_NFT_FIB_IPV4/IPV6)"
         }
         _ => "",
     }

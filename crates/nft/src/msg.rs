@@ -2,8 +2,9 @@
 //! read back: a batch (begin, table, chains, rules, end) and the `NLMSG_ERROR` acks.
 //!
 //! Only what one redirect needs is here: tables, base nat chains, and the `payload`,
-//! `meta`, `cmp`, `immediate` and `redir` expressions, laid out as `nft` itself sends them
-//! for `ip daddr VIP tcp dport P redirect to :LBPORT` (compare `nft --debug=netlink`);
+//! `meta`, `cmp`, `fib`, `immediate` and `redir` expressions, laid out as `nft` itself
+//! sends them for `ip daddr VIP tcp dport P fib daddr type local redirect to :LBPORT`
+//! (compare `nft --debug=netlink`);
 //! golden bytes pin the layout. It does not read rule sets back, nor know any other
 //! expression, set or object.
 
@@ -45,6 +46,12 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_META_L4PROTO: u32 = 16;
 const NFT_CMP_EQ: u32 = 0;
+/// `fib ... type`: the route type of the looked-up address.
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `fib daddr`: look up the destination address (no interface restriction).
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// `RTN_LOCAL`: an address of this machine (network namespace).
+const RTN_LOCAL: u32 = 2;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
 const NF_ACCEPT: u32 = 1;
 const NF_INET_PRE_ROUTING: u32 = 0;
@@ -204,7 +211,10 @@ impl Batch {
         self.nft(NFT_MSG_NEWCHAIN, NLM_F_CREATE, family, &a);
     }
 
-    /// `ip daddr VIP tcp dport PORT redirect to :TO` (or `ip6 daddr`) in `chain`.
+    /// `ip daddr VIP tcp dport PORT fib daddr type local redirect to :TO` (or `ip6 daddr`)
+    /// in `chain`. The `fib` guard asks the kernel, per packet, whether VIP is an address
+    /// of this machine now: once the address is gone (removed, or its lifetime ended while
+    /// the agent could not run) the rule matches nothing, whoever left it there.
     fn add_redirect_rule(&mut self, table: &str, chain: &str, r: &crate::Redirect) {
         let family = Family::of(r.vip);
         let (offset, addr) = match r.vip {
@@ -247,6 +257,16 @@ impl Batch {
             .nest(NFTA_LIST_ELEM, cmp_eq(&[IPPROTO_TCP]))
             .nest(NFTA_LIST_ELEM, payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2))
             .nest(NFTA_LIST_ELEM, cmp_eq(&r.port.to_be_bytes()))
+            .nest(
+                NFTA_LIST_ELEM,
+                expr("fib", |d| {
+                    d.u32(1, NFT_REG_1) // NFTA_FIB_DREG
+                        .u32(2, NFT_FIB_RESULT_ADDRTYPE) // RESULT
+                        .u32(3, NFTA_FIB_F_DADDR); // FLAGS
+                }),
+            )
+            // The route type is a host-order u32 in the register.
+            .nest(NFTA_LIST_ELEM, cmp_eq(&RTN_LOCAL.to_ne_bytes()))
             .nest(
                 NFTA_LIST_ELEM,
                 expr("immediate", |d| {
@@ -366,7 +386,7 @@ mod tests {
     }
 
     /// The rule's expressions as `nft --debug=netlink` shows them for
-    /// `ip daddr 10.9.9.9 tcp dport 6443 redirect to :6444`: the address, the protocol
+    /// `ip daddr 10.9.9.9 tcp dport 6443 fib daddr type local redirect to :6444`: the address, the protocol
     /// and the ports are in network order where the kernel compares bytes.
     #[test]
     fn the_rule_carries_address_and_ports_in_network_order() {
@@ -405,6 +425,41 @@ mod tests {
             (10 << 8) | 6
         );
         assert_eq!(rule[16], 2);
+    }
+
+    /// The guard, byte for byte as `nft` sends `fib daddr type local` (x86's byte order):
+    /// `fib` with DREG 1, RESULT 3 (ADDRTYPE), FLAGS 2 (DADDR), then `cmp eq` against
+    /// RTN_LOCAL (2) in host order, both before the redirect.
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn the_rule_is_guarded_by_fib_daddr_type_local_before_the_redirect() {
+        let mut b = Batch::new(1);
+        b.add_redirect_rule(
+            "cpe",
+            "output",
+            &Redirect {
+                vip: "fd00::9".parse().unwrap(),
+                port: 6443,
+                to_port: 6444,
+            },
+        );
+        let h = hex(&b.finish().0);
+        let fib = concat!(
+            "0800", "0100", "66696200", // NFTA_EXPR_NAME "fib"
+            "1c00", "0280", // NFTA_EXPR_DATA, nested, 24 bytes inside
+            "0800", "0100", "00000001", // NFTA_FIB_DREG reg 1
+            "0800", "0200", "00000003", // NFTA_FIB_RESULT addrtype
+            "0800", "0300", "00000002", // NFTA_FIB_FLAGS daddr
+        );
+        let local = concat!(
+            "0c00", "0380", // NFTA_CMP_DATA, nested
+            "0800", "0100", "02000000", // NFTA_DATA_VALUE RTN_LOCAL, host order
+        );
+        let at = |needle: &str| h.find(needle).unwrap_or_else(|| panic!("{needle} in {h}"));
+        assert!(at(fib) < at(local), "{h}");
+        assert!(at(local) < at(&hex(b"immediate\0")), "{h}");
+        assert!(at(&hex(&6443u16.to_be_bytes())) < at(fib), "{h}");
+        assert_eq!(h.matches(&hex(b"fib\0")).count(), 1);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! tests need beyond the failover scenarios — one machine's API server killed and
 //! restarted without touching the agent, which API server answered each of a series of
 //! fresh connections (`/debug/whoami` of the stand-in), and a [`RulesWatch`] that samples
-//! every machine's nftables rule set (`nft -j list ruleset`, the tool is fine in tests)
-//! and judges it against the holder watcher: the redirect exists on at most one machine
-//! and only on one that held the VIP around that instant.
+//! every machine's addresses and nftables rule set (`ip`, `nft -j list ruleset`: tools
+//! are fine in tests) and judges it against the holder watcher: a redirect that *steers*
+//! — one without the guard `fib daddr type local`, or a guarded one on a machine that has
+//! the VIP — exists on at most one machine and only on one that held the VIP around that
+//! instant. A guarded rule on a machine without the address is inert (the kernel skips
+//! it) and is counted, not judged.
 //!
 //! The peer of the load-balancing mode is kubeadm's recipe, keepalived+HAProxy
 //! ([`Testbed::start_keepalived_haproxy`]): HAProxy on every machine on another port than
@@ -106,7 +109,7 @@ impl Testbed {
     /// Starts sampling every machine's nftables rule set every `every`.
     pub fn rules_watch(&self, every: Duration) -> RulesWatch {
         let hosts: Vec<Host> = self.machines.iter().map(|m| m.host.clone()).collect();
-        RulesWatch::start(hosts, every, self.epoch())
+        RulesWatch::start(hosts, self.vip.to_string(), every, self.epoch())
     }
 }
 
@@ -143,13 +146,37 @@ backend apiserverbackend
     )
 }
 
-/// One sweep over the machines: which had the redirect (`table ... cpe` with a redirect
-/// statement), between `start` and `end` (since the testbed's epoch).
-#[derive(Debug, Clone)]
+/// One sweep over the machines, between `start` and `end` (since the testbed's epoch):
+/// which had the redirect (`table ... cpe` with a redirect statement), which of those had
+/// a rule without the guard, and which had the VIP as an address (read just before their
+/// rules: an address removed in between still counts as there, the stricter reading).
+#[derive(Debug, Clone, Default)]
 pub struct RulesSample {
     pub start: Duration,
     pub end: Duration,
     pub with_rules: Vec<String>,
+    pub unguarded: Vec<String>,
+    pub with_vip: Vec<String>,
+}
+
+impl RulesSample {
+    /// The machines whose redirect steers: unguarded, or guarded where the VIP is local.
+    pub fn steering(&self) -> Vec<String> {
+        self.with_rules
+            .iter()
+            .filter(|n| self.unguarded.contains(n) || self.with_vip.contains(n))
+            .cloned()
+            .collect()
+    }
+
+    /// The machines with a guarded redirect but no VIP: the rule is there, inert.
+    pub fn inert(&self) -> Vec<String> {
+        self.with_rules
+            .iter()
+            .filter(|n| !self.steering().contains(n))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A thread sampling the rule sets until dropped.
@@ -165,29 +192,63 @@ pub fn has_redirect(json: &str) -> bool {
     json.contains("\"name\": \"cpe\"") && json.contains("\"redirect\"")
 }
 
+/// Whether every redirect rule of table `cpe` in `nft -j list ruleset` output carries the
+/// guard `fib daddr type local` before its redirect (true when there is none; an output
+/// that does not parse counts as unguarded).
+pub fn redirect_guarded(json: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .filter(|r| r["table"] == "cpe")
+        .all(|r| {
+            let exprs = r["expr"].as_array().cloned().unwrap_or_default();
+            let Some(redirect) = exprs.iter().position(|e| e.get("redirect").is_some()) else {
+                return true;
+            };
+            exprs[..redirect].iter().any(|e| {
+                let m = &e["match"];
+                m["op"] == "=="
+                    && m["left"]["fib"]["result"] == "type"
+                    && m["left"]["fib"]["flags"] == serde_json::json!(["daddr"])
+                    && m["right"] == "local"
+            })
+        })
+}
+
 impl RulesWatch {
-    fn start(hosts: Vec<Host>, every: Duration, epoch: Instant) -> RulesWatch {
+    fn start(hosts: Vec<Host>, vip: String, every: Duration, epoch: Instant) -> RulesWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let (stop, samples) = (stop.clone(), samples.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let start = epoch.elapsed();
-                    let with_rules = hosts
-                        .iter()
-                        .filter(|h| {
-                            h.exec("nft", &["-j", "list", "ruleset"])
-                                .is_ok_and(|j| has_redirect(&j))
-                        })
-                        .map(|h| h.name.clone())
-                        .collect();
-                    let end = epoch.elapsed();
-                    samples.lock().unwrap().push(RulesSample {
-                        start,
-                        end,
-                        with_rules,
-                    });
+                    let mut s = RulesSample {
+                        start: epoch.elapsed(),
+                        ..RulesSample::default()
+                    };
+                    let to = format!("{vip}/32");
+                    for h in &hosts {
+                        let addr = h.exec("ip", &["-o", "addr", "show", "to", &to]);
+                        if addr.is_ok_and(|a| !a.trim().is_empty()) {
+                            s.with_vip.push(h.name.clone());
+                        }
+                        let Ok(j) = h.exec("nft", &["-j", "list", "ruleset"]) else {
+                            continue;
+                        };
+                        if has_redirect(&j) {
+                            s.with_rules.push(h.name.clone());
+                            if !redirect_guarded(&j) {
+                                s.unguarded.push(h.name.clone());
+                            }
+                        }
+                    }
+                    s.end = epoch.elapsed();
+                    samples.lock().unwrap().push(s);
                     std::thread::sleep(every);
                 }
             })
@@ -203,16 +264,12 @@ impl RulesWatch {
         self.samples.lock().unwrap().clone()
     }
 
-    /// Samples where the redirect was on two machines, or on one that did not hold the
-    /// VIP at any instant within `slack` of the sweep (the watchers sample apart). A
-    /// sample on a machine inside one of its `exempt` windows `(machine, from, to)` is
-    /// left out (see `vip_lb`: a frozen agent cannot remove its rule).
-    pub fn violations(
-        &self,
-        watch: &Watch,
-        slack: Duration,
-        exempt: &[(String, Duration, Duration)],
-    ) -> Vec<String> {
+    /// Samples where a steering redirect ([`RulesSample::steering`]) was on two machines,
+    /// or on one that did not hold the VIP at any instant within `slack` of the sweep (the
+    /// watchers sample apart). A guarded rule on a machine without the VIP is inert and
+    /// not judged (a frozen agent cannot remove its rule, but the kernel removed its
+    /// address); an unguarded one there is a violation.
+    pub fn violations(&self, watch: &Watch, slack: Duration) -> Vec<String> {
         let changes = watch.holders();
         let held = |name: &str, from: Duration, to: Duration| {
             let before = changes.iter().rev().find(|c| c.t <= from);
@@ -223,23 +280,26 @@ impl RulesWatch {
                     .any(|c| c.holders.iter().any(|h| h == name))
         };
         let mut bad = Vec::new();
-        for mut s in self.samples() {
-            s.with_rules.retain(|n| {
-                !exempt
-                    .iter()
-                    .any(|(m, from, to)| m == n && s.end >= *from && s.start <= *to)
-            });
-            if s.with_rules.len() > 1 {
+        for s in self.samples() {
+            let steering = s.steering();
+            if steering.len() > 1 {
                 bad.push(format!(
-                    "{:.3}s: redirect on {:?} at once",
+                    "{:.3}s: a steering redirect on {steering:?} at once (VIP on {:?}, \
+                     unguarded on {:?})",
                     s.start.as_secs_f64(),
-                    s.with_rules
+                    s.with_vip,
+                    s.unguarded
                 ));
             }
-            for n in &s.with_rules {
+            for n in &steering {
                 if !held(n, s.start.saturating_sub(slack), s.end + slack) {
+                    let why = if s.unguarded.contains(n) {
+                        "without the guard"
+                    } else {
+                        "guarded, with the VIP local"
+                    };
                     bad.push(format!(
-                        "{:.3}s: redirect on {n}, which did not hold the VIP",
+                        "{:.3}s: a steering redirect on {n} ({why}), which did not hold the VIP",
                         s.start.as_secs_f64()
                     ));
                 }
@@ -267,5 +327,40 @@ mod tests {
         let with = r#"{"nftables": [{"metainfo": {}}, {"table": {"family": "ip", "name": "cpe", "handle": 1}}, {"rule": {"family": "ip", "table": "cpe", "chain": "output", "expr": [{"redirect": {"port": 6444}}]}}]}"#;
         assert!(has_redirect(with));
         assert!(!has_redirect(r#"{"nftables": [{"metainfo": {}}]}"#));
+        // no guard before the redirect
+        assert!(!redirect_guarded(with));
+    }
+
+    /// As `nft -j` 1.0.6 prints cpe's rule, and variants that are not the guard.
+    #[test]
+    fn the_guard_is_recognised_only_before_the_redirect() {
+        let rule = |exprs: &str| {
+            format!(
+                r#"{{"nftables": [{{"table": {{"family": "ip", "name": "cpe"}}}}, {{"rule": {{"family": "ip", "table": "cpe", "chain": "output", "expr": [{{"match": {{"op": "==", "left": {{"payload": {{"protocol": "ip", "field": "daddr"}}}}, "right": "10.0.0.100"}}}}, {exprs}]}}}}]}}"#
+            )
+        };
+        let guard = r#"{"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}}"#;
+        let redirect = r#"{"redirect": {"port": 6444}}"#;
+        let guarded = rule(&format!("{guard}, {redirect}"));
+        assert!(has_redirect(&guarded) && redirect_guarded(&guarded));
+        assert!(!redirect_guarded(&rule(&format!("{redirect}, {guard}"))));
+        assert!(!redirect_guarded(&rule(&format!(
+            "{}, {redirect}",
+            guard.replace("local", "unicast")
+        ))));
+        assert!(!redirect_guarded(&rule(&format!(
+            "{}, {redirect}",
+            guard.replace("daddr", "saddr")
+        ))));
+        assert!(!redirect_guarded("not json"));
+        // a sample: guarded without the VIP is inert; unguarded, or with the VIP, steers
+        let s = RulesSample {
+            with_rules: vec!["cp1".into(), "cp2".into(), "cp3".into()],
+            unguarded: vec!["cp3".into()],
+            with_vip: vec!["cp2".into()],
+            ..RulesSample::default()
+        };
+        assert_eq!(s.steering(), vec!["cp2".to_string(), "cp3".into()]);
+        assert_eq!(s.inert(), vec!["cp1".to_string()]);
     }
 }

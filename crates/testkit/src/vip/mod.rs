@@ -35,7 +35,7 @@ mod scenarios;
 mod testbed;
 mod text;
 
-pub use lb::{has_redirect, RulesSample, RulesWatch};
+pub use lb::{has_redirect, redirect_guarded, RulesSample, RulesWatch};
 pub use outcome::Outcome;
 pub use safety::{SafetyOutcome, SafetyRun};
 pub use testbed::Testbed;
