@@ -22,70 +22,19 @@
 //!
 //! Needs root, `etcd`, `etcdctl`, `curl`, `ip`; fails (never skips) without.
 
-use cpe_testkit::observe::{Prober, Target, Watch};
-use cpe_testkit::{require_programs, require_root, Child, EtcdCluster, Host, Net};
+mod membership_bed;
+
+use cpe_testkit::observe::{Prober, Target};
+use cpe_testkit::{require_programs, require_root, EtcdCluster};
+use membership_bed::{cpe, generated_name, wait_for, Bed, Machine, ADMIN};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "127.0.0.1:7446";
-
-fn cpe() -> &'static str {
-    cpe_e2e::cpe_bin()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t0.elapsed()
-}
-
-/// A machine name as Cluster API generates them.
-fn generated_name(salt: u32) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id()
-        ^ salt.wrapping_mul(2654435761);
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    let suffix: String = (0..5)
-        .map(|i| alphabet[((n >> (i * 5)) as usize) % alphabet.len()] as char)
-        .collect();
-    format!("prod-cp-{suffix}")
-}
-
-struct Machine {
-    host: Host,
-    node: String,
-    api: Option<Child>,
-    agent: Option<Child>,
-}
-
-struct Bed {
-    epoch: Instant,
-    watch: Watch,
-    machines: Vec<Machine>,
-    etcd: Option<EtcdCluster>,
-    vip: Ipv4Addr,
-    definition: PathBuf,
-    net: Net,
-    dir: tempfile::TempDir,
-}
-
+/// What only this suite reads from the bed.
 impl Bed {
-    fn log(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
-    }
-
     fn cache_dir(&self, i: usize) -> PathBuf {
         // Every namespace sees the same file system: one cache directory per machine.
         self.dir
@@ -93,74 +42,11 @@ impl Bed {
             .join(format!("cache-{}", self.machines[i].host.name))
     }
 
-    fn start_api(&mut self, i: usize) {
-        let h = self.machines[i].host.clone();
-        let args: Vec<String> = [
-            "test-apiserver",
-            "--listen",
-            "0.0.0.0:6443",
-            "--name",
-            &h.name,
-            "--tls-dir",
-            &self.dir.path().join("pki").to_string_lossy(),
-            "--san",
-            "127.0.0.1",
-            "--san",
-            &self.vip.to_string(),
-            "--san",
-            &h.addr.to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
-        let log = self.log(&format!("api-{}", h.name));
-        self.machines[i].api = Some(
-            h.spawn(&format!("api {}", h.name), &log, cpe(), &args)
-                .unwrap(),
-        );
-    }
-
-    fn wait_api(&self, i: usize) {
-        let h = &self.machines[i].host;
-        wait_for(
-            &format!("API server on {}", h.name),
-            Duration::from_secs(30),
-            || {
-                h.exec(
-                    "curl",
-                    &["-sfk", "-m", "1", "https://127.0.0.1:6443/readyz"],
-                )
-                .is_ok()
-            },
-        );
-    }
-
-    /// `cpe vip -f DEFINITION` (load balancing, no machines) with `NODE_NAME`, from its
-    /// own etcd member, no `--backend`, its own cache directory.
-    fn start_agent(&mut self, i: usize) {
-        let cache = self.cache_dir(i);
-        let m = &self.machines[i];
-        let mut cmd = m.host.command(cpe());
-        cmd.env("NODE_NAME", &m.node).args([
-            "vip",
-            "-f",
-            &self.definition.to_string_lossy(),
-            "--etcd",
-            "http://127.0.0.1:2379",
-            "--cache-dir",
-            &cache.to_string_lossy(),
-        ]);
-        let log = self.log(&format!("agent-{}", m.host.name));
-        let c = Child::spawn(&format!("cpe vip {}", m.node), cmd, &log).unwrap();
-        self.machines[i].agent = Some(c);
-    }
-
-    fn status(&self, i: usize) -> Value {
-        self.machines[i]
-            .host
-            .exec(cpe(), &["status", "--admin", ADMIN, "-o", "json"])
-            .ok()
-            .and_then(|o| serde_json::from_str(&o).ok())
-            .unwrap_or(Value::Null)
+    /// `cpe vip -f DEFINITION` (load balancing, no machines, no `--backend`) with its own
+    /// cache directory.
+    fn start_lb_agent(&mut self, i: usize) {
+        let cache = self.cache_dir(i).to_string_lossy().into_owned();
+        self.start_agent(i, &["--cache-dir".to_string(), cache]);
     }
 
     /// The load balancer's backends of machine `i` that are `UP`, and all it lists (not
@@ -183,93 +69,14 @@ impl Bed {
     fn api_addr(&self, i: usize) -> String {
         format!("{}:6443", self.machines[i].host.addr)
     }
-
-    fn holder(&self) -> Option<usize> {
-        let cur = self.watch.current();
-        if cur.len() != 1 {
-            return None;
-        }
-        self.machines.iter().position(|m| m.host.name == cur[0])
-    }
-
-    fn agent_log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.log(&format!("agent-{}", self.machines[i].host.name)))
-            .unwrap_or_default()
-    }
-
-    fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for m in &self.machines {
-                let p = self.dir.path().join(format!("agent-{}.log", m.host.name));
-                eprintln!(
-                    "--- agent {} ({}) ---\n{}",
-                    m.host.name,
-                    m.node,
-                    cpe_testkit::child::tail_file(&p, 40)
-                );
-            }
-        }
-        for m in &mut self.machines {
-            if let Some(mut a) = m.agent.take() {
-                a.terminate(Duration::from_secs(5));
-            }
-            if let Some(mut a) = m.api.take() {
-                a.kill();
-            }
-        }
-    }
-}
-
-fn definition(dir: &Path, vip: Ipv4Addr) -> PathBuf {
-    // No controlPlane.machines, no backends: the same file on every machine.
-    let text = format!(
-        "cluster: vdlb\nendpoint:\n  host: {vip}\n  port: 6443\nvirtualIP:\n  interface: eth0\n  leaseTTL: 2s\n  admin: {ADMIN}\n  loadBalance: true\ncontrolPlane:\n  replicas: 3\n"
-    );
-    let p = dir.join("endpoint.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 #[test]
 fn the_load_balancing_vip_follows_a_rolling_replacement_without_a_machine_list() {
     require_root();
     require_programs(&["ip", "etcd", "etcdctl", "curl"]);
-    let dir = tempfile::Builder::new().prefix("vdlb-").tempdir().unwrap();
-    let net = Net::new("vdlb").unwrap();
-    let hosts: Vec<Host> = (1..=3)
-        .map(|i| net.add_host(&format!("cp{i}"), 10 + i as u8).unwrap())
-        .collect();
-    let client = net.add_host("client", 50).unwrap();
-    let vip = net.addr(100);
-    let epoch = Instant::now();
-    let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch).unwrap();
-    let definition = definition(dir.path(), vip);
-    let machines = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| Machine {
-            host: h.clone(),
-            node: generated_name(i as u32),
-            api: None,
-            agent: None,
-        })
-        .collect();
-    let mut bed = Bed {
-        epoch,
-        watch,
-        machines,
-        etcd: None,
-        vip,
-        definition,
-        net,
-        dir,
-    };
+    let mut bed = Bed::new("vdlb", "vdlb", "prod-cp", "  loadBalance: true\n");
+    let hosts = bed.hosts();
     bed.etcd = Some(EtcdCluster::start(&hosts, bed.dir.path()).unwrap());
     for i in 0..3 {
         bed.start_api(i);
@@ -278,7 +85,7 @@ fn the_load_balancing_vip_follows_a_rolling_replacement_without_a_machine_list()
         bed.wait_api(i);
     }
     for i in 0..3 {
-        bed.start_agent(i);
+        bed.start_lb_agent(i);
     }
 
     // 1. Every load balancer finds all three API servers from etcd.
@@ -344,15 +151,15 @@ fn the_load_balancing_vip_follows_a_rolling_replacement_without_a_machine_list()
 
     // The client from now on.
     let prober = Prober::start(
-        &client,
+        &bed.client,
         Target {
-            addr: SocketAddr::new(vip.into(), 6443),
+            addr: SocketAddr::new(bed.vip.into(), 6443),
             https: true,
             path: "/readyz".into(),
         },
         Duration::from_millis(20),
         Duration::from_secs(2),
-        epoch,
+        bed.epoch,
     )
     .unwrap();
     std::thread::sleep(Duration::from_secs(1));
@@ -363,7 +170,7 @@ fn the_load_balancing_vip_follows_a_rolling_replacement_without_a_machine_list()
     bed.watch.add_host(&h4).unwrap();
     bed.machines.push(Machine {
         host: h4.clone(),
-        node: generated_name(4),
+        node: generated_name("prod-cp", 4),
         api: None,
         agent: None,
     });
@@ -373,7 +180,7 @@ fn the_load_balancing_vip_follows_a_rolling_replacement_without_a_machine_list()
     bed.start_api(3);
     bed.wait_api(3);
     let api_ready = t_add.elapsed();
-    bed.start_agent(3);
+    bed.start_lb_agent(3);
     let new = bed.api_addr(3);
     wait_for(
         "the new API server up in every load balancer",

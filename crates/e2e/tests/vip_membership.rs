@@ -18,133 +18,14 @@
 //! Needs root, `etcd`, `etcdctl`, `curl`, `ip`; fails (never skips) without. Times are
 //! printed, never asserted tightly.
 
-use cpe_testkit::observe::Watch;
-use cpe_testkit::{require_programs, require_root, Child, EtcdCluster, Host, Net};
-use serde_json::Value;
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+mod membership_bed;
+
+use cpe_testkit::{require_programs, require_root, EtcdCluster, Host};
+use membership_bed::{generated_name, wait_for, Bed, Machine};
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "127.0.0.1:7446";
-
-fn cpe() -> &'static str {
-    cpe_e2e::cpe_bin()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t0.elapsed()
-}
-
-/// A node name as Cluster API generates them.
-fn generated_name() -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id();
-    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-    let suffix: String = (0..5)
-        .map(|i| alphabet[((n >> (i * 5)) as usize) % alphabet.len()] as char)
-        .collect();
-    format!("prod-control-plane-{suffix}")
-}
-
-struct Machine {
-    host: Host,
-    node: String,
-    api: Option<Child>,
-    agent: Option<Child>,
-}
-
-struct Bed {
-    watch: Watch,
-    machines: Vec<Machine>,
-    etcd: Option<EtcdCluster>,
-    vip: Ipv4Addr,
-    definition: PathBuf,
-    _client: Host,
-    net: Net,
-    dir: tempfile::TempDir,
-}
-
+/// What only this suite reads from the bed.
 impl Bed {
-    fn log(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
-    }
-
-    fn start_api(&mut self, i: usize) {
-        let h = self.machines[i].host.clone();
-        let mut args: Vec<String> = [
-            "test-apiserver",
-            "--listen",
-            "0.0.0.0:6443",
-            "--name",
-            &h.name,
-            "--tls-dir",
-            &self.dir.path().join("pki").to_string_lossy(),
-            "--san",
-            "127.0.0.1",
-            "--san",
-            &self.vip.to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(["--san".to_string(), h.addr.to_string()]);
-        let log = self.log(&format!("api-{}", h.name));
-        self.machines[i].api = Some(
-            h.spawn(&format!("api {}", h.name), &log, cpe(), &args)
-                .unwrap(),
-        );
-    }
-
-    fn wait_api(&self, i: usize) -> Duration {
-        let h = &self.machines[i].host;
-        wait_for(
-            &format!("API server on {}", h.name),
-            Duration::from_secs(30),
-            || {
-                h.exec(
-                    "curl",
-                    &["-sfk", "-m", "1", "https://127.0.0.1:6443/readyz"],
-                )
-                .is_ok()
-            },
-        )
-    }
-
-    /// `cpe vip -f DEFINITION` with `NODE_NAME` set (no `--node`), from its own member.
-    fn start_agent(&mut self, i: usize) {
-        let m = &self.machines[i];
-        let mut cmd = m.host.command(cpe());
-        cmd.env("NODE_NAME", &m.node).args([
-            "vip",
-            "-f",
-            &self.definition.to_string_lossy(),
-            "--etcd",
-            "http://127.0.0.1:2379",
-        ]);
-        let log = self.log(&format!("agent-{}", m.host.name));
-        let c = Child::spawn(&format!("cpe vip {}", m.node), cmd, &log).unwrap();
-        self.machines[i].agent = Some(c);
-    }
-
-    fn status(&self, i: usize) -> Value {
-        self.machines[i]
-            .host
-            .exec(cpe(), &["status", "--admin", ADMIN, "-o", "json"])
-            .ok()
-            .and_then(|o| serde_json::from_str(&o).ok())
-            .unwrap_or(Value::Null)
-    }
-
     fn endpoints(&self, i: usize) -> Vec<String> {
         self.status(i)["etcd_endpoints"]
             .as_array()
@@ -152,19 +33,6 @@ impl Bed {
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect()
-    }
-
-    fn holder(&self) -> Option<usize> {
-        let cur = self.watch.current();
-        if cur.len() != 1 {
-            return None;
-        }
-        self.machines.iter().position(|m| m.host.name == cur[0])
-    }
-
-    fn agent_log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.log(&format!("agent-{}", self.machines[i].host.name)))
-            .unwrap_or_default()
     }
 
     fn running(&mut self) -> Vec<usize> {
@@ -179,77 +47,15 @@ impl Bed {
     }
 }
 
-impl Drop for Bed {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for m in &self.machines {
-                let p = self.dir.path().join(format!("agent-{}.log", m.host.name));
-                eprintln!(
-                    "--- agent {} ({}) ---\n{}",
-                    m.host.name,
-                    m.node,
-                    cpe_testkit::child::tail_file(&p, 40)
-                );
-            }
-        }
-        // Agents first (they hold the VIP), then API servers; etcd and the net drop after.
-        for m in &mut self.machines {
-            if let Some(mut a) = m.agent.take() {
-                a.terminate(Duration::from_secs(5));
-            }
-            if let Some(mut a) = m.api.take() {
-                a.kill();
-            }
-        }
-    }
-}
-
-fn definition(dir: &Path, vip: Ipv4Addr) -> PathBuf {
-    // No controlPlane.machines: the same file on every machine, whatever its name.
-    let text = format!(
-        "cluster: membership\nendpoint:\n  host: {vip}\n  port: 6443\nvirtualIP:\n  interface: eth0\n  leaseTTL: 2s\n  admin: {ADMIN}\ncontrolPlane:\n  replicas: 3\n"
-    );
-    let p = dir.join("endpoint.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 #[test]
 fn agents_without_a_machine_list_follow_etcd_membership() {
     require_root();
     require_programs(&["ip", "etcd", "etcdctl", "curl"]);
-    let dir = tempfile::Builder::new().prefix("vipmb-").tempdir().unwrap();
-    let net = Net::new("vipmb").unwrap();
-    let hosts: Vec<Host> = (1..=3)
-        .map(|i| net.add_host(&format!("cp{i}"), 10 + i as u8).unwrap())
-        .collect();
-    let client = net.add_host("client", 50).unwrap();
-    let vip = net.addr(100);
-    let epoch = Instant::now();
-    let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch).unwrap();
-    let definition = definition(dir.path(), vip);
-    let machines = hosts
-        .iter()
-        .map(|h| Machine {
-            host: h.clone(),
-            node: generated_name() + &h.name[2..],
-            api: None,
-            agent: None,
-        })
-        .collect();
-    let mut bed = Bed {
-        watch,
-        machines,
-        etcd: None,
-        vip,
-        definition,
-        _client: client,
-        net,
-        dir,
-    };
+    let mut bed = Bed::new("vipmb", "membership", "prod-control-plane", "");
+    let hosts = bed.hosts();
 
     // 1. kubeadm init: the agent first, then etcd, then the API server.
-    bed.start_agent(0);
+    bed.start_agent(0, &[]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         bed.running(),
@@ -297,7 +103,7 @@ fn agents_without_a_machine_list_follow_etcd_membership() {
         bed.etcd.as_mut().unwrap().add(h).unwrap();
         bed.start_api(i);
         bed.wait_api(i);
-        bed.start_agent(i);
+        bed.start_agent(i, &[]);
     }
     let url = |h: &Host| format!("http://{}:2379", h.addr);
     let t = wait_for(
@@ -324,7 +130,7 @@ fn agents_without_a_machine_list_follow_etcd_membership() {
     bed.watch.add_host(&h4).unwrap();
     bed.machines.push(Machine {
         host: h4.clone(),
-        node: generated_name() + "4",
+        node: generated_name("prod-control-plane", 4),
         api: None,
         agent: None,
     });
@@ -332,7 +138,7 @@ fn agents_without_a_machine_list_follow_etcd_membership() {
     bed.etcd.as_mut().unwrap().add(&h4).unwrap();
     bed.start_api(3);
     bed.wait_api(3);
-    bed.start_agent(3);
+    bed.start_agent(3, &[]);
     wait_for(
         "every agent listing the added member",
         Duration::from_secs(30),
@@ -401,7 +207,7 @@ fn agents_without_a_machine_list_follow_etcd_membership() {
         bed.machines[bed.holder().unwrap()].host.name,
         t.as_secs_f64()
     );
-    let doubles = bed.watch.doubles(Duration::ZERO, epoch.elapsed());
+    let doubles = bed.watch.doubles(Duration::ZERO, bed.now());
     assert!(doubles.is_empty(), "two holders at once: {doubles:?}");
     for i in bed.running() {
         assert!(
