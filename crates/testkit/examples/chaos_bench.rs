@@ -15,9 +15,10 @@
 //!
 //! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
 //! was run with, so its schedule is replayed. `--machines 5` runs five control-plane
-//! machines; `--load-balance` runs `cpe vip --load-balance` (the VIP's agent forwards to
-//! every machine's API server; machine replacements are skipped in that mode, the
-//! agents' `--backend` lists being fixed). keepalived ignores `--load-balance`.
+//! machines; `--load-balance` runs `cpe vip --load-balance --discover etcd` (the VIP's
+//! agent forwards to every machine's API server, learned from etcd's member list as a
+//! Cluster API machine would run it, so machine replacements run in that mode too).
+//! keepalived ignores `--load-balance`.
 //!
 //! `--judge FILE` re-judges a recorded history with the current checker and exits.
 //! `--print-schedule` prints the seed's schedule (run-relative times) and exits.
@@ -117,9 +118,10 @@ fn main() -> Result<()> {
             "cpe" => AgentKind::Cpe {
                 bin: cpe.clone(),
                 lease_ttl: "2s".into(),
-                // The VIP that also load-balances to every machine's API server.
+                // The VIP that also load-balances to every machine's API server, which
+                // its load balancer learns from etcd's member list (no --backend list).
                 extra: if load_balance {
-                    vec!["--load-balance".into()]
+                    vec!["--load-balance".into(), "--discover".into(), "etcd".into()]
                 } else {
                     vec![]
                 },

@@ -299,9 +299,10 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
     if matches!(f.kind, FaultKind::EtcdReplace | FaultKind::MachineReplace) {
         // As Cluster API's control plane controller: no member change while etcd is not
         // healthy (a member down or cut off); the replacement is recorded as skipped.
-        let lb = matches!(tb.agent_kind(), AgentKind::Cpe { extra, .. }
-            if extra.iter().any(|a| a == "--load-balance"));
-        let why = if lb && f.kind == FaultKind::MachineReplace {
+        let fixed_backends = matches!(tb.agent_kind(), AgentKind::Cpe { extra, .. }
+            if extra.iter().any(|a| a == "--load-balance")
+                && !extra.iter().any(|a| a == "--discover"));
+        let why = if fixed_backends && f.kind == FaultKind::MachineReplace {
             // A new machine's address would be in no other agent's --backend list.
             Some("load-balancing agents have fixed --backend lists".to_string())
         } else {

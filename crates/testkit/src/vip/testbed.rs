@@ -421,15 +421,22 @@ impl Testbed {
                 ];
                 // Load-balancing mode (issue 11): healthy while its load balancer has a
                 // backend up (no health URL); every machine's API server a backend
-                // unless the caller gave them.
+                // unless the caller gave them or asked for discovery (`--discover`:
+                // then each machine gets its own cache directory, since every namespace
+                // sees the same file system).
                 let lb = extra.iter().any(|a| a == "--load-balance");
                 if !lb {
                     args.extend(["--health-url".into(), url]);
                 }
-                if lb && !extra.iter().any(|a| a == "--backend") {
+                let discover = extra.iter().any(|a| a == "--discover");
+                if lb && !discover && !extra.iter().any(|a| a == "--backend") {
                     for o in &self.machines {
                         args.extend(["--backend".into(), format!("{}:{API_PORT}", o.host.addr)]);
                     }
+                }
+                if lb && discover {
+                    let cache = self.dir.path().join(format!("cache-{name}"));
+                    args.extend(["--cache-dir".into(), cache.to_string_lossy().into_owned()]);
                 }
                 args.extend(extra.iter().cloned());
                 m.host.spawn(&format!("cpe vip {name}"), &log, bin, &args)?
