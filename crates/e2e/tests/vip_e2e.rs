@@ -22,7 +22,7 @@ mod vip_common;
 
 use cpe_testkit::vip::{AgentKind, ApiKind, Scenario, Testbed};
 use std::path::PathBuf;
-use vip_common::check;
+use vip_common::run_judged;
 
 fn cpe() -> PathBuf {
     PathBuf::from(cpe_e2e::cpe_bin())
@@ -44,17 +44,7 @@ fn vip_failover_scenarios() {
     let mut outcomes = Vec::new();
     let mut violations = Vec::new();
     for s in Scenario::ALL {
-        let o = tb.run(s).unwrap_or_else(|e| {
-            panic!(
-                "scenario {} could not run: {e:#}\n{}",
-                s.name(),
-                tb.logs(30)
-            )
-        });
-        let bad = check(&o);
-        if !bad.is_empty() {
-            eprintln!("timeline of {}:\n  {}", s.name(), o.timeline.join("\n  "));
-        }
+        let (o, bad) = run_judged(&mut tb, s);
         violations.extend(bad);
         outcomes.push(o);
     }

@@ -28,7 +28,7 @@ use cpe_testkit::vip::{AgentKind, ApiKind, Scenario, Testbed};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use vip_common::check;
+use vip_common::run_judged;
 
 fn cpe() -> PathBuf {
     PathBuf::from(cpe_e2e::cpe_bin())
@@ -156,17 +156,7 @@ fn vip_load_balance_scenarios() {
     // holder's API server killed or unready: no move, only its own requests fail).
     let mut outcomes = Vec::new();
     for s in Scenario::ALL {
-        let o = tb.run(s).unwrap_or_else(|e| {
-            panic!(
-                "scenario {} could not run: {e:#}\n{}",
-                s.name(),
-                tb.logs(30)
-            )
-        });
-        let v = check(&o);
-        if !v.is_empty() {
-            eprintln!("timeline of {}:\n  {}", s.name(), o.timeline.join("\n  "));
-        }
+        let (o, v) = run_judged(&mut tb, s);
         bad.extend(v);
         if s == Scenario::LinkCut {
             eprintln!(

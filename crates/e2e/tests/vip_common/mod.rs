@@ -3,9 +3,9 @@
 //! `vip_e2e` (the VIP only) and `vip_lb` (`cpe vip --load-balance`). What differs between
 //! the modes is decided by the outcome itself (`expected_move`, `load_balancing`): with a
 //! load balancer on every machine, the holder's own API server failing must cost no move.
-//! It judges; it runs nothing.
+//! It judges ([`check`]), and runs one scenario to judge it ([`run_judged`]).
 
-use cpe_testkit::vip::{Outcome, Scenario};
+use cpe_testkit::vip::{Outcome, Scenario, Testbed};
 use std::time::Duration;
 
 /// A request to a killed API server is refused at once and the load balancer retries it
@@ -18,6 +18,23 @@ const KILL_IN_FLIGHT: Duration = Duration::from_millis(100);
 /// one started later than this (an interval, and the shared machine's stalls) is a failure
 /// the load balancer should have avoided.
 const READYZ_DETECT: Duration = Duration::from_millis(1000);
+
+/// Runs scenario `s` on `tb` and judges it: its outcome and its violations (the timeline
+/// printed when there are any). Panics, with the machines' logs, if it could not run.
+pub fn run_judged(tb: &mut Testbed, s: Scenario) -> (Outcome, Vec<String>) {
+    let o = tb.run(s).unwrap_or_else(|e| {
+        panic!(
+            "scenario {} could not run: {e:#}\n{}",
+            s.name(),
+            tb.logs(30)
+        )
+    });
+    let bad = check(&o);
+    if !bad.is_empty() {
+        eprintln!("timeline of {}:\n  {}", s.name(), o.timeline.join("\n  "));
+    }
+    (o, bad)
+}
 
 /// Every property scenario `o` must have; returns the violations.
 pub fn check(o: &Outcome) -> Vec<String> {
