@@ -164,8 +164,13 @@ fn follow_members(client: &cpe_election::Client, configured: &[String], urls: &[
         Ok(()) => {
             let added: Vec<&String> = next.iter().filter(|u| !current.contains(u)).collect();
             let removed: Vec<&String> = current.iter().filter(|u| !next.contains(u)).collect();
-            tracing::info!(?added, ?removed, endpoints = ?next,
-                "discovery etcd: the member list changed; asking its members from now on");
+            if added.is_empty() && removed.is_empty() {
+                // Only the order: the member list's, the flags' URLs last.
+                tracing::debug!(endpoints = ?next, "discovery etcd: asking the members in the member list's order");
+            } else {
+                tracing::info!(?added, ?removed, endpoints = ?next,
+                    "discovery etcd: the member list changed; asking its members from now on");
+            }
         }
         Err(e) => tracing::warn!(
             "discovery etcd: cannot ask the listed members {next:?}: {e}; keeping {current:?}"
