@@ -7,17 +7,21 @@
 # outage per fault kind (p50/p90/max, ms), and every rule broken with the history around it.
 # See docs/chaos.md.
 #
-# Needs root and: etcd, etcdctl, keepalived, nftables, iproute2 (tc), tcpdump, curl.
+# Needs root and: etcd, etcdctl, keepalived, nftables, iproute2 (tc), tcpdump, curl
+# (haproxy for keepalived with --front-lb).
 # Usage:
 #   bench/chaos.sh --minutes 30                 # random seed (printed), both agents
 #   bench/chaos.sh --minutes 5 --seed 15 --agents cpe
 #   bench/chaos.sh --minutes 30 --seed 769871270 --agents cpe --kinds v1   # the recorded run
 #   bench/chaos.sh --minutes 10 --machines 5          # five control-plane machines
 #   bench/chaos.sh --minutes 10 --load-balance        # cpe vip --load-balance
+#   bench/chaos.sh --minutes 3 --front-lb             # cpe lb (keepalived: HAProxy) on a host of
+#                                                     # its own in front; not with --load-balance
 #   bench/chaos.sh --seed N --minutes M --print-schedule   # the schedule only
 # Extra arguments go to the runner (crates/testkit/examples/chaos_bench.rs).
-# Histories land in bench/out/chaos/<agent>-<seed>.json and the run's logs in
-# bench/out/chaos/<agent>-<seed>-logs/ (git-ignored); exit status 1 if the cpe run broke a rule.
+# Histories land in bench/out/chaos/<agent>-<seed>.json (<agent>-front-lb-<seed>.json with
+# --front-lb) and the run's logs in bench/out/chaos/<agent>-<seed>-logs/ (git-ignored); exit
+# status 1 if the cpe run broke a rule.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

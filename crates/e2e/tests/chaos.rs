@@ -76,6 +76,7 @@ fn run(seed: u64, skip: Duration, length: Duration, kinds: Option<Vec<FaultKind>
         skip,
         machines: 3,
         logs: None,
+        front: None,
     };
     let r = chaos::run(&cfg).unwrap_or_else(|e| panic!("chaos run (seed {seed}) failed: {e:#}"));
     eprintln!("[chaos] seed {seed}:\n{}", r.report.figures());

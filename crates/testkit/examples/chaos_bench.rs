@@ -11,7 +11,7 @@
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
 //!                    [--out DIR] [--kinds a,b,..|all|v1] [--skip-seconds S] [--print-schedule]
-//!                    [--machines 3|5] [--load-balance]
+//!                    [--machines 3|5] [--load-balance | --front-lb]
 //!
 //! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
 //! was run with, so its schedule is replayed. `--machines 5` runs five control-plane
@@ -20,13 +20,21 @@
 //! Cluster API machine would run it, so machine replacements run in that mode too).
 //! keepalived ignores `--load-balance`.
 //!
+//! `--front-lb` puts a load balancer on a host of its own (`lb`) in front of the machines
+//! and sends the client's requests and watch stream to it instead of the VIP; the agents
+//! still run on the machines and are judged as ever. For cpe it is `cpe lb --discover etcd`
+//! (every machine's API server as seeds, then etcd's member list: it follows machine
+//! replacements) beside plain `cpe vip`; for keepalived it is HAProxy with the static list
+//! of the original machines (machine replacements are skipped there). Not with
+//! `--load-balance` (a load balancer behind the VIP on every machine, another topology).
+//!
 //! `--judge FILE` re-judges a recorded history with the current checker and exits.
 //! `--print-schedule` prints the seed's schedule (run-relative times) and exits.
 //! `--skip-seconds S` replays the seed's schedule from second S (see `chaos::Config::skip`).
 
 use anyhow::{bail, Context, Result};
 use cpe_testkit::chaos::{self, Config, FaultKind};
-use cpe_testkit::vip::AgentKind;
+use cpe_testkit::vip::{AgentKind, FrontLb};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +49,7 @@ fn main() -> Result<()> {
     let mut print_schedule = false;
     let mut machines = 3usize;
     let mut load_balance = false;
+    let mut front_lb = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -77,8 +86,16 @@ fn main() -> Result<()> {
                 }
             }
             "--load-balance" => load_balance = true,
+            "--front-lb" => front_lb = true,
             _ => bail!("unknown argument {a:?} (see the doc comment of examples/chaos_bench.rs)"),
         }
+    }
+    if load_balance && front_lb {
+        bail!(
+            "--load-balance and --front-lb exclude each other: --load-balance runs a load \
+             balancer behind the VIP on every machine (cpe vip --load-balance), --front-lb one \
+             cpe lb on a host of its own in front of the machines; give one"
+        );
     }
     let cpe = cpe.context("--cpe PATH (the cpe binary) is required")?;
     let seed = seed.unwrap_or_else(|| {
@@ -109,7 +126,13 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&out)?;
     println!(
         "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, kinds {}",
-        if load_balance { ", cpe vip --load-balance" } else { "" },
+        if load_balance {
+            ", cpe vip --load-balance"
+        } else if front_lb {
+            ", a load balancer in front (cpe lb for cpe, HAProxy for keepalived)"
+        } else {
+            ""
+        },
         kinds.as_ref().map_or("all".to_string(), |k| k.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))
     );
     let mut cpe_broke = false;
@@ -129,19 +152,32 @@ fn main() -> Result<()> {
             "keepalived" => AgentKind::Keepalived,
             other => bail!("--agents: unknown agent {other:?} (cpe, keepalived)"),
         };
+        // In front of cpe vip: cpe lb; in front of keepalived: HAProxy, as kubeadm's
+        // external-LB recipes put it (a static server list).
+        let front = front_lb.then(|| match &kind {
+            AgentKind::Keepalived => FrontLb::Haproxy,
+            AgentKind::Cpe { .. } => FrontLb::Cpe(cpe.clone()),
+        });
+        // Histories and logs are named by what ran: `cpe-front-lb-SEED.json`.
+        let label = if front_lb {
+            format!("{agent}-front-lb")
+        } else {
+            agent.clone()
+        };
         let cfg = Config {
             seed,
             length: Duration::from_secs_f64(minutes * 60.0),
             cpe: cpe.clone(),
             agent: kind,
             kinds: kinds.clone(),
-            history: Some(out.join(format!("{agent}-{seed}.json"))),
+            history: Some(out.join(format!("{label}-{seed}.json"))),
             tag: "chaosb".into(),
             skip: Duration::from_secs_f64(skip),
             machines,
             // The evidence for whatever the checker finds (agents' decisions, etcd's
             // elections): bench/out/chaos/<agent>-<seed>-logs/.
-            logs: Some(out.join(format!("{agent}-{seed}-logs"))),
+            logs: Some(out.join(format!("{label}-{seed}-logs"))),
+            front,
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\n## {agent} (load average before: {})", load.trim());

@@ -15,68 +15,28 @@
 //!   end, whichever is earlier); explained by several (they may together take etcd's quorum),
 //!   it ends within `grace` of the last of them ending; a fault that starts while the
 //!   outage runs may prolong it up to its own allowance (as if alone) from its start;
+//!   with the client going through a load balancer in front of the machines
+//!   (`History::front_lb`), each kind's allowance is what it costs there ([`allowance`]):
+//!   the agents, partitions between the machines and etcd elections are off the client's
+//!   path and explain no outage;
 //! - **watches resumed**: every watch stream that ended was followed by a new one within
 //!   `watch_resume`;
-//! - **no crash, no leak**: no process exited unasked; every agent's fds, threads and RSS
-//!   grew within bounds between its first sample after `warmup` and its last, both taken
-//!   with no fault on its machine; after the
-//!   run no VIP, nft table or netem qdisc is left, every agent exited 0 on SIGTERM, and no
-//!   agent log holds a panic.
+//! - **no crash, no leak**: no process exited unasked; every agent's (and the front load
+//!   balancer's) fds, threads and RSS grew within bounds between its first sample after
+//!   `warmup` and its last, both taken with no fault on its machine (the front LB: on any
+//!   machine, its backends); after the
+//!   run no VIP, nft table or netem qdisc is left, every agent (and the front LB) exited 0
+//!   on SIGTERM, and no agent or front LB log holds a panic.
 //!
 //! It also computes the figures: availability (share of requests that succeeded) and the
 //! client-seen outage of each fault (the longest gap between successes from its start to
 //! `grace` after its end), by kind.
 
+pub use super::bounds::{allowance, failover_bound, Allowance, Bounds};
 use super::history::{History, Ms, WatchWhat};
 use super::schedule::FaultKind;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-/// The bounds the rules use.
-#[derive(Debug, Clone)]
-pub struct Bounds {
-    pub outage_min: Ms,
-    pub grace: Ms,
-    pub claim_slack: Ms,
-    pub watch_resume: Ms,
-    pub warmup: Ms,
-    pub fd_growth: u64,
-    pub thread_growth: u64,
-    pub rss_growth_kib: u64,
-}
-
-impl Default for Bounds {
-    fn default() -> Bounds {
-        Bounds {
-            outage_min: 1_000,
-            grace: 5_000,
-            claim_slack: 300,
-            watch_resume: 20_000,
-            warmup: 10_000,
-            fd_growth: 32,
-            thread_growth: 16,
-            rss_growth_kib: 64 * 1024,
-        }
-    }
-}
-
-/// How long after its start a fault of this kind may keep the client out when it is the
-/// only fault in progress (`None`: it may last as long as the fault, plus `grace`, because
-/// the fault degrades every path: loss, delay, a flapping link).
-pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
-    match kind {
-        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => Some(6_000),
-        FaultKind::AgentTerm | FaultKind::AgentRestart => Some(6_000),
-        FaultKind::AgentKill | FaultKind::LinkCut => Some(8_000),
-        FaultKind::Partition | FaultKind::PartitionOneWay => Some(10_000),
-        FaultKind::EtcdLeaderKill | FaultKind::CpuStarve => Some(10_000),
-        // The holder's machine replaced: a planned handover first (its agent's SIGTERM);
-        // an etcd member replaced: leadership moved off it first, a leader election at worst.
-        FaultKind::MachineReplace => Some(8_000),
-        FaultKind::EtcdReplace => Some(10_000),
-        FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
-    }
-}
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,19 +257,35 @@ pub fn outage_gaps(h: &History, min: Ms) -> Vec<(Ms, Ms)> {
 }
 
 fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
+    let front = h.front_lb.is_some();
+    let on_path = |f: &&super::history::FaultRecord| allowance(f.kind, front) != Allowance::OffPath;
     for (a, e) in outage_gaps(h, b.outage_min) {
-        let explaining: Vec<_> = h
+        let in_progress: Vec<_> = h
             .faults
             .iter()
             .filter(|f| !f.skipped && f.start <= a + b.outage_min && f.end + b.grace >= a)
             .collect();
+        let explaining: Vec<_> = in_progress.iter().copied().filter(on_path).collect();
         let len = e - a;
         if explaining.is_empty() {
+            let off: Vec<String> = in_progress
+                .iter()
+                .map(|f| format!("{} #{}", f.kind.name(), f.id))
+                .collect();
+            let why = match (off.is_empty(), &h.front_lb) {
+                (true, _) => "no fault in progress".to_string(),
+                (false, lb) => format!(
+                    "no fault on the client's path in progress ({} not on it: the client goes \
+                     through {})",
+                    off.join(", "),
+                    lb.as_deref().unwrap_or("the VIP")
+                ),
+            };
             v.push(Violation {
                 t: a,
                 rule: "explained outages",
                 message: format!(
-                    "unexplained outage of {} ms from {} to {}: no fault in progress (or ended \
+                    "unexplained outage of {} ms from {} to {}: {why} (or ended \
                      less than {} ms before)",
                     len,
                     secs(a),
@@ -320,8 +296,8 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
             continue;
         }
         let (allowed, why) = match explaining.as_slice() {
-            [f] => match failover_bound(f.kind) {
-                Some(x) => (
+            [f] => match allowance(f.kind, front) {
+                Allowance::Within(x) => (
                     (f.start + x).min(f.end + b.grace),
                     format!(
                         "{} #{} alone: {} ms after its start or {} ms after its end",
@@ -331,7 +307,7 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
                         b.grace
                     ),
                 ),
-                None => (
+                _ => (
                     f.end + b.grace,
                     format!("{} #{}: {} ms after its end", f.kind.name(), f.id, b.grace),
                 ),
@@ -358,9 +334,10 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
             .iter()
             .filter(|f| !f.skipped && f.start > a + b.outage_min && f.start < e)
         {
-            let own = match failover_bound(f.kind) {
-                Some(x) => (f.start + x).min(f.end + b.grace),
-                None => f.end + b.grace,
+            let own = match allowance(f.kind, front) {
+                Allowance::Within(x) => (f.start + x).min(f.end + b.grace),
+                Allowance::UntilEnd => f.end + b.grace,
+                Allowance::OffPath => continue,
             };
             if own > allowed {
                 allowed = own;
@@ -440,13 +417,11 @@ fn crashes_and_leaks(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
         // Judged at samples taken while no fault was on the process's machine (nor had
         // ended less than 2 s before): a holder whose link is throttled has connections in
         // progress, not leaked; a leak keeps growing through the quiet samples too.
-        let machine = process
-            .trim_start_matches("agent ")
-            .trim_end_matches(" (vrrp)");
+        let machine = machine_of(&process);
         let quiet = |t: Ms| {
             !h.faults.iter().any(|f| {
                 !f.skipped
-                    && f.target.as_deref() == Some(machine)
+                    && (machine.is_none() || f.target.as_deref() == machine)
                     && t + 2_000 >= f.start
                     && t <= f.end + 2_000
             })
@@ -488,6 +463,7 @@ fn crashes_and_leaks(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
         ("netem qdisc left behind:", &e.qdisc_left),
         ("agent did not exit 0 on SIGTERM:", &e.agent_exits),
         ("agent panicked:", &e.panics),
+        ("the front load balancer:", &e.front_lb),
     ] {
         for item in list {
             v.push(Violation {
@@ -497,6 +473,15 @@ fn crashes_and_leaks(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
             });
         }
     }
+}
+
+/// The machine a resource-sampled process runs on (`agent cp2`, `agent cp2 (vrrp)`), or
+/// `None` for the front load balancer (`front cpe lb`), whose backends are every machine:
+/// its samples are judged only while no machine has a fault.
+pub fn machine_of(process: &str) -> Option<&str> {
+    process
+        .strip_prefix("agent ")
+        .map(|m| m.trim_end_matches(" (vrrp)"))
 }
 
 /// Every fault's client-seen outage (longest success gap in `[start, end + grace]`).

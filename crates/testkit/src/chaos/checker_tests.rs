@@ -334,3 +334,152 @@ fn figures_give_per_kind_percentiles_of_faults_alone() {
     assert_eq!(p[&FaultKind::Delay].0, 1);
     assert!(r.figures().contains("agent-kill"));
 }
+
+/// `clean()` with the client going through a load balancer in front of the machines.
+fn fronted() -> History {
+    History {
+        front_lb: Some("cpe lb".into()),
+        ..clean()
+    }
+}
+
+#[test]
+fn through_a_front_lb_the_vip_bounds_hold_unchanged_and_off_path_kinds_explain_nothing() {
+    for k in FaultKind::ALL {
+        assert_eq!(
+            allowance(k, false),
+            failover_bound(k).map_or(Allowance::UntilEnd, Allowance::Within),
+            "{k:?}"
+        );
+    }
+    // What the front LB routes around: tighter than a VIP move; what it never sees: off
+    // the path; what degrades the path itself: until the fault ends.
+    assert_eq!(
+        allowance(FaultKind::ApiKill, true),
+        Allowance::Within(4_000)
+    );
+    assert_eq!(
+        allowance(FaultKind::LinkCut, true),
+        Allowance::Within(6_000)
+    );
+    assert_eq!(allowance(FaultKind::Delay, true), Allowance::UntilEnd);
+    for k in [
+        FaultKind::AgentKill,
+        FaultKind::AgentTerm,
+        FaultKind::AgentRestart,
+        FaultKind::CpuStarve,
+        FaultKind::Partition,
+        FaultKind::PartitionOneWay,
+        FaultKind::EtcdLeaderKill,
+    ] {
+        assert_eq!(allowance(k, true), Allowance::OffPath, "{k:?}");
+    }
+}
+
+#[test]
+fn through_a_front_lb_an_outage_during_an_agent_kill_is_unexplained() {
+    // The VIP's holder losing its agent costs a client of the VIP a move (8 s allowed);
+    // a client of the front LB nothing at all.
+    let mut h = clean();
+    fail(&mut h, 20_000, 22_000);
+    h.faults
+        .push(fault(3, FaultKind::AgentKill, 19_900, 25_000));
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+    let mut h = History {
+        front_lb: Some("cpe lb".into()),
+        ..h
+    };
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["explained outages"], "{:?}", r.violations);
+    assert!(
+        r.violations[0]
+            .message
+            .contains("no fault on the client's path in progress (agent-kill #3 not on it: the client goes through cpe lb)"),
+        "{}",
+        r.violations[0].message
+    );
+    // An API server killed meanwhile explains it, alone: with its own bound (4 s from its
+    // start), not the lenient "several faults together" one.
+    h.faults.push(fault(4, FaultKind::ApiKill, 19_950, 30_000));
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+    fail(&mut h, 22_000, 24_500);
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    assert!(
+        r.violations[0]
+            .message
+            .contains("api-kill #4 alone: 4000 ms"),
+        "{}",
+        r.violations[0].message
+    );
+    // Through the VIP the same history is two faults together, within 5 s of their end.
+    h.front_lb = None;
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+}
+
+#[test]
+fn an_off_path_fault_starting_during_an_outage_does_not_prolong_it() {
+    let mut h = fronted();
+    fail(&mut h, 20_000, 26_000);
+    h.faults.push(fault(1, FaultKind::ApiKill, 19_900, 21_000));
+    // Started during the outage: allowed until 31 s through the VIP; through the LB it
+    // changes nothing, so the outage (to 26 s) outlasts the api-kill's 4 s.
+    h.faults
+        .push(fault(2, FaultKind::Partition, 22_000, 30_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"], "{:?}", r.violations);
+    assert!(
+        !r.violations[0].message.contains("prolonged"),
+        "{}",
+        r.violations[0].message
+    );
+}
+
+#[test]
+fn the_front_lb_is_judged_for_leaks_only_while_no_machine_has_a_fault() {
+    let mut h = fronted();
+    let sample = |t, fds| ResourceSample {
+        t,
+        process: "front cpe lb".into(),
+        pid: 77,
+        fds,
+        rss_kib: 12_000,
+        threads: 3,
+    };
+    // A link cut on cp2: connections to it in progress (90 fds) at that sample only.
+    for (t, fds) in [(0, 20), (10_000, 22), (20_000, 90), (30_000, 24)] {
+        h.resources.push(sample(t, fds));
+    }
+    h.faults.push(FaultRecord {
+        target: Some("cp2".into()),
+        ..fault(1, FaultKind::LinkCut, 18_000, 21_000)
+    });
+    let r = check(&h, &Bounds::default());
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    // Growth that stays at a quiet sample is a leak.
+    h.resources.push(sample(40_000, 95));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["no leak"], "{:?}", r.violations);
+    assert!(r.violations[0]
+        .message
+        .contains("front cpe lb (pid 77) leaks fds: 22"));
+    assert_eq!(machine_of("agent cp2 (vrrp)"), Some("cp2"));
+    assert_eq!(machine_of("front cpe lb"), None);
+}
+
+#[test]
+fn a_front_lb_that_did_not_exit_0_is_left_behind() {
+    let mut h = fronted();
+    h.end
+        .front_lb
+        .push("cpe lb did not exit 0 on SIGTERM: None".into());
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["nothing left behind"]);
+    assert!(
+        r.violations[0]
+            .message
+            .contains("the front load balancer: cpe lb did not exit 0"),
+        "{}",
+        r.violations[0].message
+    );
+}

@@ -18,8 +18,13 @@ pub type Ms = u64;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct History {
     pub seed: u64,
-    /// `cpe` or `keepalived`.
+    /// `cpe`, `cpe-lb` (`cpe vip --load-balance`) or `keepalived`.
     pub agent: String,
+    /// The load balancer in front of the machines, when the client goes through one
+    /// instead of the VIP (`cpe lb` or `haproxy`); the checker then judges outages by what
+    /// a fault costs the client through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_lb: Option<String>,
     /// The checked window: from the first fault's possible start to the end of the run
     /// (before the final teardown).
     pub from: Ms,
@@ -160,4 +165,8 @@ pub struct EndState {
     pub agent_exits: Vec<String>,
     /// Agent logs that contain a panic: `machine: line`.
     pub panics: Vec<String>,
+    /// What is wrong with the front load balancer's end (not exit 0 on SIGTERM, a panic
+    /// in its log, a table left in its host).
+    #[serde(default)]
+    pub front_lb: Vec<String>,
 }

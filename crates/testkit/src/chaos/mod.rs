@@ -14,12 +14,15 @@
 //!
 //! - [`schedule`]: the pure schedule: seed → faults (kind, role, start, duration).
 //! - [`history`]: the recorded history (serde, one JSON file per run).
+//! - [`bounds`]: the numbers the rules use, and what each fault kind may cost the client
+//!   through the VIP or through a load balancer in front of the machines.
 //! - [`checker`]: the pure rules over a history, its figures, and the window printed
 //!   around a violation.
 //! - [`runner`]: the I/O: testbed, the schedule played, observers, teardown checks.
 //! - `inject`: each fault's injection and repair.
 //! - [`observers`]: the etcd-leader poller, the client watch stream, /proc readings.
 
+pub mod bounds;
 pub mod checker;
 pub mod history;
 mod inject;

@@ -1,9 +1,11 @@
 //! The chaos runner: builds the VIP testbed (three machines, each an etcd member, the
-//! stand-in API server and the agent; a client), starts the chaos observers, performs the
-//! schedule's faults at their times (resolving each fault's role to a machine when it
-//! starts, skipping it when that machine already has a fault on the same part), notices
-//! processes that exit unasked, samples the agents' resources, then repairs, stops the
-//! agents with SIGTERM, records what was left, and hands the [`History`] to the checker.
+//! stand-in API server and the agent; a client; with [`Config::front`], a load balancer on
+//! a host of its own that the client goes through instead of the VIP), starts the chaos
+//! observers, performs the schedule's faults at their times (resolving each fault's role
+//! to a machine when it starts, skipping it when that machine already has a fault on the
+//! same part), notices processes that exit unasked, samples the agents' (and the front
+//! LB's) resources, then repairs, stops the agents and then the front LB with SIGTERM,
+//! records what was left, and hands the [`History`] to the checker.
 //!
 //! It asserts nothing: [`run`] returns the history and the checker's report; the test and
 //! the bench decide. Faults use external tools (`ip`, `nft`, `tc`, `etcdctl`, cgroupfs),
@@ -14,7 +16,7 @@ use super::history::*;
 use super::inject::{end_fault, inject};
 use super::observers::{self, Recorder};
 use super::schedule::{self, Fault, FaultKind, Params, Rng, Role};
-use crate::vip::{AgentKind, ApiKind, Testbed};
+use crate::vip::{AgentKind, ApiKind, FrontLb, Testbed};
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,9 @@ pub struct Config {
     /// Copy every log of the run (agents, API servers, etcd members, ARP capture) into this
     /// directory at the end: the evidence for a violation found in a long run.
     pub logs: Option<PathBuf>,
+    /// A load balancer in front of the machines on a host of its own: the client sends to
+    /// it instead of the VIP (the agents still run and are judged). `None`: the VIP.
+    pub front: Option<FrontLb>,
 }
 
 /// A run's result.
@@ -89,12 +94,13 @@ pub(super) struct Active {
 
 /// Runs the schedule for `cfg.seed` on a fresh testbed.
 pub fn run(cfg: &Config) -> Result<Run> {
-    let mut tb = Testbed::start_sized(
-        &cfg.tag,
-        ApiKind::Cpe(cfg.cpe.clone()),
-        cfg.agent.clone(),
-        cfg.machines,
-    )?;
+    let api = ApiKind::Cpe(cfg.cpe.clone());
+    let mut tb = match &cfg.front {
+        Some(f) => {
+            Testbed::start_fronted(&cfg.tag, api, cfg.agent.clone(), cfg.machines, f.clone())?
+        }
+        None => Testbed::start_sized(&cfg.tag, api, cfg.agent.clone(), cfg.machines)?,
+    };
     let epoch = Instant::now() - tb.now();
     let mut params = Params::new(cfg.skip + cfg.length);
     if let Some(k) = &cfg.kinds {
@@ -114,12 +120,13 @@ pub fn run(cfg: &Config) -> Result<Run> {
     let members = observers::Members::default();
     *members.lock().unwrap() = etcd_members(&mut tb);
     let leader = observers::etcd_leader(&tb.client, members.clone(), epoch)?;
-    let stream = observers::watch_stream(&tb.client, tb.vip, Duration::from_secs(3), epoch)?;
+    let stream = observers::watch_stream(&tb.client, tb.entry(), Duration::from_secs(3), epoch)?;
     // Let the stream open before the window starts.
     std::thread::sleep(Duration::from_secs(1));
     let mut h = History {
         seed: cfg.seed,
         agent: cfg.agent.name().into(),
+        front_lb: cfg.front.as_ref().map(|f| f.name().to_string()),
         from: tb.now().as_millis() as Ms,
         sample_interval: 10,
         machines: tb
@@ -170,6 +177,7 @@ pub fn run(cfg: &Config) -> Result<Run> {
             }
         }
         notice_exits(&mut tb, &active, &mut h);
+        notice_front_exit(&mut tb, &mut h);
         if now >= next_usage {
             sample_usage(&mut tb, &mut h);
             next_usage = now + Duration::from_secs(5);
@@ -302,9 +310,13 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         let fixed_backends = matches!(tb.agent_kind(), AgentKind::Cpe { extra, .. }
             if extra.iter().any(|a| a == "--load-balance")
                 && !extra.iter().any(|a| a == "--discover"));
+        let static_front = matches!(tb.front_kind(), Some(FrontLb::Haproxy));
         let why = if fixed_backends && f.kind == FaultKind::MachineReplace {
             // A new machine's address would be in no other agent's --backend list.
             Some("load-balancing agents have fixed --backend lists".to_string())
+        } else if static_front && f.kind == FaultKind::MachineReplace {
+            // HAProxy's server list is the original machines: a new one is never in it.
+            Some("HAProxy in front has a static server list".to_string())
         } else {
             tb.etcd_mut().wait_healthy(Duration::ZERO).err().map(|e| {
                 // "etcd not healthy after 0ns: NAME: etcdctl ...": name the member.
@@ -409,6 +421,19 @@ fn notice_exits(tb: &mut Testbed, active: &[Active], h: &mut History) {
 
 fn sample_usage(tb: &mut Testbed, h: &mut History) {
     let t = tb.now().as_millis() as Ms;
+    if let (Some(kind), Some(pid)) = (tb.front_kind(), tb.front_pid()) {
+        let process = front_process(kind);
+        if let Some((fds, rss_kib, threads)) = observers::proc_usage(pid) {
+            h.resources.push(ResourceSample {
+                t,
+                process,
+                pid,
+                fds,
+                rss_kib,
+                threads,
+            });
+        }
+    }
     for m in 0..tb.machine_count() {
         let name = tb.machine_host(m).name.clone();
         for (k, pid) in tb.agent_pids(m).into_iter().enumerate() {
@@ -422,6 +447,63 @@ fn sample_usage(tb: &mut Testbed, h: &mut History) {
                     threads,
                 });
             }
+        }
+    }
+}
+
+/// How the front load balancer is named in crashes and resource samples (not `agent …`:
+/// the checker judges it against faults on every machine, its backends).
+fn front_process(kind: &FrontLb) -> String {
+    format!("front {}", kind.name())
+}
+
+/// Records a front load balancer that exited unasked and starts a new one.
+fn notice_front_exit(tb: &mut Testbed, h: &mut History) {
+    if tb.front_running() != Some(false) {
+        return;
+    }
+    let process = tb.front_kind().map(front_process).unwrap_or_default();
+    let status = tb
+        .stop_front(Duration::ZERO)
+        .flatten()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    h.crashes.push(Crash {
+        t: tb.now().as_millis() as Ms,
+        process,
+        status,
+        log_tail: crate::child::tail_file(&tb.dir().join("lb.log"), 15),
+    });
+    if let Err(e) = tb.restart_front() {
+        eprintln!("[chaos] the front load balancer did not restart: {e:#}");
+    }
+}
+
+/// Stops the front load balancer gracefully (after the agents; `cpe lb`: SIGTERM,
+/// HAProxy: SIGUSR1) and records what is wrong with its end: not exit 0, a panic in its
+/// log, an nftables table left in its host.
+fn finish_front(tb: &mut Testbed, h: &mut History) {
+    let Some((name, sig)) = tb.front_kind().map(|k| (k.name(), k.stop_signal())) else {
+        return;
+    };
+    let log = crate::child::tail_file(&tb.dir().join("lb.log"), 100_000);
+    if let Some(l) = log.lines().find(|l| l.contains("panicked at")) {
+        h.end.front_lb.push(format!("{name} panicked: {l}"));
+    }
+    // Its drain is 5 s (`--drain-timeout`); the client's requests are short.
+    match tb.stop_front(Duration::from_secs(10)) {
+        Some(Some(st)) if st.success() => {}
+        st => h.end.front_lb.push(format!(
+            "{name} did not exit 0 on {sig}: {:?}",
+            st.flatten()
+        )),
+    }
+    if let Some(host) = tb.front_host() {
+        let tables = host.exec("nft", &["list", "tables"]).unwrap_or_default();
+        for t in tables.lines().filter(|l| !l.trim().is_empty()) {
+            h.end
+                .front_lb
+                .push(format!("{name}: nftables table left: {}", t.trim()));
         }
     }
 }
@@ -491,6 +573,7 @@ fn finish(
             st => h.end.agent_exits.push(format!("{name}: {st:?}")),
         }
     }
+    finish_front(tb, h);
     // The kernel may still be finishing a removal the agent asked for.
     std::thread::sleep(Duration::from_millis(200));
     for m in 0..tb.machine_count() {

@@ -31,7 +31,7 @@ impl Testbed {
     /// keepalived+HAProxy (kubeadm's recipe) on the same testbed: HAProxy on `port` on
     /// every machine, keepalived tracking it, the client sending to `VIP:port`.
     pub fn start_keepalived_haproxy(tag: &str, api: ApiKind, port: u16) -> Result<Testbed> {
-        Testbed::start_with(tag, api, AgentKind::Keepalived, Some(port), 3)
+        Testbed::start_with(tag, api, AgentKind::Keepalived, Some(port), 3, None)
     }
 
     /// The agent's name in outcomes: `keepalived-haproxy` for the recipe.

@@ -23,11 +23,14 @@
 //!   redirect on each machine) and helpers (kill or restart one API server).
 //! - `safety`: the issue-11 runs ([`SafetyRun`]: every API server overloaded, planned
 //!   moves through `cpe status --resign` / `--prefer`) and their [`SafetyOutcome`].
+//! - `front`: a load balancer on a host of its own in front of the machines (`cpe lb` or
+//!   HAProxy; the chaos runner's front-lb mode): the client sends to it, not to the VIP.
 //! - [`outcome`]: what a run measured and how it is reported (a line, JSON).
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
 mod faults;
+mod front;
 mod lb;
 mod outcome;
 mod safety;
@@ -35,6 +38,7 @@ mod scenarios;
 mod testbed;
 mod text;
 
+pub use front::FrontLb;
 pub use lb::{has_redirect, redirect_guarded, RulesSample, RulesWatch};
 pub use outcome::Outcome;
 pub use safety::{SafetyOutcome, SafetyRun};

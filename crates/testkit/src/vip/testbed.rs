@@ -3,8 +3,10 @@
 //! agent, and the observers on the client. Here: building it, starting, signalling and
 //! restarting the processes of one machine, waiting for a steady state (one holder, the
 //! client answered), reading what the client saw on the wire, and repairing every injected
-//! failure. Injecting the failures and measuring them is the runner's (`scenarios`).
+//! failure. Injecting the failures and measuring them is the runner's (`scenarios`). A
+//! load balancer in front of the machines, when asked for, is `front.rs`'s.
 
+use super::front::{Front, FrontLb, LB_HOST};
 use super::text::{keepalived_conf, parse_arp_claim};
 use super::{AgentKind, ApiKind};
 use crate::observe::{Prober, Requests, Target, Watch};
@@ -87,6 +89,9 @@ pub struct Testbed {
     /// keepalived+HAProxy (kubeadm's recipe): HAProxy's port on every machine, which the
     /// client targets on the VIP and keepalived tracks (see `lb.rs`).
     pub(super) haproxy_port: Option<u16>,
+    /// A load balancer on a host of its own in front of the machines (`front.rs`): the
+    /// client targets it instead of the VIP.
+    pub(super) front: Option<Front>,
     pub(super) net: Net,
     dir: tempfile::TempDir,
 }
@@ -98,7 +103,7 @@ impl Testbed {
     /// Builds the net, etcd, API servers and agents, starts the observers, and waits for a
     /// steady state. `tag` prefixes the namespace names.
     pub fn start(tag: &str, api: ApiKind, agent: AgentKind) -> Result<Testbed> {
-        Testbed::start_with(tag, api, agent, None, 3)
+        Testbed::start_with(tag, api, agent, None, 3, None)
     }
 
     /// As [`Testbed::start`] with `machines` control-plane machines (3 or 5: an etcd
@@ -113,7 +118,24 @@ impl Testbed {
             machines == 3 || machines == 5,
             "machines: {machines}: a control plane here has 3 or 5 machines (an odd etcd cluster)"
         );
-        Testbed::start_with(tag, api, agent, None, machines)
+        Testbed::start_with(tag, api, agent, None, machines, None)
+    }
+
+    /// As [`Testbed::start_sized`] with a load balancer in front of the machines on a host
+    /// of its own, `lb` (see `front.rs`): the client sends to `LB:6443`, not to the VIP;
+    /// the agents still run on the machines.
+    pub fn start_fronted(
+        tag: &str,
+        api: ApiKind,
+        agent: AgentKind,
+        machines: usize,
+        front: FrontLb,
+    ) -> Result<Testbed> {
+        anyhow::ensure!(
+            machines == 3 || machines == 5,
+            "machines: {machines}: a control plane here has 3 or 5 machines (an odd etcd cluster)"
+        );
+        Testbed::start_with(tag, api, agent, None, machines, Some(front))
     }
 
     /// As [`Testbed::start`]; with `haproxy_port`, HAProxy runs on every machine there and
@@ -124,6 +146,7 @@ impl Testbed {
         agent: AgentKind,
         haproxy_port: Option<u16>,
         machines: usize,
+        front: Option<FrontLb>,
     ) -> Result<Testbed> {
         crate::require_root();
         let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
@@ -135,7 +158,7 @@ impl Testbed {
         if matches!(agent, AgentKind::Keepalived) {
             progs.push("keepalived");
         }
-        if haproxy_port.is_some() {
+        if haproxy_port.is_some() || matches!(front, Some(FrontLb::Haproxy)) {
             progs.push("haproxy");
         }
         crate::require_programs(&progs);
@@ -148,6 +171,14 @@ impl Testbed {
             .map(|i| net.add_host(&format!("cp{i}"), 10 + i as u8))
             .collect::<Result<_>>()?;
         let client = net.add_host("client", 50)?;
+        let front = match front {
+            Some(kind) => Some(Front {
+                kind,
+                host: net.add_host("lb", LB_HOST)?,
+                child: None,
+            }),
+            None => None,
+        };
         let vip = net.addr(100);
         let etcd = EtcdCluster::start(&hosts, dir.path())?;
         let epoch = Instant::now();
@@ -163,8 +194,9 @@ impl Testbed {
             macs.push((h.mac()?, h.name.clone()));
         }
         let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch)?;
+        let entry = front.as_ref().map_or(vip, |f| f.host.addr);
         let target = Target {
-            addr: SocketAddr::new(vip.into(), haproxy_port.unwrap_or(API_PORT)),
+            addr: SocketAddr::new(entry.into(), haproxy_port.unwrap_or(API_PORT)),
             https: matches!(api, ApiKind::Cpe(_)),
             path: "/readyz".into(),
         };
@@ -195,6 +227,7 @@ impl Testbed {
             epoch_wall,
             next_host: hosts_n + 1,
             haproxy_port,
+            front,
             net,
             dir,
         };
@@ -208,6 +241,7 @@ impl Testbed {
             tb.wait_api_ready(i)?;
             tb.start_agent(i)?;
         }
+        tb.start_front()?;
         tb.wait_stable(Duration::from_secs(60))?;
         Ok(tb)
     }

@@ -1,0 +1,93 @@
+//! The numbers the checker's rules use ([`Bounds`]) and what each fault kind may cost the
+//! client ([`failover_bound`] through the VIP, [`allowance`] by where the client's requests
+//! go: the VIP or a load balancer in front of the machines). Published in
+//! `docs/chaos.md`; pure constants and tables, judged nothing here (`checker` does).
+
+use super::history::Ms;
+use super::schedule::FaultKind;
+
+/// The bounds the rules use.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    pub outage_min: Ms,
+    pub grace: Ms,
+    pub claim_slack: Ms,
+    pub watch_resume: Ms,
+    pub warmup: Ms,
+    pub fd_growth: u64,
+    pub thread_growth: u64,
+    pub rss_growth_kib: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            outage_min: 1_000,
+            grace: 5_000,
+            claim_slack: 300,
+            watch_resume: 20_000,
+            warmup: 10_000,
+            fd_growth: 32,
+            thread_growth: 16,
+            rss_growth_kib: 64 * 1024,
+        }
+    }
+}
+
+/// How long after its start a fault of this kind may keep the client out when it is the
+/// only fault in progress (`None`: it may last as long as the fault, plus `grace`, because
+/// the fault degrades every path: loss, delay, a flapping link).
+pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
+    match kind {
+        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => Some(6_000),
+        FaultKind::AgentTerm | FaultKind::AgentRestart => Some(6_000),
+        FaultKind::AgentKill | FaultKind::LinkCut => Some(8_000),
+        FaultKind::Partition | FaultKind::PartitionOneWay => Some(10_000),
+        FaultKind::EtcdLeaderKill | FaultKind::CpuStarve => Some(10_000),
+        // The holder's machine replaced: a planned handover first (its agent's SIGTERM);
+        // an etcd member replaced: leadership moved off it first, a leader election at worst.
+        FaultKind::MachineReplace => Some(8_000),
+        FaultKind::EtcdReplace => Some(10_000),
+        FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
+    }
+}
+
+/// What a fault may cost the client, by where its requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// An outage it explains alone ends within this long after its start (or `grace`
+    /// after its end, whichever is earlier).
+    Within(Ms),
+    /// It degrades every path while it lasts: until `grace` after its end.
+    UntilEnd,
+    /// Not on the client's path: it explains no outage (an outage while only such faults
+    /// are in progress is as unexplained as one in a quiet cluster).
+    OffPath,
+}
+
+/// What a fault of `kind` may cost the client: through the VIP (`front_lb` false, the
+/// bounds of [`failover_bound`]), or through a load balancer in front of the machines
+/// (`cpe lb` or HAProxy on a host of their own). There a failing API server costs only
+/// what was in flight to it until the LB's checks take it out (2 × 250 ms; a refused
+/// connect is retried on another backend), a cut or replaced machine the same plus a
+/// connect timeout (1 s), and the agents, the VIP, a partition between the machines and
+/// etcd's elections are not on the client's path at all: the stand-in API server does not
+/// use etcd, and the LB keeps its backend set while etcd does not answer.
+pub fn allowance(kind: FaultKind, front_lb: bool) -> Allowance {
+    if !front_lb {
+        return failover_bound(kind).map_or(Allowance::UntilEnd, Allowance::Within);
+    }
+    match kind {
+        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => Allowance::Within(4_000),
+        FaultKind::MachineReplace | FaultKind::EtcdReplace => Allowance::Within(4_000),
+        FaultKind::LinkCut => Allowance::Within(6_000),
+        FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => Allowance::UntilEnd,
+        FaultKind::AgentKill
+        | FaultKind::AgentTerm
+        | FaultKind::AgentRestart
+        | FaultKind::CpuStarve
+        | FaultKind::Partition
+        | FaultKind::PartitionOneWay
+        | FaultKind::EtcdLeaderKill => Allowance::OffPath,
+    }
+}
