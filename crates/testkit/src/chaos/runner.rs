@@ -361,6 +361,15 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         Err(e) => {
             rec.skipped = true;
             rec.note = format!("injection failed: {e:#}");
+            if f.kind == FaultKind::ApiUnready {
+                // The switch is a request whose answer may be what got lost (a lossy link
+                // drops loopback packets too): the server may be unready although curl
+                // failed. A skipped fault is never repaired, so undo it now.
+                rec.note += &match tb.set_api_ready(m, true) {
+                    Ok(()) => "; set ready again".to_string(),
+                    Err(e) => format!("; setting it ready again failed too: {e:#}"),
+                };
+            }
             eprintln!("[chaos] #{} {} skipped: {}", f.id, f.kind.name(), rec.note);
             h.faults.push(rec);
         }
