@@ -10,11 +10,12 @@
 //! stays master). Exit status 1 if the cpe run broke a rule.
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
-//!                    [--out DIR] [--kinds a,b,..|all|v1] [--skip-seconds S] [--print-schedule]
+//!                    [--out DIR] [--kinds a,b,..|all|v1|v2] [--skip-seconds S] [--print-schedule]
 //!                    [--machines 3|5] [--load-balance]
 //!
 //! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
-//! was run with, so its schedule is replayed. `--machines 5` runs five control-plane
+//! was run with, so its schedule is replayed; `--kinds v2` the 16 before clock steps were
+//! injected (what `all` drew until then). `--machines 5` runs five control-plane
 //! machines; `--load-balance` runs `cpe vip --load-balance --discover etcd` (the VIP's
 //! agent forwards to every machine's API server, learned from etcd's member list as a
 //! Cluster API machine would run it, so machine replacements run in that mode too).
@@ -95,8 +96,12 @@ fn main() -> Result<()> {
             params.kinds = k.clone();
         }
         for f in chaos::generate(seed, &params) {
+            let step = match f.kind {
+                FaultKind::ClockStep => format!("  {:+} s", FaultKind::clock_step_secs(f.variant)),
+                _ => String::new(),
+            };
             println!(
-                "#{:<4} {:>9.3}s {:>6} ms  {:<18} {:?}",
+                "#{:<4} {:>9.3}s {:>6} ms  {:<18} {:?}{step}",
                 f.id,
                 f.start_ms as f64 / 1000.0,
                 f.duration_ms,

@@ -14,7 +14,8 @@
 //!   ends within the kind's failover bound of the fault's start (or within `grace` of its
 //!   end, whichever is earlier); explained by several (they may together take etcd's quorum),
 //!   it ends within `grace` of the last of them ending; a fault that starts while the
-//!   outage runs may prolong it up to its own allowance (as if alone) from its start;
+//!   outage runs may prolong it up to its own allowance (as if alone) from its start; a
+//!   step of the real-time clock explains and prolongs nothing (it must not matter);
 //! - **watches resumed**: every watch stream that ended was followed by a new one within
 //!   `watch_resume`;
 //! - **no crash, no leak**: no process exited unasked; every agent's fds, threads and RSS
@@ -75,7 +76,16 @@ pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
         FaultKind::MachineReplace => Some(8_000),
         FaultKind::EtcdReplace => Some(10_000),
         FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
+        // Never reached through `outages`: a clock step explains nothing (see `explains`).
+        FaultKind::ClockStep => Some(0),
     }
+}
+
+/// Whether a fault of this kind may explain (or prolong) an outage. A step of the real-time
+/// clock may not: every decision of the agent runs on the monotonic clock, so an outage
+/// while only a clock step is in progress is an unexplained one.
+pub fn explains(kind: FaultKind) -> bool {
+    kind != FaultKind::ClockStep
 }
 
 /// One broken rule.
@@ -301,7 +311,12 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
         let explaining: Vec<_> = h
             .faults
             .iter()
-            .filter(|f| !f.skipped && f.start <= a + b.outage_min && f.end + b.grace >= a)
+            .filter(|f| {
+                !f.skipped
+                    && explains(f.kind)
+                    && f.start <= a + b.outage_min
+                    && f.end + b.grace >= a
+            })
             .collect();
         let len = e - a;
         if explaining.is_empty() {
@@ -356,7 +371,7 @@ fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
         for f in h
             .faults
             .iter()
-            .filter(|f| !f.skipped && f.start > a + b.outage_min && f.start < e)
+            .filter(|f| !f.skipped && explains(f.kind) && f.start > a + b.outage_min && f.start < e)
         {
             let own = match failover_bound(f.kind) {
                 Some(x) => (f.start + x).min(f.end + b.grace),

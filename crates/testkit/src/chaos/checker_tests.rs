@@ -334,3 +334,30 @@ fn figures_give_per_kind_percentiles_of_faults_alone() {
     assert_eq!(p[&FaultKind::Delay].0, 1);
     assert!(r.figures().contains("agent-kill"));
 }
+
+#[test]
+fn a_clock_step_explains_no_outage() {
+    // The real-time clock stepped 30 s while requests fail: the step may not explain it.
+    let mut h = clean();
+    fail(&mut h, 20_000, 23_000);
+    h.faults
+        .push(fault(0, FaultKind::ClockStep, 19_995, 25_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["explained outages"]);
+    // Beside a fault that explains the outage, it neither helps nor hurts; and a clock
+    // step that starts during an outage does not prolong its allowance.
+    h.faults.push(fault(1, FaultKind::ApiKill, 19_995, 21_000));
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+    let mut h = clean();
+    fail(&mut h, 20_000, 30_000);
+    h.faults.push(fault(0, FaultKind::ApiKill, 19_995, 21_000));
+    h.faults
+        .push(fault(1, FaultKind::ClockStep, 22_000, 40_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"]);
+    assert!(
+        !r.violations[0].message.contains("clock-step"),
+        "{}",
+        r.violations[0].message
+    );
+}

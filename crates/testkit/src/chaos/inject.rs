@@ -163,6 +163,11 @@ pub(super) fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Res
             *note = format!("{old} replaced by {name}");
             a.new_machine = Some(MachineInfo { name, mac });
         }
+        FaultKind::ClockStep => {
+            let d = FaultKind::clock_step_secs(v);
+            tb.step_clock(d)?;
+            *note = format!("CLOCK_REALTIME stepped {d:+} s (one clock: every machine)");
+        }
         FaultKind::CpuStarve => {
             let pids = tb.agent_pids(m);
             let cg = starve(&tb.machine_host(m).name, &pids)?;
@@ -205,6 +210,7 @@ pub(super) fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result
             }
         }
         FaultKind::EtcdLeaderKill => tb.etcd_mut().restart(a.member)?,
+        FaultKind::ClockStep => tb.step_clock(-FaultKind::clock_step_secs(a.fault.variant))?,
         FaultKind::CpuStarve => {
             if let Some(cg) = &a.cgroup {
                 unstarve(cg)?;

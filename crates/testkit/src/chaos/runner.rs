@@ -68,6 +68,8 @@ fn part(kind: FaultKind) -> &'static str {
         FaultKind::EtcdLeaderKill | FaultKind::EtcdReplace => "etcd",
         // Every part: a replacement is skipped while anything else happens to the machine.
         FaultKind::MachineReplace => "machine",
+        // The host's one real-time clock: no machine's part.
+        FaultKind::ClockStep => "clock",
     }
 }
 
@@ -286,9 +288,11 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         h.faults.push(rec);
         return;
     };
+    let global = |k: FaultKind| k == FaultKind::ClockStep;
     let conflicts = |a: &Active| {
         a.machine == m
-            && (part(a.fault.kind) == part(f.kind) || f.kind == FaultKind::MachineReplace)
+            && (part(a.fault.kind) == part(f.kind)
+                || (f.kind == FaultKind::MachineReplace && !global(a.fault.kind)))
     };
     if let Some(busy) = active.iter().find(|a| conflicts(a)) {
         rec.skipped = true;

@@ -157,4 +157,24 @@ impl Testbed {
         self.start_agent(i)?;
         Ok(st)
     }
+
+    /// Steps the host's real-time clock by `secs` (every process on the host sees it: it
+    /// is one clock) and records the step, so the ARP capture's wall-clock stamps still
+    /// read as run time; dropping the testbed steps back whatever is still stepped.
+    pub fn step_clock(&mut self, secs: f64) -> Result<()> {
+        let at = self.now();
+        step_realtime(secs)?;
+        self.clock_steps.push((at, secs));
+        Ok(())
+    }
+}
+
+/// `clock_settime(CLOCK_REALTIME, now + secs)`.
+pub(super) fn step_realtime(secs: f64) -> Result<()> {
+    use nix::time::{clock_gettime, clock_settime, ClockId};
+    let now = clock_gettime(ClockId::CLOCK_REALTIME).context("reading CLOCK_REALTIME")?;
+    let d = nix::sys::time::TimeSpec::from_duration(Duration::from_secs_f64(secs.abs()));
+    let to = if secs >= 0.0 { now + d } else { now - d };
+    clock_settime(ClockId::CLOCK_REALTIME, to)
+        .with_context(|| format!("stepping CLOCK_REALTIME by {secs} s (needs CAP_SYS_TIME)"))
 }

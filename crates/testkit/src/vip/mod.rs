@@ -27,6 +27,7 @@
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
+mod arp_clock;
 mod faults;
 mod lb;
 mod outcome;

@@ -5,6 +5,7 @@
 //! client answered), reading what the client saw on the wire, and repairing every injected
 //! failure. Injecting the failures and measuring them is the runner's (`scenarios`).
 
+use super::arp_clock::{run_times, LineTimes};
 use super::text::{keepalived_conf, parse_arp_claim};
 use super::{AgentKind, ApiKind};
 use crate::observe::{Prober, Requests, Target, Watch};
@@ -72,6 +73,8 @@ pub struct Testbed {
     pub(super) prober: Prober,
     /// tcpdump in the client namespace: the ARP traffic the client sees.
     arp: Child,
+    /// When each of tcpdump's lines was first seen (for clock steps: `arp_clock`).
+    arp_seen: LineTimes,
     /// Every machine's eth0 MAC ever seen, for naming ARP senders.
     pub(super) macs: Vec<(String, String)>,
     pub(super) machines: Vec<Machine>,
@@ -82,6 +85,9 @@ pub struct Testbed {
     pub(super) agent: AgentKind,
     epoch: Instant,
     epoch_wall: std::time::SystemTime,
+    /// Steps of the real-time clock made by [`Testbed::step_clock`]: (run time, seconds),
+    /// to read tcpdump's wall-clock stamps across them; their sum is undone on drop.
+    pub(super) clock_steps: Vec<(Duration, f64)>,
     /// Next host number for replacements (cp4, cp5, ...).
     pub(super) next_host: usize,
     /// keepalived+HAProxy (kubeadm's recipe): HAProxy's port on every machine, which the
@@ -156,8 +162,19 @@ impl Testbed {
             "tcpdump arp",
             &dir.path().join("client-arp.txt"),
             "tcpdump",
-            &["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"].map(String::from),
+            &[
+                "-l",
+                "--immediate-mode",
+                "-n",
+                "-e",
+                "-tt",
+                "-i",
+                "eth0",
+                "arp",
+            ]
+            .map(String::from),
         )?;
+        let arp_seen = LineTimes::start(dir.path().join("client-arp.txt"), epoch);
         let mut macs = Vec::new();
         for h in &hosts {
             macs.push((h.mac()?, h.name.clone()));
@@ -184,6 +201,7 @@ impl Testbed {
             watch,
             prober,
             arp,
+            arp_seen,
             macs,
             machines,
             etcd,
@@ -193,6 +211,7 @@ impl Testbed {
             agent,
             epoch,
             epoch_wall,
+            clock_steps: Vec::new(),
             next_host: hosts_n + 1,
             haproxy_port,
             net,
@@ -552,15 +571,37 @@ impl Testbed {
             .as_secs_f64();
         let vip = self.vip.to_string();
         let _ = &self.arp;
-        text.lines()
-            .filter_map(|l| {
-                let (mac, t) = parse_arp_claim(l, &vip)?;
+        let claims: Vec<_> = text
+            .lines()
+            .filter_map(|l| parse_arp_claim(l, &vip))
+            .collect();
+        let steps: Vec<_> = self
+            .clock_steps
+            .iter()
+            .map(|(t, d)| (t.as_secs_f64(), *d))
+            .collect();
+        // Only lines that are claims count; `seen` is per line of the file.
+        let seen = self.arp_seen.seen();
+        let (mut rel, mut seen_claims) = (Vec::new(), Vec::new());
+        for (i, l) in text.lines().enumerate() {
+            if let Some((_, t)) = parse_arp_claim(l, &vip) {
+                rel.push(t - base);
+                if let Some(s) = seen.get(i) {
+                    seen_claims.push(*s);
+                }
+            }
+        }
+        let times = run_times(rel, &seen_claims, &steps);
+        claims
+            .into_iter()
+            .zip(times)
+            .map(|((mac, _), t)| {
                 let host = self
                     .macs
                     .iter()
                     .find(|(m, _)| *m == mac)
                     .map(|(_, n)| n.clone());
-                Some((Duration::from_secs_f64((t - base).max(0.0)), mac, host))
+                (Duration::from_secs_f64(t.max(0.0)), mac, host)
             })
             .collect()
     }
@@ -639,6 +680,13 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        // A run that ends inside a clock step (an error, a panic) steps the clock back.
+        let off: f64 = self.clock_steps.iter().map(|(_, d)| d).sum();
+        if off != 0.0 {
+            if let Err(e) = super::faults::step_realtime(-off) {
+                eprintln!("[vip] could not step the real-time clock back by {off} s: {e:#}");
+            }
+        }
         if std::thread::panicking() {
             eprintln!(
                 "[vip] test failed; logs in {}:\n{}",
