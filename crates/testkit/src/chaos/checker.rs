@@ -593,6 +593,9 @@ pub fn window(h: &History, t: Ms, span: Ms) -> String {
     for l in h.etcd_leader.iter().filter(|l| inw(l.t)) {
         lines.push((l.t, format!("etcd leader {:?}", l.leader)));
     }
+    for q in h.election.iter().filter(|q| inw(q.t)) {
+        lines.push((q.t, format!("election queue {:?}", q.queue)));
+    }
     for w in h.watches.iter().filter(|w| inw(w.t)) {
         lines.push((w.t, format!("watch {:?}", w.what)));
     }

@@ -40,6 +40,10 @@ pub struct History {
     /// The etcd leader as the members report it, on change (`None`: nobody answered or no
     /// leader).
     pub etcd_leader: Vec<LeaderSample>,
+    /// The VIP election's queue in etcd (`cpe vip`'s candidates, oldest first: the first
+    /// leads), on change; empty for keepalived. Histories from before it have none.
+    #[serde(default)]
+    pub election: Vec<QueueSample>,
     /// The client's watch stream through the VIP: starts and ends.
     pub watches: Vec<WatchEvent>,
     /// Every fault as performed.
@@ -95,6 +99,14 @@ pub struct ClientRequest {
 pub struct LeaderSample {
     pub t: Ms,
     pub leader: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSample {
+    pub t: Ms,
+    /// The candidates' nodes with their lease (hex), oldest first; `None`: no member
+    /// answered.
+    pub queue: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

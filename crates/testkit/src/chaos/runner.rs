@@ -116,6 +116,12 @@ pub fn run(cfg: &Config) -> Result<Run> {
     let members = observers::Members::default();
     *members.lock().unwrap() = etcd_members(&mut tb);
     let leader = observers::etcd_leader(&tb.client, members.clone(), epoch)?;
+    let election = observers::election_queue(
+        &tb.client,
+        members.clone(),
+        format!("/cpe/vip/{}", tb.vip),
+        epoch,
+    )?;
     let stream = observers::watch_stream(&tb.client, tb.vip, Duration::from_secs(3), epoch)?;
     // Let the stream open before the window starts.
     std::thread::sleep(Duration::from_secs(1));
@@ -182,6 +188,8 @@ pub fn run(cfg: &Config) -> Result<Run> {
         std::thread::sleep(Duration::from_millis(10));
     }
     h.to = tb.now().as_millis() as Ms;
+    h.election = election.snapshot();
+    drop(election);
     finish(&mut tb, &mut h, leader, stream)?;
     let report = checker::check(&h, &Bounds::default());
     let path = cfg
