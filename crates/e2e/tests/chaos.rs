@@ -65,6 +65,7 @@ fn run(seed: u64, skip: Duration, length: Duration, kinds: Option<Vec<FaultKind>
         seed,
         length,
         cpe: PathBuf::from(cpe_e2e::cpe_bin()),
+        kube_apiserver: None,
         agent: AgentKind::Cpe {
             bin: PathBuf::from(cpe_e2e::cpe_bin()),
             lease_ttl: "2s".into(),

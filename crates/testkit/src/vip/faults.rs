@@ -4,7 +4,7 @@
 //! what it must (a restarted API server ready); deciding what to do, and when, is the
 //! caller's. The one-failure scenarios (`scenarios`) keep their own sequence.
 
-use super::{AgentKind, Testbed};
+use super::{AgentKind, ReadyzWait, Testbed};
 use crate::{EtcdCluster, Host};
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
@@ -60,18 +60,37 @@ impl Testbed {
     /// Stops machine `i`'s API server if it still runs (SIGTERM, then SIGKILL after 3 s),
     /// starts a new one and waits until it is ready.
     pub fn restart_api(&mut self, i: usize) -> Result<()> {
-        if let Some(mut old) = self.machines[i].api.take() {
-            old.terminate(Duration::from_secs(3));
-        }
-        self.start_api(i)?;
+        self.replace_api_process(i)?;
         self.wait_api_ready(i)
     }
 
-    /// Makes machine `i`'s /readyz answer 503 (`false`) or 200 (`true`), through the
-    /// stand-in's own switch (`POST /debug/ready`) from inside the machine. Up to 5 s per
-    /// try and two tries: on a machine this loaded, 1 s is sometimes not enough. (The
-    /// chaos runner runs `cpe test-apiserver` only.)
+    /// As [`Testbed::restart_api`] without the wait: returns a poller of the new server's
+    /// /readyz (a real kube-apiserver takes 8–30 s to become ready; a SIGTERMed one still
+    /// shutting down exits on the second SIGTERM).
+    pub fn begin_restart_api(&mut self, i: usize) -> Result<ReadyzWait> {
+        self.replace_api_process(i)?;
+        Ok(self.readyz_wait(i, true))
+    }
+
+    fn replace_api_process(&mut self, i: usize) -> Result<()> {
+        if let Some(mut old) = self.machines[i].api.take() {
+            old.terminate(Duration::from_secs(3));
+        }
+        self.start_api(i)
+    }
+
+    /// Makes machine `i`'s /readyz fail (`false`) or pass (`true`) while its API server
+    /// runs. The stand-in: its own switch (`POST /debug/ready`) from inside the machine, up
+    /// to 5 s per try and two tries (on a machine this loaded, 1 s is sometimes not
+    /// enough); /readyz follows at once. A real kube-apiserver: cut from its etcd member
+    /// with nftables, or the cut lifted (`kube_api`); /readyz follows within seconds
+    /// ([`Testbed::readyz_wait`] measures it).
     pub fn set_api_ready(&mut self, i: usize, ready: bool) -> Result<()> {
+        if self.kube_api() {
+            self.set_kube_ready(i, ready)?;
+            self.machines[i].unready = !ready;
+            return Ok(());
+        }
         let body = if ready { "true" } else { "false" };
         let args = [
             "-sfk",
@@ -130,6 +149,26 @@ impl Testbed {
             }
         }
         out
+    }
+
+    /// Why machine `i`'s API server stopped, from its log: the last fatal error (Go's
+    /// `fatal error:`/`panic:`, klog's `F` lines) with the lines around it, else the last
+    /// 15 lines. (A Go crash ends its log with every goroutine's stack.)
+    pub fn api_log_tail(&self, i: usize) -> String {
+        let Some(a) = self.machines[i].api.as_ref() else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(a.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let fatal = lines.iter().rposition(|l| {
+            l.starts_with("fatal error")
+                || l.starts_with("panic:")
+                || (l.starts_with('F') && l[1..].starts_with(|c: char| c.is_ascii_digit()))
+        });
+        match fatal {
+            Some(k) => lines[k.saturating_sub(2)..(k + 10).min(lines.len())].join("\n"),
+            None => a.tail(15),
+        }
     }
 
     /// Machine `i`'s agent log, last `n` lines.
