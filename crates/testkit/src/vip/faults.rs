@@ -151,24 +151,17 @@ impl Testbed {
         out
     }
 
-    /// Why machine `i`'s API server stopped, from its log: the last fatal error (Go's
-    /// `fatal error:`/`panic:`, klog's `F` lines) with the lines around it, else the last
-    /// 15 lines. (A Go crash ends its log with every goroutine's stack.)
+    /// Why machine `i`'s API server stopped, from what it logged since its start: the last
+    /// fatal error (Go's `fatal error:`/`panic:`, klog's `F` lines) with the lines around
+    /// it, else the last 15 lines. (A Go crash ends its log with every goroutine's stack.)
     pub fn api_log_tail(&self, i: usize) -> String {
-        let Some(a) = self.machines[i].api.as_ref() else {
+        let m = &self.machines[i];
+        let Some(a) = m.api.as_ref() else {
             return String::new();
         };
-        let text = std::fs::read_to_string(a.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let fatal = lines.iter().rposition(|l| {
-            l.starts_with("fatal error")
-                || l.starts_with("panic:")
-                || (l.starts_with('F') && l[1..].starts_with(|c: char| c.is_ascii_digit()))
-        });
-        match fatal {
-            Some(k) => lines[k.saturating_sub(2)..(k + 10).min(lines.len())].join("\n"),
-            None => a.tail(15),
-        }
+        let bytes = std::fs::read(a.log_path()).unwrap_or_default();
+        let from = (m.api_log_from as usize).min(bytes.len());
+        fatal_excerpt(&String::from_utf8_lossy(&bytes[from..]))
     }
 
     /// Machine `i`'s agent log, last `n` lines.
@@ -195,5 +188,47 @@ impl Testbed {
         let st = self.stop_agent(i, Duration::from_secs(5));
         self.start_agent(i)?;
         Ok(st)
+    }
+}
+
+/// The last fatal error of a log (Go's `fatal error:`/`panic:`, klog's `F` lines) with two
+/// lines before and nine after, else its last 15 lines.
+fn fatal_excerpt(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let fatal = lines.iter().rposition(|l| {
+        l.starts_with("fatal error")
+            || l.starts_with("panic:")
+            || (l.starts_with('F') && l[1..].starts_with(|c: char| c.is_ascii_digit()))
+    });
+    match fatal {
+        Some(k) => lines[k.saturating_sub(2)..(k + 10).min(lines.len())].join("\n"),
+        None => lines[lines.len().saturating_sub(15)..].join("\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fatal_excerpt;
+
+    #[test]
+    fn a_crash_is_told_by_its_fatal_line_not_by_the_stack_dump_after_it() {
+        let mut log = String::from("I1202 started\nI1202 cacher initialized\n");
+        log += "unexpected fault address 0x0\nfatal error: fault\n";
+        for g in 0..500 {
+            log += &format!("goroutine {g} [running]:\nruntime.goexit()\n");
+        }
+        let x = fatal_excerpt(&log);
+        assert!(x.starts_with(
+            "I1202 cacher initialized\nunexpected fault address 0x0\nfatal error: fault"
+        ));
+        assert_eq!(x.lines().count(), 12);
+        let x = fatal_excerpt("I1 a\nF1202 10:00 etcd unreachable\nI1 b\n");
+        assert!(x.contains("F1202 10:00 etcd unreachable"));
+        let quiet: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(fatal_excerpt(&quiet).lines().next(), Some("line 25"));
+        assert_eq!(
+            fatal_excerpt("Flag --x deprecated\n"),
+            "Flag --x deprecated"
+        );
     }
 }

@@ -22,8 +22,10 @@ pub(super) struct Machine {
     /// keepalived priority rank (0 is highest); kept by its replacement.
     pub(super) slot: usize,
     pub(super) api: Option<Child>,
-    /// When its API server was started (for the start-to-ready time printed).
+    /// When its API server was started (for the start-to-ready time printed), and how
+    /// long its log was then (the log is appended to across restarts).
     pub(super) api_started: Option<Instant>,
+    pub(super) api_log_from: u64,
     pub(super) agent: Option<Child>,
     /// HAProxy, in the keepalived+HAProxy recipe only (see `lb.rs`).
     pub(super) haproxy: Option<Child>,
@@ -43,6 +45,7 @@ impl Machine {
             slot,
             api: None,
             api_started: None,
+            api_log_from: 0,
             agent: None,
             haproxy: None,
             unready: false,
@@ -264,6 +267,7 @@ impl Testbed {
         let m = &self.machines[i];
         let name = m.host.name.clone();
         let log = self.log(&format!("api-{name}"));
+        let log_from = std::fs::metadata(&log).map_or(0, |m| m.len());
         let child = match &self.api {
             ApiKind::Python => {
                 let root = self.dir.path().join(format!("www-{name}"));
@@ -317,6 +321,7 @@ impl Testbed {
         let m = &mut self.machines[i];
         m.api = Some(child);
         m.api_started = Some(Instant::now());
+        m.api_log_from = log_from;
         m.unready = false;
         Ok(())
     }
