@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Chaos: a long seeded run of overlapping faults against cpe vip, then keepalived, on the
-# VIP testbed (three machines as network namespaces, each with an etcd member, the stand-in
-# API server and the agent; a client sending an HTTPS request through the VIP every 20 ms
-# and keeping a watch stream open), each judged by the checker of crates/testkit/src/chaos.
+# VIP testbed (three machines as network namespaces, each with an etcd member, an API server
+# and the agent; a client sending an HTTPS request through the VIP every 20 ms and keeping a
+# watch stream open), each judged by the checker of crates/testkit/src/chaos. The API server
+# is the stand-in `cpe test-apiserver` by default, or a real kube-apiserver 1.20 on each
+# machine's address against its own etcd member with --api kube (a ConfigMap watch and a
+# writer then make the watch stream).
 # Prints per agent: availability (% of client requests that succeeded), the client-seen
 # outage per fault kind (p50/p90/max, ms), and every rule broken with the history around it.
 # See docs/chaos.md.
 #
-# Needs root and: etcd, etcdctl, keepalived, nftables, iproute2 (tc), tcpdump, curl.
+# Needs root and: etcd, etcdctl, keepalived, nftables, iproute2 (tc), tcpdump, curl; with
+# --api kube the kube-apiserver binary: $CPE_KUBE_APISERVER, else the cache of
+# scripts/kube-apiserver.sh (/var/cache/cpe-test/kube-apiserver/kube-apiserver).
 # Usage:
 #   bench/chaos.sh --minutes 30                 # random seed (printed), both agents
 #   bench/chaos.sh --minutes 5 --seed 15 --agents cpe
 #   bench/chaos.sh --minutes 30 --seed 769871270 --agents cpe --kinds v1   # the recorded run
 #   bench/chaos.sh --minutes 10 --machines 5          # five control-plane machines
 #   bench/chaos.sh --minutes 10 --load-balance        # cpe vip --load-balance
+#   bench/chaos.sh --minutes 5 --seed 4242 --agents cpe --api kube   # real kube-apiservers
 #   bench/chaos.sh --seed N --minutes M --print-schedule   # the schedule only
 # Extra arguments go to the runner (crates/testkit/examples/chaos_bench.rs).
-# Histories land in bench/out/chaos/<agent>-<seed>.json and the run's logs in
-# bench/out/chaos/<agent>-<seed>-logs/ (git-ignored); exit status 1 if the cpe run broke a rule.
+# Histories land in bench/out/chaos/<agent>-<seed>.json (<agent>-kube-<seed>.json with
+# --api kube) and the run's logs in bench/out/chaos/<agent>[-kube]-<seed>-logs/
+# (git-ignored); exit status 1 if the cpe run broke a rule.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -26,5 +33,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo build --release -q -p cpe --bin cpe
 cargo build --release -q -p cpe-testkit --example chaos_bench
-echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), keepalived: $(keepalived --version 2>&1 | head -1), etcd: $(etcd --version | head -1)"
+kube=""
+case " $* " in
+  *" --api kube "*)
+    kube=", kube-apiserver: $("${CPE_KUBE_APISERVER:-/var/cache/cpe-test/kube-apiserver/kube-apiserver}" --version 2>&1 | head -1)" ;;
+esac
+echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), keepalived: $(keepalived --version 2>&1 | head -1), etcd: $(etcd --version | head -1)$kube"
 exec target/release/examples/chaos_bench --cpe target/release/cpe --out bench/out/chaos "$@"

@@ -11,8 +11,9 @@
 //! [`FIXED_SEED`], and a random seed printed first (`CPE_CHAOS_SEED=N` replays one).
 //! Regression seeds found by long runs go into [`REGRESSION_SEEDS`] (with the stretch of
 //! their schedule to replay) and run in the first test. Three machines, `cpe vip` without
-//! `--load-balance`: five machines and the load-balancing mode are `bench/chaos.sh`
-//! options (`--machines 5`, `--load-balance`), not CI runs (CI time). `CPE_CHAOS_MINUTES` changes the length. A failure prints the seed and the history
+//! `--load-balance`, the stand-in API server: five machines, the load-balancing mode and
+//! real kube-apiservers are `bench/chaos.sh` options (`--machines 5`, `--load-balance`,
+//! `--api kube`), not CI runs (CI time). `CPE_CHAOS_MINUTES` changes the length. A failure prints the seed and the history
 //! around each violation; the full history is kept in the run's directory when
 //! `CPE_TESTKIT_KEEP=1`.
 
@@ -65,6 +66,7 @@ fn run(seed: u64, skip: Duration, length: Duration, kinds: Option<Vec<FaultKind>
         seed,
         length,
         cpe: PathBuf::from(cpe_e2e::cpe_bin()),
+        kube_apiserver: None,
         agent: AgentKind::Cpe {
             bin: PathBuf::from(cpe_e2e::cpe_bin()),
             lease_ttl: "2s".into(),

@@ -2,8 +2,9 @@
 //! against `cpe vip` and then keepalived on the same testbed shape, each judged by the
 //! checker. Prints, per agent: availability (share of client requests that succeeded), the
 //! client-seen outage per fault kind (p50/p90/max), and every rule the run broke with the
-//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`), every
-//! log of the run (agents, API servers, etcd members) to `<agent>-<seed>-logs/` beside it.
+//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`;
+//! `<agent>-kube-<seed>.json` with `--api kube`), every log of the run (agents, API servers,
+//! etcd members) to `<agent>[-kube]-<seed>-logs/` beside it.
 //!
 //! keepalived is judged by the same rules for comparison: its two-holder and outage
 //! findings are figures here, not failures (VRRP has no quorum: a partitioned master
@@ -11,7 +12,7 @@
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
 //!                    [--out DIR] [--kinds a,b,..|all|v1|v2] [--skip-seconds S] [--print-schedule]
-//!                    [--machines 3|5] [--load-balance]
+//!                    [--machines 3|5] [--load-balance] [--api cpe|kube]
 //!
 //! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
 //! was run with, so its schedule is replayed; `--kinds v2` the 16 before clock steps were
@@ -20,6 +21,11 @@
 //! agent forwards to every machine's API server, learned from etcd's member list as a
 //! Cluster API machine would run it, so machine replacements run in that mode too).
 //! keepalived ignores `--load-balance`.
+//!
+//! `--api kube` runs a real kube-apiserver 1.20 on every machine instead of the stand-in
+//! `cpe test-apiserver` (`--api cpe`, the default): `CPE_KUBE_APISERVER`, else the cache of
+//! `scripts/kube-apiserver.sh`. The watch stream is then a real ConfigMap watch with a writer
+//! (`chaos::kube_watch`), and `api-unready` cuts the server from its etcd member.
 //!
 //! `--judge FILE` re-judges a recorded history with the current checker and exits.
 //! `--print-schedule` prints the seed's schedule (run-relative times) and exits.
@@ -42,6 +48,7 @@ fn main() -> Result<()> {
     let mut print_schedule = false;
     let mut machines = 3usize;
     let mut load_balance = false;
+    let mut kube = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -78,6 +85,17 @@ fn main() -> Result<()> {
                 }
             }
             "--load-balance" => load_balance = true,
+            "--api" => {
+                let v = val()?;
+                kube = match v.as_str() {
+                    "cpe" => false,
+                    "kube" => true,
+                    _ => bail!(
+                        "--api {v}: cpe (the stand-in `cpe test-apiserver`) or kube (a real \
+                         kube-apiserver)"
+                    ),
+                }
+            }
             _ => bail!("unknown argument {a:?} (see the doc comment of examples/chaos_bench.rs)"),
         }
     }
@@ -111,13 +129,17 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    let kube_apiserver = kube.then(cpe_testkit::kube::apiserver::kube_apiserver_bin);
     std::fs::create_dir_all(&out)?;
     println!(
-        "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, kinds {}",
+        "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, API server {}, kinds {}",
         if load_balance { ", cpe vip --load-balance" } else { "" },
+        kube_apiserver.as_ref().map_or("cpe test-apiserver (stand-in)".to_string(), |p| format!("kube-apiserver {}", p.display())),
         kinds.as_ref().map_or("all".to_string(), |k| k.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))
     );
     let mut cpe_broke = false;
+    // Histories of runs on real API servers sit beside the stand-in's: `cpe-kube-<seed>.json`.
+    let api_tag = if kube { "-kube" } else { "" };
     for agent in &agents {
         let kind = match agent.as_str() {
             "cpe" => AgentKind::Cpe {
@@ -138,15 +160,16 @@ fn main() -> Result<()> {
             seed,
             length: Duration::from_secs_f64(minutes * 60.0),
             cpe: cpe.clone(),
+            kube_apiserver: kube_apiserver.clone(),
             agent: kind,
             kinds: kinds.clone(),
-            history: Some(out.join(format!("{agent}-{seed}.json"))),
+            history: Some(out.join(format!("{agent}{api_tag}-{seed}.json"))),
             tag: "chaosb".into(),
             skip: Duration::from_secs_f64(skip),
             machines,
             // The evidence for whatever the checker finds (agents' decisions, etcd's
             // elections): bench/out/chaos/<agent>-<seed>-logs/.
-            logs: Some(out.join(format!("{agent}-{seed}-logs"))),
+            logs: Some(out.join(format!("{agent}{api_tag}-{seed}-logs"))),
         };
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("\n## {agent} (load average before: {})", load.trim());

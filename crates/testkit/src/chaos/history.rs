@@ -20,6 +20,10 @@ pub struct History {
     pub seed: u64,
     /// `cpe` or `keepalived`.
     pub agent: String,
+    /// The API server on the machines: `cpe test-apiserver` (the stand-in) or
+    /// `kube-apiserver` (empty in histories recorded before the choice existed: the stand-in).
+    #[serde(default)]
+    pub api: String,
     /// The checked window: from the first fault's possible start to the end of the run
     /// (before the final teardown).
     pub from: Ms,
@@ -112,9 +116,12 @@ pub struct QueueSample {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "what")]
 pub enum WatchWhat {
-    /// A stream answered 200 and delivered its first event.
+    /// A stream answered 200 and delivered its first event (the stand-in), or answered
+    /// 200 and delivered every write acknowledged so far (kube-apiserver; see
+    /// `chaos::kube_watch`).
     Start { backend: Option<String> },
-    /// The stream ended (closed, reset, or no event for the read timeout).
+    /// The stream ended (closed, reset, or no event for the read timeout; kube-apiserver:
+    /// also an ERROR event, or a write acknowledged 3 s ago not delivered).
     End { reason: String },
 }
 

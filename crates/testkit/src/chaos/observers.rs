@@ -44,7 +44,9 @@ impl<T> Drop for Recorder<T> {
     }
 }
 
-fn spawn_in<T: Send + 'static>(
+/// Runs `body` in a thread inside `client`'s namespace, recording until the [`Recorder`]
+/// is dropped.
+pub(super) fn spawn_in<T: Send + 'static>(
     client: &Host,
     name: &str,
     body: impl FnOnce(Arc<AtomicBool>, Arc<Mutex<Vec<T>>>) + Send + 'static,
@@ -74,7 +76,7 @@ fn spawn_in<T: Send + 'static>(
     })
 }
 
-fn ms(epoch: Instant) -> Ms {
+pub(super) fn ms(epoch: Instant) -> Ms {
     epoch.elapsed().as_millis() as Ms
 }
 

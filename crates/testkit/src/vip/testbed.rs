@@ -1,6 +1,6 @@
 //! The VIP testbed ([`Testbed`]): three control-plane machines and a client on one
-//! bridge, each machine with an etcd member, a stand-in API server on `:6443` and the VIP
-//! agent, and the observers on the client. Here: building it, starting, signalling and
+//! bridge, each machine with an etcd member, an API server on `:6443` (the stand-in or a real
+//! kube-apiserver, see `kube_api`) and the VIP agent, and the observers on the client. Here: building it, starting, signalling and
 //! restarting the processes of one machine, waiting for a steady state (one holder, the
 //! client answered), reading what the client saw on the wire, and repairing every injected
 //! failure. Injecting the failures and measuring them is the runner's (`scenarios`).
@@ -23,6 +23,10 @@ pub(super) struct Machine {
     /// keepalived priority rank (0 is highest); kept by its replacement.
     pub(super) slot: usize,
     pub(super) api: Option<Child>,
+    /// When its API server was started (for the start-to-ready time printed), and how
+    /// long its log was then (the log is appended to across restarts).
+    pub(super) api_started: Option<Instant>,
+    pub(super) api_log_from: u64,
     pub(super) agent: Option<Child>,
     /// HAProxy, in the keepalived+HAProxy recipe only (see `lb.rs`).
     pub(super) haproxy: Option<Child>,
@@ -41,6 +45,8 @@ impl Machine {
             host,
             slot,
             api: None,
+            api_started: None,
+            api_log_from: 0,
             agent: None,
             haproxy: None,
             unready: false,
@@ -81,7 +87,9 @@ pub struct Testbed {
     pub(super) etcd: EtcdCluster,
     pub client: Host,
     pub vip: Ipv4Addr,
-    api: ApiKind,
+    pub(super) api: ApiKind,
+    /// The test cluster's CA, keys and tokens, with a real kube-apiserver (`kube_api`).
+    pub(super) pki: Option<crate::kube::pki::KubePki>,
     pub(super) agent: AgentKind,
     epoch: Instant,
     epoch_wall: std::time::SystemTime,
@@ -182,7 +190,7 @@ impl Testbed {
         let watch = Watch::start(&hosts, &client, vip, Duration::from_millis(10), epoch)?;
         let target = Target {
             addr: SocketAddr::new(vip.into(), haproxy_port.unwrap_or(API_PORT)),
-            https: matches!(api, ApiKind::Cpe(_)),
+            https: !matches!(api, ApiKind::Python),
             path: "/readyz".into(),
         };
         let prober = Prober::start(
@@ -192,6 +200,10 @@ impl Testbed {
             Duration::from_secs(2),
             epoch,
         )?;
+        let pki = match api {
+            ApiKind::Kube(_) => Some(super::kube_api::create_pki(dir.path(), vip)?),
+            _ => None,
+        };
         let machines = hosts
             .into_iter()
             .enumerate()
@@ -208,6 +220,7 @@ impl Testbed {
             client,
             vip,
             api,
+            pki,
             agent,
             epoch,
             epoch_wall,
@@ -217,9 +230,12 @@ impl Testbed {
             net,
             dir,
         };
-        // The first API server generates the shared test PKI; start the others after it.
+        // The stand-in's first server generates the shared test PKI: the others start after
+        // it. kube-apiservers (PKI made above) start together, as kubelets start them.
         tb.start_api(0)?;
-        tb.wait_api_ready(0)?;
+        if !tb.kube_api() {
+            tb.wait_api_ready(0)?;
+        }
         for i in 1..tb.machines.len() {
             tb.start_api(i)?;
         }
@@ -270,6 +286,7 @@ impl Testbed {
         let m = &self.machines[i];
         let name = m.host.name.clone();
         let log = self.log(&format!("api-{name}"));
+        let log_from = std::fs::metadata(&log).map_or(0, |m| m.len());
         let child = match &self.api {
             ApiKind::Python => {
                 let root = self.dir.path().join(format!("www-{name}"));
@@ -318,29 +335,40 @@ impl Testbed {
                 }
                 m.host.spawn(&format!("api {name}"), &log, bin, &args)?
             }
+            ApiKind::Kube(bin) => self.spawn_kube_api(i, bin)?,
         };
         let m = &mut self.machines[i];
         m.api = Some(child);
+        m.api_started = Some(Instant::now());
+        m.api_log_from = log_from;
         m.unready = false;
         Ok(())
     }
 
-    fn api_url(&self) -> String {
+    /// The local /readyz (what the agents probe).
+    pub(super) fn api_url(&self) -> String {
         match self.api {
             ApiKind::Python => format!("http://127.0.0.1:{API_PORT}/readyz"),
-            ApiKind::Cpe(_) => format!("https://127.0.0.1:{API_PORT}/readyz"),
+            ApiKind::Cpe(_) | ApiKind::Kube(_) => format!("https://127.0.0.1:{API_PORT}/readyz"),
         }
     }
 
     pub(super) fn wait_api_ready(&mut self, i: usize) -> Result<()> {
         let url = self.api_url();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + self.api_ready_timeout();
         loop {
             if self.machines[i]
                 .host
                 .exec("curl", &["-sfk", "-m", "1", &url])
                 .is_ok()
             {
+                if let (true, Some(t0)) = (self.kube_api(), self.machines[i].api_started) {
+                    eprintln!(
+                        "[vip] kube-apiserver on {} ready {:.1} s after its start",
+                        self.machines[i].host.name,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
                 return Ok(());
             }
             let m = &mut self.machines[i];
@@ -355,7 +383,8 @@ impl Testbed {
         }
     }
 
-    /// Makes /readyz answer 503 (Python: 404) while the server keeps running.
+    /// Makes /readyz fail while the server keeps running: 503 (Python: 404; a real
+    /// kube-apiserver: cut from its etcd member, 500 or no answer, see `kube_api`).
     pub(super) fn make_unready(&mut self, i: usize) -> Result<()> {
         self.set_ready(i, false)
     }
@@ -370,6 +399,7 @@ impl Testbed {
         match &self.api {
             ApiKind::Python if ready => std::fs::write(marker, "ok")?,
             ApiKind::Python => std::fs::remove_file(marker)?,
+            ApiKind::Kube(_) => self.set_kube_ready(i, ready)?,
             ApiKind::Cpe(_) => {
                 // The stand-in's own switch (`POST /debug/ready`), from inside the machine.
                 self.machines[i]
@@ -446,6 +476,11 @@ impl Testbed {
                 let lb = extra.iter().any(|a| a == "--load-balance");
                 if !lb {
                     args.extend(["--health-url".into(), url]);
+                    // The real server's certificate is verified (it names 127.0.0.1).
+                    if let Some(pki) = &self.pki {
+                        let ca = pki.ca_path().to_string_lossy().into_owned();
+                        args.extend(["--health-ca".into(), ca]);
+                    }
                 }
                 let discover = extra.iter().any(|a| a == "--discover");
                 if lb && !discover && !extra.iter().any(|a| a == "--backend") {
