@@ -2,19 +2,21 @@
 //! against `cpe vip` and then keepalived on the same testbed shape, each judged by the
 //! checker. Prints, per agent: availability (share of client requests that succeeded), the
 //! client-seen outage per fault kind (p50/p90/max), and every rule the run broke with the
-//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`), every
-//! log of the run (agents, API servers, etcd members) to `<agent>-<seed>-logs/` beside it.
+//! history around it. Histories are written to `--out DIR` (`<agent>-<seed>.json`;
+//! `<agent>-kube-<seed>.json` with `--api kube`), every log of the run (agents, API servers,
+//! etcd members) to `<agent>[-kube]-<seed>-logs/` beside it.
 //!
 //! keepalived is judged by the same rules for comparison: its two-holder and outage
 //! findings are figures here, not failures (VRRP has no quorum: a partitioned master
 //! stays master). Exit status 1 if the cpe run broke a rule.
 //!
 //! Usage: chaos_bench --cpe PATH [--minutes 30] [--seed N] [--agents cpe,keepalived]
-//!                    [--out DIR] [--kinds a,b,..|all|v1] [--skip-seconds S] [--print-schedule]
-//!                    [--machines 3|5] [--load-balance | --front-lb]
+//!                    [--out DIR] [--kinds a,b,..|all|v1|v2] [--skip-seconds S] [--print-schedule]
+//!                    [--machines 3|5] [--load-balance | --front-lb] [--api cpe|kube]
 //!
 //! `--kinds v1` draws from the first 14 kinds (no replacements): the kinds seed 769871270
-//! was run with, so its schedule is replayed. `--machines 5` runs five control-plane
+//! was run with, so its schedule is replayed; `--kinds v2` the 16 before clock steps were
+//! injected (what `all` drew until then). `--machines 5` runs five control-plane
 //! machines; `--load-balance` runs `cpe vip --load-balance --discover etcd` (the VIP's
 //! agent forwards to every machine's API server, learned from etcd's member list as a
 //! Cluster API machine would run it, so machine replacements run in that mode too).
@@ -26,7 +28,13 @@
 //! (every machine's API server as seeds, then etcd's member list: it follows machine
 //! replacements) beside plain `cpe vip`; for keepalived it is HAProxy with the static list
 //! of the original machines (machine replacements are skipped there). Not with
-//! `--load-balance` (a load balancer behind the VIP on every machine, another topology).
+//! `--load-balance` (a load balancer behind the VIP on every machine, another topology),
+//! nor with `--api kube` (its bounds assume the stand-in, which does not use etcd).
+//!
+//! `--api kube` runs a real kube-apiserver 1.20 on every machine instead of the stand-in
+//! `cpe test-apiserver` (`--api cpe`, the default): `CPE_KUBE_APISERVER`, else the cache of
+//! `scripts/kube-apiserver.sh`. The watch stream is then a real ConfigMap watch with a writer
+//! (`chaos::kube_watch`), and `api-unready` cuts the server from its etcd member.
 //!
 //! `--judge FILE` re-judges a recorded history with the current checker and exits.
 //! `--print-schedule` prints the seed's schedule (run-relative times) and exits.
@@ -50,6 +58,7 @@ fn main() -> Result<()> {
     let mut machines = 3usize;
     let mut load_balance = false;
     let mut front_lb = false;
+    let mut kube = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -87,6 +96,17 @@ fn main() -> Result<()> {
             }
             "--load-balance" => load_balance = true,
             "--front-lb" => front_lb = true,
+            "--api" => {
+                let v = val()?;
+                kube = match v.as_str() {
+                    "cpe" => false,
+                    "kube" => true,
+                    _ => bail!(
+                        "--api {v}: cpe (the stand-in `cpe test-apiserver`) or kube (a real \
+                         kube-apiserver)"
+                    ),
+                }
+            }
             _ => bail!("unknown argument {a:?} (see the doc comment of examples/chaos_bench.rs)"),
         }
     }
@@ -95,6 +115,13 @@ fn main() -> Result<()> {
             "--load-balance and --front-lb exclude each other: --load-balance runs a load \
              balancer behind the VIP on every machine (cpe vip --load-balance), --front-lb one \
              cpe lb on a host of its own in front of the machines; give one"
+        );
+    }
+    if front_lb && kube {
+        bail!(
+            "--front-lb with --api kube is not supported: the bounds the checker judges a front \
+             load balancer by assume the stand-in API server (--api cpe), which does not use \
+             etcd; give --front-lb with --api cpe, or --api kube without --front-lb"
         );
     }
     let cpe = cpe.context("--cpe PATH (the cpe binary) is required")?;
@@ -112,8 +139,12 @@ fn main() -> Result<()> {
             params.kinds = k.clone();
         }
         for f in chaos::generate(seed, &params) {
+            let step = match f.kind {
+                FaultKind::ClockStep => format!("  {:+} s", FaultKind::clock_step_secs(f.variant)),
+                _ => String::new(),
+            };
             println!(
-                "#{:<4} {:>9.3}s {:>6} ms  {:<18} {:?}",
+                "#{:<4} {:>9.3}s {:>6} ms  {:<18} {:?}{step}",
                 f.id,
                 f.start_ms as f64 / 1000.0,
                 f.duration_ms,
@@ -123,9 +154,10 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    let kube_apiserver = kube.then(cpe_testkit::kube::apiserver::kube_apiserver_bin);
     std::fs::create_dir_all(&out)?;
     println!(
-        "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, kinds {}",
+        "# chaos: seed {seed}, {minutes} min per agent, agents {agents:?}, {machines} machines{}, API server {}, kinds {}",
         if load_balance {
             ", cpe vip --load-balance"
         } else if front_lb {
@@ -133,9 +165,12 @@ fn main() -> Result<()> {
         } else {
             ""
         },
+        kube_apiserver.as_ref().map_or("cpe test-apiserver (stand-in)".to_string(), |p| format!("kube-apiserver {}", p.display())),
         kinds.as_ref().map_or("all".to_string(), |k| k.iter().map(|k| k.name()).collect::<Vec<_>>().join(","))
     );
     let mut cpe_broke = false;
+    // Histories of runs on real API servers sit beside the stand-in's: `cpe-kube-<seed>.json`.
+    let api_tag = if kube { "-kube" } else { "" };
     for agent in &agents {
         let kind = match agent.as_str() {
             "cpe" => AgentKind::Cpe {
@@ -158,16 +193,18 @@ fn main() -> Result<()> {
             AgentKind::Keepalived => FrontLb::Haproxy,
             AgentKind::Cpe { .. } => FrontLb::Cpe(cpe.clone()),
         });
-        // Histories and logs are named by what ran: `cpe-front-lb-SEED.json`.
+        // Histories and logs are named by what ran: `cpe-front-lb-SEED.json`,
+        // `cpe-kube-SEED.json` (the two exclude each other).
         let label = if front_lb {
             format!("{agent}-front-lb")
         } else {
-            agent.clone()
+            format!("{agent}{api_tag}")
         };
         let cfg = Config {
             seed,
             length: Duration::from_secs_f64(minutes * 60.0),
             cpe: cpe.clone(),
+            kube_apiserver: kube_apiserver.clone(),
             agent: kind,
             kinds: kinds.clone(),
             history: Some(out.join(format!("{label}-{seed}.json"))),
@@ -175,7 +212,7 @@ fn main() -> Result<()> {
             skip: Duration::from_secs_f64(skip),
             machines,
             // The evidence for whatever the checker finds (agents' decisions, etcd's
-            // elections): bench/out/chaos/<agent>-<seed>-logs/.
+            // elections): bench/out/chaos/<label>-<seed>-logs/.
             logs: Some(out.join(format!("{label}-{seed}-logs"))),
             front,
         };

@@ -1,6 +1,7 @@
 //! The numbers the checker's rules use ([`Bounds`]) and what each fault kind may cost the
 //! client ([`failover_bound`] through the VIP, [`allowance`] by where the client's requests
-//! go: the VIP or a load balancer in front of the machines). Published in
+//! go: the VIP or a load balancer in front of the machines), and from that whether a fault
+//! may explain an outage at all ([`explains`]). Published in
 //! `docs/chaos.md`; pure constants and tables, judged nothing here (`checker` does).
 
 use super::history::Ms;
@@ -49,6 +50,9 @@ pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
         FaultKind::MachineReplace => Some(8_000),
         FaultKind::EtcdReplace => Some(10_000),
         FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
+        // Never used: a clock step explains nothing, through the VIP or a front LB
+        // (`allowance`).
+        FaultKind::ClockStep => Some(0),
     }
 }
 
@@ -60,8 +64,11 @@ pub enum Allowance {
     Within(Ms),
     /// It degrades every path while it lasts: until `grace` after its end.
     UntilEnd,
-    /// Not on the client's path: it explains no outage (an outage while only such faults
-    /// are in progress is as unexplained as one in a quiet cluster).
+    /// Not on the client's path: it explains (and prolongs) no outage; an outage while
+    /// only such faults are in progress is as unexplained as one in a quiet cluster.
+    /// Through a front LB the agents, partitions between the machines and etcd's
+    /// elections; in both modes a step of the real-time clock, which is on no path: every
+    /// decision of the agents and load balancers runs on the monotonic clock.
     OffPath,
 }
 
@@ -72,22 +79,36 @@ pub enum Allowance {
 /// connect is retried on another backend), a cut or replaced machine the same plus a
 /// connect timeout (1 s), and the agents, the VIP, a partition between the machines and
 /// etcd's elections are not on the client's path at all: the stand-in API server does not
-/// use etcd, and the LB keeps its backend set while etcd does not answer.
+/// use etcd, and the LB keeps its backend set while etcd does not answer. A clock step is
+/// off the path in both modes (the one rule for it: [`explains`]).
 pub fn allowance(kind: FaultKind, front_lb: bool) -> Allowance {
-    if !front_lb {
-        return failover_bound(kind).map_or(Allowance::UntilEnd, Allowance::Within);
+    match (kind, front_lb) {
+        (FaultKind::ClockStep, _) => Allowance::OffPath,
+        (k, false) => failover_bound(k).map_or(Allowance::UntilEnd, Allowance::Within),
+        (FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready, true) => {
+            Allowance::Within(4_000)
+        }
+        (FaultKind::MachineReplace | FaultKind::EtcdReplace, true) => Allowance::Within(4_000),
+        (FaultKind::LinkCut, true) => Allowance::Within(6_000),
+        (FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay, true) => {
+            Allowance::UntilEnd
+        }
+        (
+            FaultKind::AgentKill
+            | FaultKind::AgentTerm
+            | FaultKind::AgentRestart
+            | FaultKind::CpuStarve
+            | FaultKind::Partition
+            | FaultKind::PartitionOneWay
+            | FaultKind::EtcdLeaderKill,
+            true,
+        ) => Allowance::OffPath,
     }
-    match kind {
-        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => Allowance::Within(4_000),
-        FaultKind::MachineReplace | FaultKind::EtcdReplace => Allowance::Within(4_000),
-        FaultKind::LinkCut => Allowance::Within(6_000),
-        FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => Allowance::UntilEnd,
-        FaultKind::AgentKill
-        | FaultKind::AgentTerm
-        | FaultKind::AgentRestart
-        | FaultKind::CpuStarve
-        | FaultKind::Partition
-        | FaultKind::PartitionOneWay
-        | FaultKind::EtcdLeaderKill => Allowance::OffPath,
-    }
+}
+
+/// Whether a fault of `kind` may explain (or prolong) an outage of a client that goes
+/// through a front LB (`front_lb`) or the VIP: whether it is on the client's path
+/// (not [`Allowance::OffPath`]). A step of the real-time clock never is.
+pub fn explains(kind: FaultKind, front_lb: bool) -> bool {
+    allowance(kind, front_lb) != Allowance::OffPath
 }

@@ -18,7 +18,8 @@
 //!   with the client going through a load balancer in front of the machines
 //!   (`History::front_lb`), each kind's allowance is what it costs there ([`allowance`]):
 //!   the agents, partitions between the machines and etcd elections are off the client's
-//!   path and explain no outage;
+//!   path and explain no outage; a step of the real-time clock is off every path (it
+//!   must not matter): it explains and prolongs nothing in either mode ([`explains`]);
 //! - **watches resumed**: every watch stream that ended was followed by a new one within
 //!   `watch_resume`;
 //! - **no crash, no leak**: no process exited unasked; every agent's (and the front load
@@ -32,7 +33,7 @@
 //! client-seen outage of each fault (the longest gap between successes from its start to
 //! `grace` after its end), by kind.
 
-pub use super::bounds::{allowance, failover_bound, Allowance, Bounds};
+pub use super::bounds::{allowance, explains, failover_bound, Allowance, Bounds};
 use super::history::{History, Ms, WatchWhat};
 use super::schedule::FaultKind;
 use std::collections::BTreeMap;
@@ -258,25 +259,33 @@ pub fn outage_gaps(h: &History, min: Ms) -> Vec<(Ms, Ms)> {
 
 fn outages(h: &History, b: &Bounds, v: &mut Vec<Violation>) {
     let front = h.front_lb.is_some();
-    let on_path = |f: &&super::history::FaultRecord| allowance(f.kind, front) != Allowance::OffPath;
     for (a, e) in outage_gaps(h, b.outage_min) {
         let in_progress: Vec<_> = h
             .faults
             .iter()
             .filter(|f| !f.skipped && f.start <= a + b.outage_min && f.end + b.grace >= a)
             .collect();
-        let explaining: Vec<_> = in_progress.iter().copied().filter(on_path).collect();
+        let explaining: Vec<_> = in_progress
+            .iter()
+            .copied()
+            .filter(|f| explains(f.kind, front))
+            .collect();
         let len = e - a;
         if explaining.is_empty() {
             let off: Vec<String> = in_progress
                 .iter()
                 .map(|f| format!("{} #{}", f.kind.name(), f.id))
                 .collect();
+            let clock = if in_progress.iter().any(|f| f.kind == FaultKind::ClockStep) {
+                "; a step of the real-time clock is on no path"
+            } else {
+                ""
+            };
             let why = match (off.is_empty(), &h.front_lb) {
                 (true, _) => "no fault in progress".to_string(),
                 (false, lb) => format!(
                     "no fault on the client's path in progress ({} not on it: the client goes \
-                     through {})",
+                     through {}{clock})",
                     off.join(", "),
                     lb.as_deref().unwrap_or("the VIP")
                 ),
@@ -562,6 +571,9 @@ pub fn window(h: &History, t: Ms, span: Ms) -> String {
     }
     for l in h.etcd_leader.iter().filter(|l| inw(l.t)) {
         lines.push((l.t, format!("etcd leader {:?}", l.leader)));
+    }
+    for q in h.election.iter().filter(|q| inw(q.t)) {
+        lines.push((q.t, format!("election queue {:?}", q.queue)));
     }
     for w in h.watches.iter().filter(|w| inw(w.t)) {
         lines.push((w.t, format!("watch {:?}", w.what)));

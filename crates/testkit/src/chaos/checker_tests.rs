@@ -346,6 +346,9 @@ fn fronted() -> History {
 #[test]
 fn through_a_front_lb_the_vip_bounds_hold_unchanged_and_off_path_kinds_explain_nothing() {
     for k in FaultKind::ALL {
+        if k == FaultKind::ClockStep {
+            continue;
+        }
         assert_eq!(
             allowance(k, false),
             failover_bound(k).map_or(Allowance::UntilEnd, Allowance::Within),
@@ -371,9 +374,15 @@ fn through_a_front_lb_the_vip_bounds_hold_unchanged_and_off_path_kinds_explain_n
         FaultKind::Partition,
         FaultKind::PartitionOneWay,
         FaultKind::EtcdLeaderKill,
+        FaultKind::ClockStep,
     ] {
         assert_eq!(allowance(k, true), Allowance::OffPath, "{k:?}");
+        assert!(!explains(k, true), "{k:?}");
     }
+    // A clock step is off the path through the VIP too: one rule for both modes.
+    assert_eq!(allowance(FaultKind::ClockStep, false), Allowance::OffPath);
+    assert!(!explains(FaultKind::ClockStep, false));
+    assert!(explains(FaultKind::AgentKill, false));
 }
 
 #[test]
@@ -479,6 +488,46 @@ fn a_front_lb_that_did_not_exit_0_is_left_behind() {
         r.violations[0]
             .message
             .contains("the front load balancer: cpe lb did not exit 0"),
+        "{}",
+        r.violations[0].message
+    );
+}
+
+#[test]
+fn a_clock_step_explains_no_outage() {
+    // The real-time clock stepped 30 s while requests fail: the step may not explain it.
+    let mut h = clean();
+    fail(&mut h, 20_000, 23_000);
+    h.faults
+        .push(fault(0, FaultKind::ClockStep, 19_995, 25_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["explained outages"]);
+    assert!(
+        r.violations[0].message.contains(
+            "(clock-step #0 not on it: the client goes through the VIP; a step of the \
+             real-time clock is on no path)"
+        ),
+        "{}",
+        r.violations[0].message
+    );
+    // The same rule through a front LB.
+    h.front_lb = Some("cpe lb".into());
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["explained outages"], "{:?}", r.violations);
+    h.front_lb = None;
+    // Beside a fault that explains the outage, it neither helps nor hurts; and a clock
+    // step that starts during an outage does not prolong its allowance.
+    h.faults.push(fault(1, FaultKind::ApiKill, 19_995, 21_000));
+    assert!(check(&h, &Bounds::default()).violations.is_empty());
+    let mut h = clean();
+    fail(&mut h, 20_000, 30_000);
+    h.faults.push(fault(0, FaultKind::ApiKill, 19_995, 21_000));
+    h.faults
+        .push(fault(1, FaultKind::ClockStep, 22_000, 40_000));
+    let r = check(&h, &Bounds::default());
+    assert_eq!(rules(&r), ["bounded outages"]);
+    assert!(
+        !r.violations[0].message.contains("clock-step"),
         "{}",
         r.violations[0].message
     );

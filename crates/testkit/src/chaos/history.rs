@@ -25,6 +25,10 @@ pub struct History {
     /// a fault costs the client through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front_lb: Option<String>,
+    /// The API server on the machines: `cpe test-apiserver` (the stand-in) or
+    /// `kube-apiserver` (empty in histories recorded before the choice existed: the stand-in).
+    #[serde(default)]
+    pub api: String,
     /// The checked window: from the first fault's possible start to the end of the run
     /// (before the final teardown).
     pub from: Ms,
@@ -45,6 +49,10 @@ pub struct History {
     /// The etcd leader as the members report it, on change (`None`: nobody answered or no
     /// leader).
     pub etcd_leader: Vec<LeaderSample>,
+    /// The VIP election's queue in etcd (`cpe vip`'s candidates, oldest first: the first
+    /// leads), on change; empty for keepalived. Histories from before it have none.
+    #[serde(default)]
+    pub election: Vec<QueueSample>,
     /// The client's watch stream through the VIP: starts and ends.
     pub watches: Vec<WatchEvent>,
     /// Every fault as performed.
@@ -102,12 +110,23 @@ pub struct LeaderSample {
     pub leader: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSample {
+    pub t: Ms,
+    /// The candidates' nodes with their lease (hex), oldest first; `None`: no member
+    /// answered.
+    pub queue: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "what")]
 pub enum WatchWhat {
-    /// A stream answered 200 and delivered its first event.
+    /// A stream answered 200 and delivered its first event (the stand-in), or answered
+    /// 200 and delivered every write acknowledged so far (kube-apiserver; see
+    /// `chaos::kube_watch`).
     Start { backend: Option<String> },
-    /// The stream ended (closed, reset, or no event for the read timeout).
+    /// The stream ended (closed, reset, or no event for the read timeout; kube-apiserver:
+    /// also an ERROR event, or a write acknowledged 3 s ago not delivered).
     End { reason: String },
 }
 

@@ -7,7 +7,7 @@
 use super::history::*;
 use super::runner::{member_of, Active};
 use super::schedule::{FaultKind, Rng};
-use crate::vip::Testbed;
+use crate::vip::{ReadyzWait, Testbed};
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use std::net::Ipv4Addr;
@@ -60,7 +60,14 @@ pub(super) fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Res
     match a.fault.kind {
         FaultKind::ApiKill => tb.signal_api(m, Signal::SIGKILL),
         FaultKind::ApiTerm => tb.signal_api(m, Signal::SIGTERM),
-        FaultKind::ApiUnready => tb.set_api_ready(m, false)?,
+        FaultKind::ApiUnready => {
+            tb.set_api_ready(m, false)?;
+            if tb.kube_api() {
+                // Cut from its etcd member: how long until /readyz says so, in the note.
+                *note = "cut from its etcd member (nftables)".into();
+                a.wait = Some(("/readyz failing", tb.readyz_wait(m, false)));
+            }
+        }
         FaultKind::AgentKill => tb.signal_agent_of(m, Signal::SIGKILL),
         FaultKind::AgentTerm => tb.signal_agent_of(m, Signal::SIGTERM),
         FaultKind::AgentRestart => {
@@ -163,6 +170,11 @@ pub(super) fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Res
             *note = format!("{old} replaced by {name}");
             a.new_machine = Some(MachineInfo { name, mac });
         }
+        FaultKind::ClockStep => {
+            let d = FaultKind::clock_step_secs(v);
+            tb.step_clock(d)?;
+            *note = format!("CLOCK_REALTIME stepped {d:+} s (one clock: every machine)");
+        }
         FaultKind::CpuStarve => {
             let pids = tb.agent_pids(m);
             let cg = starve(&tb.machine_host(m).name, &pids)?;
@@ -173,11 +185,23 @@ pub(super) fn inject(tb: &mut Testbed, a: &mut Active, note: &mut String) -> Res
     Ok(())
 }
 
-pub(super) fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result<()> {
+/// Repairs fault `a`. Returns a poller when the repair completes later: an API server
+/// (re)started, or a real one cut from its etcd member reconnected, is ready when its
+/// /readyz answers 200.
+pub(super) fn end_fault(
+    tb: &mut Testbed,
+    a: &Active,
+    h: &mut History,
+) -> Result<Option<ReadyzWait>> {
     let m = a.machine;
     match a.fault.kind {
-        FaultKind::ApiKill | FaultKind::ApiTerm => tb.restart_api(m)?,
-        FaultKind::ApiUnready => tb.set_api_ready(m, true)?,
+        FaultKind::ApiKill | FaultKind::ApiTerm => return tb.begin_restart_api(m).map(Some),
+        FaultKind::ApiUnready => {
+            tb.set_api_ready(m, true)?;
+            if tb.kube_api() {
+                return Ok(Some(tb.readyz_wait(m, true)));
+            }
+        }
         FaultKind::AgentKill | FaultKind::AgentTerm => {
             let st = tb.restart_agent(m)?;
             if a.fault.kind == FaultKind::AgentTerm && !st.is_some_and(|s| s.success()) {
@@ -189,7 +213,10 @@ pub(super) fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result
                 });
             }
         }
-        FaultKind::AgentRestart | FaultKind::EtcdReplace | FaultKind::MachineReplace => {}
+        FaultKind::AgentRestart | FaultKind::EtcdReplace => {}
+        // A real kube-apiserver on the new machine is not ready yet (`replace_machine`).
+        FaultKind::MachineReplace if tb.kube_api() => return Ok(Some(tb.readyz_wait(m, true))),
+        FaultKind::MachineReplace => {}
         FaultKind::LinkCut | FaultKind::LinkFlap => tb.machine_host(m).link_up()?,
         FaultKind::Partition => tb.machine_host(m).heal()?,
         FaultKind::PartitionOneWay => {
@@ -205,13 +232,14 @@ pub(super) fn end_fault(tb: &mut Testbed, a: &Active, h: &mut History) -> Result
             }
         }
         FaultKind::EtcdLeaderKill => tb.etcd_mut().restart(a.member)?,
+        FaultKind::ClockStep => tb.step_clock(-FaultKind::clock_step_secs(a.fault.variant))?,
         FaultKind::CpuStarve => {
             if let Some(cg) = &a.cgroup {
                 unstarve(cg)?;
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The cgroup-v1 `cpu` hierarchy or cgroup v2 with the cpu controller.

@@ -21,11 +21,14 @@
 //! - [`runner`]: the I/O: testbed, the schedule played, observers, teardown checks.
 //! - `inject`: each fault's injection and repair.
 //! - [`observers`]: the etcd-leader poller, the client watch stream, /proc readings.
+//! - [`kube_watch`]: the client watch stream with a real kube-apiserver (a ConfigMap
+//!   watched, and written every 500 ms).
 
 pub mod bounds;
 pub mod checker;
 pub mod history;
 mod inject;
+pub mod kube_watch;
 pub mod observers;
 pub mod runner;
 pub mod schedule;

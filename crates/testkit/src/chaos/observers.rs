@@ -1,10 +1,11 @@
 //! The chaos run's own observers, next to the testbed's prober and holder watcher, all in
 //! the client's namespace: the etcd leader as the members report it (their JSON gateway's
-//! `/v3/maintenance/status`, every 250 ms), a client watch stream through the VIP (the
+//! `/v3/maintenance/status`, every 250 ms), the VIP election's queue (a range over its
+//! prefix, every 250 ms: who is waiting behind whom when nobody holds), a client watch stream through the VIP (the
 //! stand-in's `/debug/stream`, reopened whenever it ends), and the per-process readings
 //! (fds, RSS, threads) from `/proc`. They record; the checker judges.
 
-use super::history::{LeaderSample, Ms, WatchEvent, WatchWhat};
+use super::history::{LeaderSample, Ms, QueueSample, WatchEvent, WatchWhat};
 use crate::netlink::enter_netns;
 use crate::Host;
 use anyhow::{bail, Context, Result};
@@ -43,7 +44,9 @@ impl<T> Drop for Recorder<T> {
     }
 }
 
-fn spawn_in<T: Send + 'static>(
+/// Runs `body` in a thread inside `client`'s namespace, recording until the [`Recorder`]
+/// is dropped.
+pub(super) fn spawn_in<T: Send + 'static>(
     client: &Host,
     name: &str,
     body: impl FnOnce(Arc<AtomicBool>, Arc<Mutex<Vec<T>>>) + Send + 'static,
@@ -73,7 +76,7 @@ fn spawn_in<T: Send + 'static>(
     })
 }
 
-fn ms(epoch: Instant) -> Ms {
+pub(super) fn ms(epoch: Instant) -> Ms {
     epoch.elapsed().as_millis() as Ms
 }
 
@@ -118,15 +121,79 @@ pub fn etcd_leader(
     })
 }
 
+/// Records the VIP election's queue (`ELECTION/` keys by creation, as `node/lease`) on
+/// change, from the first member in `members` that answers.
+pub fn election_queue(
+    client: &Host,
+    members: Members,
+    election: String,
+    epoch: Instant,
+) -> Result<Recorder<QueueSample>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let prefix = format!("{election}/");
+    let mut end = prefix.clone().into_bytes();
+    *end.last_mut().expect("non-empty") += 1;
+    let body = serde_json::json!({
+        "key": b64.encode(&prefix),
+        "range_end": b64.encode(&end),
+        "sort_order": "ASCEND",
+        "sort_target": "CREATE",
+    })
+    .to_string();
+    spawn_in(client, "election-queue-watch", move |stop, records| {
+        let mut last: Option<Option<Vec<String>>> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
+            let queue = now.iter().find_map(|(_, addr)| {
+                let v = etcd_post(*addr, "/v3/kv/range", &body).ok()?;
+                let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+                Some(
+                    kvs.iter()
+                        .map(|kv| {
+                            let val = kv["value"]
+                                .as_str()
+                                .and_then(|x| b64.decode(x).ok())
+                                .map(|x| String::from_utf8_lossy(&x).into_owned())
+                                .unwrap_or_default();
+                            let node = serde_json::from_str::<serde_json::Value>(&val)
+                                .ok()
+                                .and_then(|j| j["node"].as_str().map(String::from))
+                                .unwrap_or(val);
+                            let lease = kv["lease"]
+                                .as_str()
+                                .and_then(|l| l.parse::<i64>().ok())
+                                .unwrap_or(0);
+                            format!("{node}/{lease:x}")
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            });
+            if last.as_ref() != Some(&queue) {
+                records.lock().unwrap().push(QueueSample {
+                    t: ms(epoch),
+                    queue: queue.clone(),
+                });
+                last = Some(queue);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
 fn etcd_status(addr: Ipv4Addr) -> Result<serde_json::Value> {
+    etcd_post(addr, "/v3/maintenance/status", "{}")
+}
+
+/// One POST to a member's JSON gateway, 300 ms for everything.
+fn etcd_post(addr: Ipv4Addr, path: &str, body: &str) -> Result<serde_json::Value> {
     let t = Duration::from_millis(300);
     let mut s = TcpStream::connect_timeout(&SocketAddr::new(addr.into(), 2379), t)?;
     s.set_read_timeout(Some(t))?;
     s.set_write_timeout(Some(t))?;
-    let body = "{}";
     write!(
         s,
-        "POST /v3/maintenance/status HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;

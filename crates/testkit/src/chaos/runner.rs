@@ -1,11 +1,13 @@
-//! The chaos runner: builds the VIP testbed (three machines, each an etcd member, the
-//! stand-in API server and the agent; a client; with [`Config::front`], a load balancer on
-//! a host of its own that the client goes through instead of the VIP), starts the chaos
-//! observers, performs the schedule's faults at their times (resolving each fault's role
-//! to a machine when it starts, skipping it when that machine already has a fault on the
-//! same part), notices processes that exit unasked, samples the agents' (and the front
-//! LB's) resources, then repairs, stops the agents and then the front LB with SIGTERM,
-//! records what was left, and hands the [`History`] to the checker.
+//! The chaos runner: builds the VIP testbed (three machines, each an etcd member, an API
+//! server — the stand-in, or a real kube-apiserver with `Config::kube_apiserver` — and the
+//! agent; a client; with [`Config::front`], a load balancer on a host of its own that the
+//! client goes through instead of the VIP), starts the chaos observers, performs the
+//! schedule's faults at their times (resolving each fault's role to a machine when it
+//! starts, skipping it when that machine already has a fault on the same part), notices
+//! processes that exit unasked, samples the agents' (and the front LB's) resources, waits
+//! without blocking for the repairs that take time (an API server restarted is ready
+//! seconds later: the fault ends when it is), then repairs, stops the agents and then the
+//! front LB with SIGTERM, records what was left, and hands the [`History`] to the checker.
 //!
 //! It asserts nothing: [`run`] returns the history and the checker's report; the test and
 //! the bench decide. Faults use external tools (`ip`, `nft`, `tc`, `etcdctl`, cgroupfs),
@@ -16,7 +18,7 @@ use super::history::*;
 use super::inject::{end_fault, inject};
 use super::observers::{self, Recorder};
 use super::schedule::{self, Fault, FaultKind, Params, Rng, Role};
-use crate::vip::{AgentKind, ApiKind, FrontLb, Testbed};
+use crate::vip::{AgentKind, ApiKind, FrontLb, ReadyzWait, Testbed};
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub struct Config {
     pub length: Duration,
     /// The `cpe` binary (for `cpe test-apiserver`).
     pub cpe: PathBuf,
+    /// Run this kube-apiserver binary on the machines instead of the stand-in (`None`).
+    pub kube_apiserver: Option<PathBuf>,
     pub agent: AgentKind,
     /// Kinds to draw from (default: all).
     pub kinds: Option<Vec<FaultKind>>,
@@ -73,6 +77,8 @@ fn part(kind: FaultKind) -> &'static str {
         FaultKind::EtcdLeaderKill | FaultKind::EtcdReplace => "etcd",
         // Every part: a replacement is skipped while anything else happens to the machine.
         FaultKind::MachineReplace => "machine",
+        // The host's one real-time clock: no machine's part.
+        FaultKind::ClockStep => "clock",
     }
 }
 
@@ -90,11 +96,19 @@ pub(super) struct Active {
     pub(super) cgroup: Option<PathBuf>,
     /// MachineReplace: the machine that joined.
     pub(super) new_machine: Option<MachineInfo>,
+    /// A /readyz measurement in progress (what it measures, for the note): the API server
+    /// failing after the injection, ready again after the repair.
+    pub(super) wait: Option<(&'static str, ReadyzWait)>,
+    /// The repair was done and the fault ends when `wait` does.
+    pub(super) repairing: bool,
 }
 
 /// Runs the schedule for `cfg.seed` on a fresh testbed.
 pub fn run(cfg: &Config) -> Result<Run> {
-    let api = ApiKind::Cpe(cfg.cpe.clone());
+    let api = match &cfg.kube_apiserver {
+        Some(bin) => ApiKind::Kube(bin.clone()),
+        None => ApiKind::Cpe(cfg.cpe.clone()),
+    };
     let mut tb = match &cfg.front {
         Some(f) => {
             Testbed::start_fronted(&cfg.tag, api, cfg.agent.clone(), cfg.machines, f.clone())?
@@ -120,13 +134,35 @@ pub fn run(cfg: &Config) -> Result<Run> {
     let members = observers::Members::default();
     *members.lock().unwrap() = etcd_members(&mut tb);
     let leader = observers::etcd_leader(&tb.client, members.clone(), epoch)?;
-    let stream = observers::watch_stream(&tb.client, tb.entry(), Duration::from_secs(3), epoch)?;
+    let election = observers::election_queue(
+        &tb.client,
+        members.clone(),
+        format!("/cpe/vip/{}", tb.vip),
+        epoch,
+    )?;
+    let idle = Duration::from_secs(3);
+    let (stream, kube_watch) = match tb.kube_token() {
+        Some(token) => {
+            let w = super::kube_watch::configmap_watch(&tb.client, tb.vip, token, idle, epoch)?;
+            (w.stream, Some(w.writer))
+        }
+        None => (
+            observers::watch_stream(&tb.client, tb.entry(), idle, epoch)?,
+            None,
+        ),
+    };
     // Let the stream open before the window starts.
     std::thread::sleep(Duration::from_secs(1));
     let mut h = History {
         seed: cfg.seed,
         agent: cfg.agent.name().into(),
         front_lb: cfg.front.as_ref().map(|f| f.name().to_string()),
+        api: if tb.kube_api() {
+            "kube-apiserver"
+        } else {
+            "cpe test-apiserver"
+        }
+        .into(),
         from: tb.now().as_millis() as Ms,
         sample_interval: 10,
         machines: tb
@@ -146,11 +182,9 @@ pub fn run(cfg: &Config) -> Result<Run> {
         // Ends first: a part freed at this instant can be taken by a start.
         let mut i = 0;
         while i < active.len() {
-            if now >= at(active[i].fault.end_ms()) {
+            let due = now >= at(active[i].fault.end_ms());
+            if step(&mut tb, &mut active[i], &mut h, due) {
                 let a = active.remove(i);
-                if let Err(e) = end_fault(&mut tb, &a, &mut h) {
-                    h.faults[a.rec].note += &format!("; repair failed: {e:#}");
-                }
                 h.faults[a.rec].end = tb.now().as_millis() as Ms;
             } else {
                 i += 1;
@@ -188,6 +222,16 @@ pub fn run(cfg: &Config) -> Result<Run> {
         std::thread::sleep(Duration::from_millis(10));
     }
     h.to = tb.now().as_millis() as Ms;
+    h.election = election.snapshot();
+    drop(election);
+    if let Some(w) = kube_watch {
+        let acks = w.snapshot();
+        let ok = acks.iter().filter(|a| a.rv.is_some()).count();
+        eprintln!(
+            "[chaos] ConfigMap writer: {ok} writes acknowledged, {} failed",
+            acks.len() - ok
+        );
+    }
     finish(&mut tb, &mut h, leader, stream)?;
     let report = checker::check(&h, &Bounds::default());
     let path = cfg
@@ -205,6 +249,55 @@ pub fn run(cfg: &Config) -> Result<Run> {
         report,
         history_path: path,
     })
+}
+
+/// Moves fault `a` on: finishes the /readyz measurement in progress (its result goes into
+/// the note), repairs the fault once `due`, and returns whether it has ended (its repair
+/// complete: an API server restarted must be ready, which takes seconds with a real one).
+fn step(tb: &mut Testbed, a: &mut Active, h: &mut History, due: bool) -> bool {
+    if let Some((what, w)) = a.wait.as_mut() {
+        let what = *what;
+        let r = match w.poll() {
+            Some(r) => Some(r),
+            // Its API server exited while starting: the fault ends; `notice_exits` records
+            // the exit and starts another.
+            None if a.repairing && !tb.api_running(a.machine) => Some(Err(anyhow::anyhow!(
+                "the API server exited before it was ready"
+            ))),
+            // No failing answer yet when the repair is due (a real server's first /readyz
+            // after the cut takes its 2 s etcd check): give that measurement up.
+            None if due && !a.repairing => Some(Err(anyhow::anyhow!(
+                "no failing answer yet when the fault ended"
+            ))),
+            None => None,
+        };
+        if let Some(r) = r {
+            h.faults[a.rec].note += &match r {
+                Ok((t, code)) => format!("; {what} after {} ms ({code})", t.as_millis()),
+                Err(e) if a.repairing => format!("; repair failed: {e:#}"),
+                Err(e) => format!("; {what}: {e:#}"),
+            };
+            a.wait = None;
+        }
+    }
+    if a.repairing {
+        return a.wait.is_none();
+    }
+    if !due {
+        return false;
+    }
+    match end_fault(tb, a, h) {
+        Ok(None) => true,
+        Ok(Some(w)) => {
+            a.wait = Some(("/readyz 200 again", w));
+            a.repairing = true;
+            false
+        }
+        Err(e) => {
+            h.faults[a.rec].note += &format!("; repair failed: {e:#}");
+            true
+        }
+    }
 }
 
 /// Copies the `*.log` and `*.txt` files of `from` (not the etcd data) into `to`.
@@ -294,9 +387,11 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         h.faults.push(rec);
         return;
     };
+    let global = |k: FaultKind| k == FaultKind::ClockStep;
     let conflicts = |a: &Active| {
         a.machine == m
-            && (part(a.fault.kind) == part(f.kind) || f.kind == FaultKind::MachineReplace)
+            && (part(a.fault.kind) == part(f.kind)
+                || (f.kind == FaultKind::MachineReplace && !global(a.fault.kind)))
     };
     if let Some(busy) = active.iter().find(|a| conflicts(a)) {
         rec.skipped = true;
@@ -340,6 +435,8 @@ fn start_fault(tb: &mut Testbed, f: Fault, active: &mut Vec<Active>, h: &mut His
         flap: None,
         cgroup: None,
         new_machine: None,
+        wait: None,
+        repairing: false,
     };
     match inject(tb, &mut a, &mut rec.note) {
         Ok(()) => {
@@ -406,9 +503,10 @@ fn notice_exits(tb: &mut Testbed, active: &[Active], h: &mut History) {
                 t,
                 process: format!("api {name}"),
                 status: "exited".into(),
-                log_tail: String::new(),
+                log_tail: tb.api_log_tail(m),
             });
-            let _ = tb.restart_api(m);
+            // Not waited for: a real one takes seconds to be ready.
+            let _ = tb.begin_restart_api(m);
         }
         if !busy(m, "etcd") {
             let i = member_of(tb, m);

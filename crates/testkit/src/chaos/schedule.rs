@@ -54,12 +54,17 @@ pub enum FaultKind {
     /// member removed, the machine deleted; a new machine with a new name and address
     /// joins (etcd member, API server, agent).
     MachineReplace,
+    /// The real-time clock (`CLOCK_REALTIME`) is stepped by ±1 s, ±30 s, ±10 min or ±1 h
+    /// (per the fault's `variant`) and stepped back by as much at the end. It is one clock
+    /// for the whole host, so every machine's clock jumps at once; the target is recorded
+    /// only. Must cost nothing: the checker lets it explain no outage.
+    ClockStep,
 }
 
 impl FaultKind {
     /// Every kind: the default of [`Params::new`]. New kinds go at the end ([`Self::V1`]
-    /// is its first 14).
-    pub const ALL: [FaultKind; 16] = [
+    /// is its first 14, [`Self::V2`] its first 16).
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::ApiKill,
         FaultKind::ApiTerm,
         FaultKind::ApiUnready,
@@ -76,12 +81,17 @@ impl FaultKind {
         FaultKind::CpuStarve,
         FaultKind::EtcdReplace,
         FaultKind::MachineReplace,
+        FaultKind::ClockStep,
     ];
 
     /// The kinds of the first runs (before the replacements existed), in their order: a
     /// seed recorded then keeps its schedule when drawn from these (`--kinds v1`; the
     /// regression cases of seed 769871270 do so).
     pub const V1: &'static [FaultKind] = FaultKind::ALL.split_at(14).0;
+
+    /// The kinds before clock steps were injected (`--kinds v2`): a seed recorded with all
+    /// kinds before then keeps its schedule when drawn from these.
+    pub const V2: &'static [FaultKind] = FaultKind::ALL.split_at(16).0;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -101,21 +111,24 @@ impl FaultKind {
             FaultKind::CpuStarve => "cpu-starve",
             FaultKind::EtcdReplace => "etcd-replace",
             FaultKind::MachineReplace => "machine-replace",
+            FaultKind::ClockStep => "clock-step",
         }
     }
 
-    /// A comma-separated list of kind names, or `all`, or `v1` (see [`FaultKind::V1`]).
+    /// A comma-separated list of kind names, or `all`, `v1` or `v2` (see [`FaultKind::V1`],
+    /// [`FaultKind::V2`]).
     pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, String> {
         match s {
             "all" => return Ok(FaultKind::ALL.to_vec()),
             "v1" => return Ok(FaultKind::V1.to_vec()),
+            "v2" => return Ok(FaultKind::V2.to_vec()),
             _ => {}
         }
         s.split(',')
             .map(|k| {
                 FaultKind::from_name(k.trim()).ok_or_else(|| {
                     format!(
-                        "unknown fault kind {k:?}: one of {}, or `all`, or `v1`",
+                        "unknown fault kind {k:?}: one of {}, or `all`, `v1`, `v2`",
                         FaultKind::ALL.map(|k| k.name()).join(", ")
                     )
                 })
@@ -138,9 +151,20 @@ impl FaultKind {
             FaultKind::PacketLoss | FaultKind::Delay => (2_000, 10_000),
             FaultKind::EtcdLeaderKill => (2_000, 8_000),
             FaultKind::CpuStarve => (2_000, 8_000),
+            FaultKind::ClockStep => (2_000, 8_000),
             // Instant: the fault is the replacement itself (the runner does it when the
             // fault starts); what is measured is the outage around it.
             FaultKind::EtcdReplace | FaultKind::MachineReplace => (0, 0),
+        }
+    }
+
+    /// ClockStep: the step for a fault's `variant`, in seconds: ±1 s, ±30 s, ±10 min, ±1 h.
+    pub fn clock_step_secs(variant: u32) -> f64 {
+        let secs = [1.0, 30.0, 600.0, 3600.0][(variant % 4) as usize];
+        if (variant / 4).is_multiple_of(2) {
+            secs
+        } else {
+            -secs
         }
     }
 
@@ -341,6 +365,17 @@ mod tests {
         let first = &generate(42, &p)[0];
         assert_eq!(
             (first.kind, first.start_ms, first.duration_ms),
+            (FaultKind::PacketLoss, 3_064, 8_174),
+            "{first:?}"
+        );
+        // The 16 kinds before clock steps: what `all` drew then.
+        let v2 = Params {
+            kinds: FaultKind::V2.to_vec(),
+            ..p.clone()
+        };
+        let first = &generate(42, &v2)[0];
+        assert_eq!(
+            (first.kind, first.start_ms, first.duration_ms),
             (FaultKind::AgentKill, 3_064, 1_195),
             "{first:?}"
         );
@@ -377,6 +412,11 @@ mod tests {
         assert!(a.iter().any(|f| f.kind == FaultKind::MachineReplace));
         assert!(a.iter().any(|f| f.kind == FaultKind::EtcdReplace));
         assert_eq!(FaultKind::parse_list("v1").unwrap(), FaultKind::V1.to_vec());
+        assert_eq!(FaultKind::parse_list("v2").unwrap().len(), 16);
+        assert_eq!(
+            FaultKind::parse_list("all").unwrap().last(),
+            Some(&FaultKind::ClockStep)
+        );
         assert_eq!(
             FaultKind::parse_list("etcd-replace,delay").unwrap(),
             vec![FaultKind::EtcdReplace, FaultKind::Delay]

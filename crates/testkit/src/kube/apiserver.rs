@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// The port every API server listens on.
 pub const API_PORT: u16 = 6443;
 
+/// How long an API server may take to become ready on 2 busy shared cores (alone on this
+/// machine it takes 8–16 s).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// Where the cache of `scripts/kube-apiserver.sh` puts the binary.
 pub const DEFAULT_BIN: &str = "/var/cache/cpe-test/kube-apiserver/kube-apiserver";
 
@@ -159,8 +163,15 @@ pub fn wait_ready(api: &mut ApiServer, host: &Host, timeout: Duration) -> Result
     }
 }
 
-/// The status code `url` answers from inside `host` (certificate not checked), if any.
+/// The status code `url` answers from inside `host` (certificate not checked) within 1 s,
+/// if any.
 pub fn readyz(host: &Host, url: &str) -> Option<u16> {
+    readyz_within(host, url, Duration::from_secs(1))
+}
+
+/// As [`readyz`], waiting up to `timeout` for the answer.
+pub fn readyz_within(host: &Host, url: &str, timeout: Duration) -> Option<u16> {
+    let secs = format!("{:.3}", timeout.as_secs_f64());
     let out = host
         .exec(
             "curl",
@@ -171,7 +182,7 @@ pub fn readyz(host: &Host, url: &str) -> Option<u16> {
                 "-w",
                 "%{http_code}",
                 "-m",
-                "1",
+                &secs,
                 url,
             ],
         )

@@ -23,7 +23,7 @@ pub mod watch;
 
 use crate::{EtcdCluster, Host, Net};
 use anyhow::{bail, Context, Result};
-pub use apiserver::{ApiOptions, ApiServer, API_PORT};
+pub use apiserver::{ApiOptions, ApiServer, API_PORT, READY_TIMEOUT};
 use pki::KubePki;
 pub use pki::User;
 use std::net::Ipv4Addr;
@@ -62,9 +62,6 @@ pub struct KubeBed {
 /// with a watch open (a client's) closes it only when its HTTP server's 60 s shutdown
 /// timeout ends: 63 s after SIGTERM with a 3 s delay is what it takes then.
 const EXIT_GRACE: Duration = Duration::from_secs(90);
-
-/// How long an API server may take to become ready on 2 busy shared cores.
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 impl KubeBed {
     /// Builds the net, etcd (one member per machine), the PKI, and starts one API server per

@@ -1,8 +1,8 @@
 //! The VIP testbed: three control-plane machines and a client on one bridge, and the failure
 //! scenarios of `docs/vip-failover.md`, run against `cpe vip` or keepalived.
 //!
-//! Each machine is a namespace with an etcd member, a stand-in API server on `:6443` and the
-//! VIP agent; the client namespace runs the [`Prober`] against `VIP:6443`, and a [`Watch`]
+//! Each machine is a namespace with an etcd member, an API server on `:6443` (the stand-in
+//! `cpe test-apiserver`, or a real kube-apiserver: [`ApiKind`]) and the VIP agent; the client namespace runs the [`Prober`] against `VIP:6443`, and a [`Watch`]
 //! samples every machine's addresses and the client's neighbour entry. A scenario waits for a
 //! steady state (one holder, the client answered), injects one failure into the holder (or
 //! the etcd leader), waits for the VIP to settle, measures, then repairs everything and waits
@@ -11,7 +11,7 @@
 //! This module measures and reports; it asserts nothing. The tests
 //! (`crates/e2e/tests/vip_e2e.rs`) assert the properties on the [`Outcome`]s; the benchmark
 //! (`bench/vip.sh`, through the `vip_bench` example) prints their figures. It knows the command lines of `cpe vip`,
-//! `cpe test-apiserver` and keepalived, nothing of their internals.
+//! `cpe test-apiserver`, kube-apiserver and keepalived, nothing of their internals.
 //!
 //! # Layout
 //!
@@ -19,6 +19,8 @@
 //! - [`testbed`]: the testbed itself: building it, starting and stopping the processes on
 //!   each machine, waiting for a steady state, repairing.
 //! - `scenarios`: running one [`Scenario`] on the testbed and measuring its [`Outcome`].
+//! - `kube_api`: the real kube-apiserver on the machines ([`ApiKind::Kube`]): its PKI,
+//!   cutting it from its etcd member, and [`ReadyzWait`], a /readyz poller in a thread.
 //! - `lb`: the load-balancing VIP's observers (which API server answered, the nftables
 //!   redirect on each machine) and helpers (kill or restart one API server).
 //! - `safety`: the issue-11 runs ([`SafetyRun`]: every API server overloaded, planned
@@ -29,8 +31,10 @@
 //! - `text`: the text crossing the testbed's edges: tcpdump's ARP lines read, keepalived's
 //!   configuration written.
 
+mod arp_clock;
 mod faults;
 mod front;
+mod kube_api;
 mod lb;
 mod outcome;
 mod safety;
@@ -39,6 +43,7 @@ mod testbed;
 mod text;
 
 pub use front::FrontLb;
+pub use kube_api::ReadyzWait;
 pub use lb::{has_redirect, redirect_guarded, RulesSample, RulesWatch};
 pub use outcome::Outcome;
 pub use safety::{SafetyOutcome, SafetyRun};
@@ -47,11 +52,17 @@ pub use text::{keepalived_conf, parse_arp_claim};
 
 use std::path::PathBuf;
 
-/// Which stand-in API server runs on each machine.
+/// Which API server runs on each machine.
 #[derive(Debug, Clone)]
 pub enum ApiKind {
-    /// `cpe test-apiserver` from this binary (HTTPS).
+    /// `cpe test-apiserver` from this binary (HTTPS): the stand-in, ready in ~0.1 s, with
+    /// its own `/readyz` switch. The default everywhere.
     Cpe(PathBuf),
+    /// A real kube-apiserver 1.20 (this binary, see [`crate::kube::apiserver`]) on the
+    /// machine's address, against its own etcd member at `127.0.0.1:2379`, with a serving
+    /// certificate from a test cluster CA naming the machine's address and the VIP
+    /// (`kube_api`). Slow to start (8–30 s); made unready by cutting it from its etcd member.
+    Kube(PathBuf),
     /// `python3 -m http.server` serving a directory with a `readyz` file (HTTP); only for
     /// trying the harness before the stand-in exists.
     Python,

@@ -293,6 +293,9 @@ impl Testbed {
     /// Replaces machine `i` ([`Testbed::replace_machine`]) and waits for a steady state.
     fn replace(&mut self, i: usize) -> Result<()> {
         self.replace_machine(i)?;
+        if self.kube_api() {
+            self.wait_api_ready(i)?;
+        }
         self.wait_stable(Duration::from_secs(60))?;
         Ok(())
     }
@@ -300,16 +303,19 @@ impl Testbed {
     /// Replaces machine `i` as Cluster API does: stops its agent and then its API server
     /// (SIGTERM), moves etcd leadership off its member and removes it, deletes the host,
     /// then adds a new host with a new name and address, etcd member, API server and agent.
-    /// Does not wait for a steady state. Returns the new machine's name and MAC.
+    /// Does not wait for a steady state, nor for a real kube-apiserver to be ready. Returns the new machine's name and MAC.
     pub fn replace_machine(&mut self, i: usize) -> Result<(String, String)> {
         let old = self.machines[i].host.clone();
         if let Some(mut a) = self.machines[i].agent.take() {
             a.terminate(Duration::from_secs(10));
         }
         // Drained, as the kubelet stops a static pod: /readyz 503 for the shutdown delay
-        // while requests are still served, then the listener closes.
+        // while requests are still served, then the listener closes. A real kube-apiserver
+        // then holds open watches for up to 60 s: the machine is powered off 2 s after its
+        // 2 s shutdown delay instead.
+        let grace = Duration::from_secs(if self.kube_api() { 4 } else { 10 });
         if let Some(mut a) = self.machines[i].api.take() {
-            a.terminate(Duration::from_secs(10));
+            a.terminate(grace);
         }
         let idx = self
             .etcd
@@ -330,7 +336,12 @@ impl Testbed {
         let name = host.name.clone();
         self.machines[i] = Machine::fresh(host, slot);
         self.start_api(i)?;
-        self.wait_api_ready(i)?;
+        // The stand-in is ready in ~0.1 s. A real kube-apiserver takes 8–30 s: its agent
+        // starts beside it, as the kubelet starts both static pods, and stays out of the
+        // election until /readyz passes (the chaos runner times the start).
+        if !self.kube_api() {
+            self.wait_api_ready(i)?;
+        }
         self.start_agent(i)?;
         eprintln!("[vip] replaced {} by {name}", old.name);
         Ok((name, mac))

@@ -1,11 +1,12 @@
 //! The VIP testbed ([`Testbed`]): three control-plane machines and a client on one
-//! bridge, each machine with an etcd member, a stand-in API server on `:6443` and the VIP
-//! agent, and the observers on the client. Here: building it, starting, signalling and
+//! bridge, each machine with an etcd member, an API server on `:6443` (the stand-in or a real
+//! kube-apiserver, see `kube_api`) and the VIP agent, and the observers on the client. Here: building it, starting, signalling and
 //! restarting the processes of one machine, waiting for a steady state (one holder, the
 //! client answered), reading what the client saw on the wire, and repairing every injected
 //! failure. Injecting the failures and measuring them is the runner's (`scenarios`). A
 //! load balancer in front of the machines, when asked for, is `front.rs`'s.
 
+use super::arp_clock::{run_times, LineTimes};
 use super::front::{Front, FrontLb, LB_HOST};
 use super::text::{keepalived_conf, parse_arp_claim};
 use super::{AgentKind, ApiKind};
@@ -24,6 +25,10 @@ pub(super) struct Machine {
     /// keepalived priority rank (0 is highest); kept by its replacement.
     pub(super) slot: usize,
     pub(super) api: Option<Child>,
+    /// When its API server was started (for the start-to-ready time printed), and how
+    /// long its log was then (the log is appended to across restarts).
+    pub(super) api_started: Option<Instant>,
+    pub(super) api_log_from: u64,
     pub(super) agent: Option<Child>,
     /// HAProxy, in the keepalived+HAProxy recipe only (see `lb.rs`).
     pub(super) haproxy: Option<Child>,
@@ -42,6 +47,8 @@ impl Machine {
             host,
             slot,
             api: None,
+            api_started: None,
+            api_log_from: 0,
             agent: None,
             haproxy: None,
             unready: false,
@@ -74,16 +81,23 @@ pub struct Testbed {
     pub(super) prober: Prober,
     /// tcpdump in the client namespace: the ARP traffic the client sees.
     arp: Child,
+    /// When each of tcpdump's lines was first seen (for clock steps: `arp_clock`).
+    arp_seen: LineTimes,
     /// Every machine's eth0 MAC ever seen, for naming ARP senders.
     pub(super) macs: Vec<(String, String)>,
     pub(super) machines: Vec<Machine>,
     pub(super) etcd: EtcdCluster,
     pub client: Host,
     pub vip: Ipv4Addr,
-    api: ApiKind,
+    pub(super) api: ApiKind,
+    /// The test cluster's CA, keys and tokens, with a real kube-apiserver (`kube_api`).
+    pub(super) pki: Option<crate::kube::pki::KubePki>,
     pub(super) agent: AgentKind,
     epoch: Instant,
     epoch_wall: std::time::SystemTime,
+    /// Steps of the real-time clock made by [`Testbed::step_clock`]: (run time, seconds),
+    /// to read tcpdump's wall-clock stamps across them; their sum is undone on drop.
+    pub(super) clock_steps: Vec<(Duration, f64)>,
     /// Next host number for replacements (cp4, cp5, ...).
     pub(super) next_host: usize,
     /// keepalived+HAProxy (kubeadm's recipe): HAProxy's port on every machine, which the
@@ -148,6 +162,18 @@ impl Testbed {
         machines: usize,
         front: Option<FrontLb>,
     ) -> Result<Testbed> {
+        // The checker's bounds through a front LB hold for an API server that does not use
+        // etcd (the stand-in): a kube-apiserver's /readyz fails with its etcd member, so
+        // etcd's faults would be on the client's path. Not tried with real ones.
+        if let (Some(f), ApiKind::Kube(_)) = (&front, &api) {
+            anyhow::bail!(
+                "a front load balancer ({}) on real kube-apiservers (--front-lb with --api \
+                 kube) is not supported: the bounds the checker judges the front LB by assume \
+                 the stand-in API server, which does not use etcd; give --front-lb with --api \
+                 cpe, or --api kube without --front-lb",
+                f.name()
+            );
+        }
         crate::require_root();
         let mut progs = vec!["ip", "etcd", "etcdctl", "nft", "curl", "tcpdump"];
         match (&api, &agent) {
@@ -187,8 +213,19 @@ impl Testbed {
             "tcpdump arp",
             &dir.path().join("client-arp.txt"),
             "tcpdump",
-            &["-l", "-n", "-e", "-tt", "-i", "eth0", "arp"].map(String::from),
+            &[
+                "-l",
+                "--immediate-mode",
+                "-n",
+                "-e",
+                "-tt",
+                "-i",
+                "eth0",
+                "arp",
+            ]
+            .map(String::from),
         )?;
+        let arp_seen = LineTimes::start(dir.path().join("client-arp.txt"), epoch);
         let mut macs = Vec::new();
         for h in &hosts {
             macs.push((h.mac()?, h.name.clone()));
@@ -197,7 +234,7 @@ impl Testbed {
         let entry = front.as_ref().map_or(vip, |f| f.host.addr);
         let target = Target {
             addr: SocketAddr::new(entry.into(), haproxy_port.unwrap_or(API_PORT)),
-            https: matches!(api, ApiKind::Cpe(_)),
+            https: !matches!(api, ApiKind::Python),
             path: "/readyz".into(),
         };
         let prober = Prober::start(
@@ -207,6 +244,10 @@ impl Testbed {
             Duration::from_secs(2),
             epoch,
         )?;
+        let pki = match api {
+            ApiKind::Kube(_) => Some(super::kube_api::create_pki(dir.path(), vip)?),
+            _ => None,
+        };
         let machines = hosts
             .into_iter()
             .enumerate()
@@ -216,24 +257,30 @@ impl Testbed {
             watch,
             prober,
             arp,
+            arp_seen,
             macs,
             machines,
             etcd,
             client,
             vip,
             api,
+            pki,
             agent,
             epoch,
             epoch_wall,
+            clock_steps: Vec::new(),
             next_host: hosts_n + 1,
             haproxy_port,
             front,
             net,
             dir,
         };
-        // The first API server generates the shared test PKI; start the others after it.
+        // The stand-in's first server generates the shared test PKI: the others start after
+        // it. kube-apiservers (PKI made above) start together, as kubelets start them.
         tb.start_api(0)?;
-        tb.wait_api_ready(0)?;
+        if !tb.kube_api() {
+            tb.wait_api_ready(0)?;
+        }
         for i in 1..tb.machines.len() {
             tb.start_api(i)?;
         }
@@ -285,6 +332,7 @@ impl Testbed {
         let m = &self.machines[i];
         let name = m.host.name.clone();
         let log = self.log(&format!("api-{name}"));
+        let log_from = std::fs::metadata(&log).map_or(0, |m| m.len());
         let child = match &self.api {
             ApiKind::Python => {
                 let root = self.dir.path().join(format!("www-{name}"));
@@ -333,29 +381,40 @@ impl Testbed {
                 }
                 m.host.spawn(&format!("api {name}"), &log, bin, &args)?
             }
+            ApiKind::Kube(bin) => self.spawn_kube_api(i, bin)?,
         };
         let m = &mut self.machines[i];
         m.api = Some(child);
+        m.api_started = Some(Instant::now());
+        m.api_log_from = log_from;
         m.unready = false;
         Ok(())
     }
 
-    fn api_url(&self) -> String {
+    /// The local /readyz (what the agents probe).
+    pub(super) fn api_url(&self) -> String {
         match self.api {
             ApiKind::Python => format!("http://127.0.0.1:{API_PORT}/readyz"),
-            ApiKind::Cpe(_) => format!("https://127.0.0.1:{API_PORT}/readyz"),
+            ApiKind::Cpe(_) | ApiKind::Kube(_) => format!("https://127.0.0.1:{API_PORT}/readyz"),
         }
     }
 
     pub(super) fn wait_api_ready(&mut self, i: usize) -> Result<()> {
         let url = self.api_url();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + self.api_ready_timeout();
         loop {
             if self.machines[i]
                 .host
                 .exec("curl", &["-sfk", "-m", "1", &url])
                 .is_ok()
             {
+                if let (true, Some(t0)) = (self.kube_api(), self.machines[i].api_started) {
+                    eprintln!(
+                        "[vip] kube-apiserver on {} ready {:.1} s after its start",
+                        self.machines[i].host.name,
+                        t0.elapsed().as_secs_f64()
+                    );
+                }
                 return Ok(());
             }
             let m = &mut self.machines[i];
@@ -370,7 +429,8 @@ impl Testbed {
         }
     }
 
-    /// Makes /readyz answer 503 (Python: 404) while the server keeps running.
+    /// Makes /readyz fail while the server keeps running: 503 (Python: 404; a real
+    /// kube-apiserver: cut from its etcd member, 500 or no answer, see `kube_api`).
     pub(super) fn make_unready(&mut self, i: usize) -> Result<()> {
         self.set_ready(i, false)
     }
@@ -385,6 +445,7 @@ impl Testbed {
         match &self.api {
             ApiKind::Python if ready => std::fs::write(marker, "ok")?,
             ApiKind::Python => std::fs::remove_file(marker)?,
+            ApiKind::Kube(_) => self.set_kube_ready(i, ready)?,
             ApiKind::Cpe(_) => {
                 // The stand-in's own switch (`POST /debug/ready`), from inside the machine.
                 self.machines[i]
@@ -461,6 +522,11 @@ impl Testbed {
                 let lb = extra.iter().any(|a| a == "--load-balance");
                 if !lb {
                     args.extend(["--health-url".into(), url]);
+                    // The real server's certificate is verified (it names 127.0.0.1).
+                    if let Some(pki) = &self.pki {
+                        let ca = pki.ca_path().to_string_lossy().into_owned();
+                        args.extend(["--health-ca".into(), ca]);
+                    }
                 }
                 let discover = extra.iter().any(|a| a == "--discover");
                 if lb && !discover && !extra.iter().any(|a| a == "--backend") {
@@ -586,15 +652,37 @@ impl Testbed {
             .as_secs_f64();
         let vip = self.vip.to_string();
         let _ = &self.arp;
-        text.lines()
-            .filter_map(|l| {
-                let (mac, t) = parse_arp_claim(l, &vip)?;
+        let claims: Vec<_> = text
+            .lines()
+            .filter_map(|l| parse_arp_claim(l, &vip))
+            .collect();
+        let steps: Vec<_> = self
+            .clock_steps
+            .iter()
+            .map(|(t, d)| (t.as_secs_f64(), *d))
+            .collect();
+        // Only lines that are claims count; `seen` is per line of the file.
+        let seen = self.arp_seen.seen();
+        let (mut rel, mut seen_claims) = (Vec::new(), Vec::new());
+        for (i, l) in text.lines().enumerate() {
+            if let Some((_, t)) = parse_arp_claim(l, &vip) {
+                rel.push(t - base);
+                if let Some(s) = seen.get(i) {
+                    seen_claims.push(*s);
+                }
+            }
+        }
+        let times = run_times(rel, &seen_claims, &steps);
+        claims
+            .into_iter()
+            .zip(times)
+            .map(|((mac, _), t)| {
                 let host = self
                     .macs
                     .iter()
                     .find(|(m, _)| *m == mac)
                     .map(|(_, n)| n.clone());
-                Some((Duration::from_secs_f64((t - base).max(0.0)), mac, host))
+                (Duration::from_secs_f64(t.max(0.0)), mac, host)
             })
             .collect()
     }
@@ -673,6 +761,13 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        // A run that ends inside a clock step (an error, a panic) steps the clock back.
+        let off: f64 = self.clock_steps.iter().map(|(_, d)| d).sum();
+        if off != 0.0 {
+            if let Err(e) = super::faults::step_realtime(-off) {
+                eprintln!("[vip] could not step the real-time clock back by {off} s: {e:#}");
+            }
+        }
         if std::thread::panicking() {
             eprintln!(
                 "[vip] test failed; logs in {}:\n{}",
