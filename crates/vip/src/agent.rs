@@ -672,11 +672,8 @@ impl Driver {
                     }
                 }
                 let etcd = self.settings.etcd.clone();
-                self.revokes.push(tokio::spawn(async move {
-                    if let Err(e) = etcd.revoke(id).await {
-                        tracing::warn!("cannot revoke lease {id:x}: {e} (it expires on its own)");
-                    }
-                }));
+                self.revokes
+                    .push(tokio::spawn(tasks::revoke_until_done(etcd, id)));
             }
             Action::PublishPreference { to } => {
                 if let Some(lease) = self.machine.lease().map(|l| l.id) {

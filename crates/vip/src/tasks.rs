@@ -2,7 +2,7 @@
 //! driver (`agent.rs`) through its channel as an [`Event`]: the health checker (cpe-health's
 //! [`Checker`], the one the load balancer also runs), the lease keep-alive, the interface
 //! poll, the etcd leader query, the read of the other agents' health and the election's
-//! queue, and while holding, the etcd-leadership check.
+//! queue, while holding, the etcd-leadership check, and revoking a lease until etcd has.
 //!
 //! They decide nothing about the VIP (that is [`crate::machine`]'s, fed by the driver) and
 //! the etcd-leadership rules are [`crate::etcd_leader`]'s: here is only the I/O, the
@@ -370,6 +370,52 @@ pub(crate) async fn put_retrying(etcd: Client, key: String, value: String, lease
                 tracing::warn!("cannot write {key} under lease {lease:x}: {e}")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// How long a lease this agent gave up is revoked for before it is left to expire.
+pub(crate) const REVOKE_FOR: Duration = Duration::from_secs(120);
+
+/// Revokes a lease this agent gave up (a resigned holder's, an abandoned campaign's), again
+/// and again while etcd cannot answer (an election, a member cut off), for up to
+/// [`REVOKE_FOR`]. Leaving it "to expire on its own" is not enough: etcd 3.4 queues lease
+/// expiries by the wall clock (`LeaseWithTime.time = expiry.UnixNano()`), so after the
+/// host's clock steps back a lease nobody renews outlives its TTL by the step, and its
+/// election key keeps every candidate behind it waiting (a 31 s stretch with no holder in
+/// a chaos run, docs/chaos.md). A revoked lease takes its key at once.
+pub(crate) async fn revoke_until_done(etcd: Client, id: i64) {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(250);
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match etcd.revoke(id).await {
+            Ok(()) if tries == 1 => return,
+            Ok(()) => {
+                tracing::info!("lease {id:x} revoked (try {tries})");
+                return;
+            }
+            Err(e) if !e.is_retryable() => {
+                tracing::warn!("cannot revoke lease {id:x}: {e} (left to expire)");
+                return;
+            }
+            Err(e) if start.elapsed() >= REVOKE_FOR => {
+                tracing::warn!(
+                    "cannot revoke lease {id:x} after {tries} tries in {:?}: {e} (left to expire)",
+                    REVOKE_FOR
+                );
+                return;
+            }
+            Err(e) => {
+                if tries == 1 {
+                    tracing::warn!(
+                        "cannot revoke lease {id:x} yet: {e}; trying again until etcd answers"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }
