@@ -78,20 +78,26 @@ pub fn start_cpe_lb(
     }
 }
 
-/// HAProxy in the `lb` host with a static list of `backends` (`ADDR:PORT`), TCP mode,
-/// HTTPS `/readyz` checks every 250 ms (fall 2, rise 2) like cpe lb's defaults.
-pub fn start_haproxy(bed: &KubeBed, backends: &[String]) -> Result<Child> {
+/// The HAProxy configuration the tests put in front of API servers: TCP mode on `bind`,
+/// a static list of `backends` (`ADDR:PORT`), HTTPS `/readyz` checks every 250 ms (fall 2,
+/// rise 2) like cpe lb's defaults, leastconn.
+pub fn haproxy_conf(bind: &str, backends: &[String]) -> String {
     let mut conf = format!(
         "global\n  maxconn 4000\n\
          defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n\
-         frontend fe\n  bind {}:{API_PORT}\n  default_backend be\n\
+         frontend fe\n  bind {bind}\n  default_backend be\n\
          backend be\n  balance leastconn\n  option httpchk GET /readyz\n  http-check expect status 200\n\
-         \x20 default-server check check-ssl verify none inter 250ms fall 2 rise 2\n",
-        bed.lb.addr
+         \x20 default-server check check-ssl verify none inter 250ms fall 2 rise 2\n"
     );
     for (i, b) in backends.iter().enumerate() {
         conf += &format!("  server s{i} {b}\n");
     }
+    conf
+}
+
+/// HAProxy in the `lb` host with a static list of `backends` ([`haproxy_conf`]).
+pub fn start_haproxy(bed: &KubeBed, backends: &[String]) -> Result<Child> {
+    let conf = haproxy_conf(&format!("{}:{API_PORT}", bed.lb.addr), backends);
     let path = bed.dir().join("haproxy.cfg");
     std::fs::write(&path, conf)?;
     let log = bed.dir().join("haproxy.log");

@@ -130,17 +130,13 @@ impl Testbed {
                 // TCP mode, HTTPS /readyz checks every 250 ms (fall 2, rise 2) like cpe
                 // lb's, the machines as they were at the start: a restart after a crash
                 // reads the same file.
-                let mut conf = format!(
-                    "global\n  maxconn 4000\n\
-                     defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n\
-                     frontend fe\n  bind {}:{PORT}\n  default_backend be\n\
-                     backend be\n  balance leastconn\n  option httpchk GET /readyz\n  http-check expect status 200\n\
-                     \x20 default-server check check-ssl verify none inter 250ms fall 2 rise 2\n",
-                    host.addr
-                );
-                for (i, m) in self.machines.iter().enumerate() {
-                    conf += &format!("  server s{i} {}:{PORT}\n", m.host.addr);
-                }
+                let backends: Vec<String> = self
+                    .machines
+                    .iter()
+                    .map(|m| format!("{}:{PORT}", m.host.addr))
+                    .collect();
+                let conf =
+                    crate::kube::replace::haproxy_conf(&format!("{}:{PORT}", host.addr), &backends);
                 let path = self.dir().join("haproxy-front.cfg");
                 if !path.exists() {
                     std::fs::write(&path, conf)?;
