@@ -1,6 +1,6 @@
 //! The numbers the checker's rules use ([`Bounds`]) and what each fault kind may cost the
-//! client ([`failover_bound`] through the VIP, [`allowance`] by where the client's requests
-//! go: the VIP or a load balancer in front of the machines), and from that whether a fault
+//! client ([`allowance`], by where the client's requests go: the VIP or a load balancer
+//! in front of the machines), and from that whether a fault
 //! may explain an outage at all ([`explains`]). Published in
 //! `docs/chaos.md`; pure constants and tables, judged nothing here (`checker` does).
 
@@ -35,27 +35,6 @@ impl Default for Bounds {
     }
 }
 
-/// How long after its start a fault of this kind may keep the client out when it is the
-/// only fault in progress (`None`: it may last as long as the fault, plus `grace`, because
-/// the fault degrades every path: loss, delay, a flapping link).
-pub fn failover_bound(kind: FaultKind) -> Option<Ms> {
-    match kind {
-        FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready => Some(6_000),
-        FaultKind::AgentTerm | FaultKind::AgentRestart => Some(6_000),
-        FaultKind::AgentKill | FaultKind::LinkCut => Some(8_000),
-        FaultKind::Partition | FaultKind::PartitionOneWay => Some(10_000),
-        FaultKind::EtcdLeaderKill | FaultKind::CpuStarve => Some(10_000),
-        // The holder's machine replaced: a planned handover first (its agent's SIGTERM);
-        // an etcd member replaced: leadership moved off it first, a leader election at worst.
-        FaultKind::MachineReplace => Some(8_000),
-        FaultKind::EtcdReplace => Some(10_000),
-        FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay => None,
-        // Never used: a clock step explains nothing, through the VIP or a front LB
-        // (`allowance`).
-        FaultKind::ClockStep => Some(0),
-    }
-}
-
 /// What a fault may cost the client, by where its requests go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allowance {
@@ -72,8 +51,8 @@ pub enum Allowance {
     OffPath,
 }
 
-/// What a fault of `kind` may cost the client: through the VIP (`front_lb` false, the
-/// bounds of [`failover_bound`]), or through a load balancer in front of the machines
+/// What a fault of `kind` may cost the client when it is the only fault in progress:
+/// through the VIP (`front_lb` false), or through a load balancer in front of the machines
 /// (`cpe lb` or HAProxy on a host of their own). There a failing API server costs only
 /// what was in flight to it until the LB's checks take it out (2 × 250 ms; a refused
 /// connect is retried on another backend), a cut or replaced machine the same plus a
@@ -82,27 +61,29 @@ pub enum Allowance {
 /// use etcd, and the LB keeps its backend set while etcd does not answer. A clock step is
 /// off the path in both modes (the one rule for it: [`explains`]).
 pub fn allowance(kind: FaultKind, front_lb: bool) -> Allowance {
+    use Allowance::*;
+    use FaultKind::*;
     match (kind, front_lb) {
-        (FaultKind::ClockStep, _) => Allowance::OffPath,
-        (k, false) => failover_bound(k).map_or(Allowance::UntilEnd, Allowance::Within),
-        (FaultKind::ApiKill | FaultKind::ApiTerm | FaultKind::ApiUnready, true) => {
-            Allowance::Within(4_000)
-        }
-        (FaultKind::MachineReplace | FaultKind::EtcdReplace, true) => Allowance::Within(4_000),
-        (FaultKind::LinkCut, true) => Allowance::Within(6_000),
-        (FaultKind::LinkFlap | FaultKind::PacketLoss | FaultKind::Delay, true) => {
-            Allowance::UntilEnd
-        }
+        // A step of the real-time clock is on no path.
+        (ClockStep, _) => OffPath,
+        // What degrades every path while it lasts.
+        (LinkFlap | PacketLoss | Delay, _) => UntilEnd,
+        // Through the VIP: a move of the address.
+        (ApiKill | ApiTerm | ApiUnready | AgentTerm | AgentRestart, false) => Within(6_000),
+        (AgentKill | LinkCut, false) => Within(8_000),
+        (Partition | PartitionOneWay | EtcdLeaderKill | CpuStarve, false) => Within(10_000),
+        // The holder's machine replaced: a planned handover first (its agent's SIGTERM);
+        // an etcd member replaced: leadership moved off it first, a leader election at worst.
+        (MachineReplace, false) => Within(8_000),
+        (EtcdReplace, false) => Within(10_000),
+        // Through a front LB: its checks take a failing backend out.
+        (ApiKill | ApiTerm | ApiUnready | MachineReplace | EtcdReplace, true) => Within(4_000),
+        (LinkCut, true) => Within(6_000),
         (
-            FaultKind::AgentKill
-            | FaultKind::AgentTerm
-            | FaultKind::AgentRestart
-            | FaultKind::CpuStarve
-            | FaultKind::Partition
-            | FaultKind::PartitionOneWay
-            | FaultKind::EtcdLeaderKill,
+            AgentKill | AgentTerm | AgentRestart | CpuStarve | Partition | PartitionOneWay
+            | EtcdLeaderKill,
             true,
-        ) => Allowance::OffPath,
+        ) => OffPath,
     }
 }
 

@@ -33,7 +33,7 @@
 //! client-seen outage of each fault (the longest gap between successes from its start to
 //! `grace` after its end), by kind.
 
-pub use super::bounds::{allowance, explains, failover_bound, Allowance, Bounds};
+pub use super::bounds::{allowance, explains, Allowance, Bounds};
 use super::history::{History, Ms, WatchWhat};
 use super::schedule::FaultKind;
 use std::collections::BTreeMap;
