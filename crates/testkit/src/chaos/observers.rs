@@ -84,40 +84,58 @@ pub(super) fn ms(epoch: Instant) -> Ms {
 /// by the runner when a member or a machine is replaced.
 pub type Members = std::sync::Arc<std::sync::Mutex<Vec<(String, Ipv4Addr)>>>;
 
+/// A thread in the client's namespace that calls `read` every 250 ms and records what it
+/// returns whenever that differs from the last reading (the first reading included).
+fn on_change<V, T>(
+    client: &Host,
+    name: &str,
+    epoch: Instant,
+    mut read: impl FnMut() -> V + Send + 'static,
+    sample: impl Fn(Ms, V) -> T + Send + 'static,
+) -> Result<Recorder<T>>
+where
+    V: PartialEq + Clone + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_in(client, name, move |stop, records| {
+        let mut last: Option<V> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let now = read();
+            if last.as_ref() != Some(&now) {
+                records.lock().unwrap().push(sample(ms(epoch), now.clone()));
+                last = Some(now);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    })
+}
+
 /// Records the etcd leader (by machine name) on change, asking every member in `members`.
 pub fn etcd_leader(
     client: &Host,
     members: Members,
     epoch: Instant,
 ) -> Result<Recorder<LeaderSample>> {
-    spawn_in(client, "etcd-leader-watch", move |stop, records| {
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut last: Option<Option<String>> = None;
-        while !stop.load(Ordering::Relaxed) {
-            let mut votes: HashMap<String, usize> = HashMap::new();
-            let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
-            for (name, addr) in &now {
-                if let Ok(v) = etcd_status(*addr) {
-                    let id = v["header"]["member_id"].as_str().unwrap_or("").to_string();
-                    names.insert(id, name.clone());
-                    if let Some(l) = v["leader"].as_str().filter(|l| *l != "0") {
-                        *votes.entry(l.to_string()).or_default() += 1;
-                    }
+    let mut names: HashMap<String, String> = HashMap::new();
+    let read = move || {
+        let mut votes: HashMap<String, usize> = HashMap::new();
+        let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
+        for (name, addr) in &now {
+            if let Ok(v) = etcd_status(*addr) {
+                let id = v["header"]["member_id"].as_str().unwrap_or("").to_string();
+                names.insert(id, name.clone());
+                if let Some(l) = v["leader"].as_str().filter(|l| *l != "0") {
+                    *votes.entry(l.to_string()).or_default() += 1;
                 }
             }
-            let leader = votes
-                .into_iter()
-                .max_by_key(|(_, n)| *n)
-                .map(|(id, _)| names.get(&id).cloned().unwrap_or(id));
-            if last.as_ref() != Some(&leader) {
-                records.lock().unwrap().push(LeaderSample {
-                    t: ms(epoch),
-                    leader: leader.clone(),
-                });
-                last = Some(leader);
-            }
-            std::thread::sleep(Duration::from_millis(250));
         }
+        votes
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(id, _)| names.get(&id).cloned().unwrap_or(id))
+    };
+    on_change(client, "etcd-leader-watch", epoch, read, |t, leader| {
+        LeaderSample { t, leader }
     })
 }
 
@@ -141,43 +159,33 @@ pub fn election_queue(
         "sort_target": "CREATE",
     })
     .to_string();
-    spawn_in(client, "election-queue-watch", move |stop, records| {
-        let mut last: Option<Option<Vec<String>>> = None;
-        while !stop.load(Ordering::Relaxed) {
-            let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
-            let queue = now.iter().find_map(|(_, addr)| {
-                let v = etcd_post(*addr, "/v3/kv/range", &body).ok()?;
-                let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
-                Some(
-                    kvs.iter()
-                        .map(|kv| {
-                            let val = kv["value"]
-                                .as_str()
-                                .and_then(|x| b64.decode(x).ok())
-                                .map(|x| String::from_utf8_lossy(&x).into_owned())
-                                .unwrap_or_default();
-                            let node = serde_json::from_str::<serde_json::Value>(&val)
-                                .ok()
-                                .and_then(|j| j["node"].as_str().map(String::from))
-                                .unwrap_or(val);
-                            let lease = kv["lease"]
-                                .as_str()
-                                .and_then(|l| l.parse::<i64>().ok())
-                                .unwrap_or(0);
-                            format!("{node}/{lease:x}")
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            });
-            if last.as_ref() != Some(&queue) {
-                records.lock().unwrap().push(QueueSample {
-                    t: ms(epoch),
-                    queue: queue.clone(),
-                });
-                last = Some(queue);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    // One candidate's key as `node/lease hex` (the value is `cpe vip`'s election value).
+    let entry = move |kv: &serde_json::Value| {
+        let val = kv["value"]
+            .as_str()
+            .and_then(|x| b64.decode(x).ok())
+            .map(|x| String::from_utf8_lossy(&x).into_owned())
+            .unwrap_or_default();
+        let node = serde_json::from_str::<serde_json::Value>(&val)
+            .ok()
+            .and_then(|j| j["node"].as_str().map(String::from))
+            .unwrap_or(val);
+        let lease = kv["lease"]
+            .as_str()
+            .and_then(|l| l.parse::<i64>().ok())
+            .unwrap_or(0);
+        format!("{node}/{lease:x}")
+    };
+    let read = move || {
+        let now: Vec<(String, Ipv4Addr)> = members.lock().unwrap().clone();
+        now.iter().find_map(|(_, addr)| {
+            let v = etcd_post(*addr, "/v3/kv/range", &body).ok()?;
+            let kvs = v["kvs"].as_array().cloned().unwrap_or_default();
+            Some(kvs.iter().map(&entry).collect::<Vec<_>>())
+        })
+    };
+    on_change(client, "election-queue-watch", epoch, read, |t, queue| {
+        QueueSample { t, queue }
     })
 }
 
