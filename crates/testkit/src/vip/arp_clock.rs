@@ -9,6 +9,7 @@
 //! clock segment whose reading lands nearest that sighting. It does not parse the lines
 //! (`text::parse_arp_claim`) or step the clock (`faults::step_realtime`).
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,15 +69,20 @@ impl LineTimes {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut done = 0usize;
+            // Only the bytes written since the last poll are read.
+            let mut file: Option<std::fs::File> = None;
+            let mut buf = [0u8; 4096];
             while !st.load(Ordering::Relaxed) {
-                if let Ok(text) = std::fs::read(&path) {
-                    let lines = text.iter().filter(|b| **b == b'\n').count();
-                    if lines > done {
-                        let now = epoch.elapsed();
-                        s.lock().unwrap().extend((done..lines).map(|_| now));
-                        done = lines;
-                    }
+                if file.is_none() {
+                    file = std::fs::File::open(&path).ok();
+                }
+                let mut lines = 0;
+                while let Some(Ok(n @ 1..)) = file.as_mut().map(|f| f.read(&mut buf)) {
+                    lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+                }
+                if lines > 0 {
+                    let now = epoch.elapsed();
+                    s.lock().unwrap().extend((0..lines).map(|_| now));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
